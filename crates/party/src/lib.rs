@@ -1,0 +1,1 @@
+//! The party daemon: encrypted share store, protocol execution, protected envelopes. Built in a later issue.

@@ -1,0 +1,787 @@
+//! The deterministic core of the state machine: one command in, writes and an answer out.
+//!
+//! It is sans-IO: it sees the state through [`StateTxn`], so the RocksDB state machine and the
+//! unit tests (an in-memory map) run the very same code. Nothing here reads a clock or draws
+//! randomness; every replica that applies the same log computes the same bytes.
+
+use sha3::{Digest, Sha3_256};
+
+use crate::codec::{decode, encode};
+use crate::command::{Command, CommandResponse, CreateKeygen, CreateSigning, Operation, Rejection};
+use crate::model::{
+    AuditEvent, IdempotencyRecord, KeyRecord, KeyStatus, PartyRecord, PartyStatus, SessionKind,
+    SessionRecord, SessionResult, SessionStatus,
+};
+use crate::StoreError;
+
+/// The replicated tables; each is a RocksDB column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    Keys,
+    Sessions,
+    Parties,
+    Idempotency,
+    Audit,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [
+        Table::Keys,
+        Table::Sessions,
+        Table::Parties,
+        Table::Idempotency,
+        Table::Audit,
+    ];
+
+    pub fn cf_name(self) -> &'static str {
+        match self {
+            Table::Keys => "sm_keys",
+            Table::Sessions => "sm_sessions",
+            Table::Parties => "sm_parties",
+            Table::Idempotency => "sm_idempotency",
+            Table::Audit => "sm_audit",
+        }
+    }
+
+    /// The tag that names the table inside a snapshot; never reuse a retired number.
+    pub fn snapshot_tag(self) -> u8 {
+        match self {
+            Table::Keys => 1,
+            Table::Sessions => 2,
+            Table::Parties => 3,
+            Table::Idempotency => 4,
+            Table::Audit => 5,
+        }
+    }
+
+    pub fn from_snapshot_tag(tag: u8) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.snapshot_tag() == tag)
+    }
+}
+
+/// Read-your-writes access to the tables for the duration of one apply batch.
+pub trait StateTxn {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>);
+}
+
+/// The outcome of applying one command.
+#[derive(Debug)]
+pub struct Applied {
+    pub response: CommandResponse,
+    /// The session this command created or changed, for watchers.
+    pub session: Option<SessionRecord>,
+}
+
+impl Applied {
+    fn rejected(rejection: Rejection) -> Self {
+        Self {
+            response: CommandResponse::Rejected(rejection),
+            session: None,
+        }
+    }
+}
+
+/// Applies `cmd`, which sits at `log_index` in the Raft log.
+///
+/// A store failure is an `Err` (the node must stop: its state can no longer be trusted); a
+/// command that the state does not allow is an `Ok` holding [`CommandResponse::Rejected`].
+pub fn apply_command(
+    txn: &mut impl StateTxn,
+    log_index: u64,
+    cmd: &Command,
+) -> Result<Applied, StoreError> {
+    if let Err(invalid) = cmd.validate() {
+        return Ok(Applied::rejected(invalid.into()));
+    }
+    let (applied, action, subject) = match &cmd.op {
+        Operation::CreateKeygen(k) => (
+            create_keygen(txn, cmd.at_ms, &cmd.actor, k)?,
+            "session.create_keygen",
+            k.session_id.clone(),
+        ),
+        Operation::CreateSigning(s) => (
+            create_signing(txn, cmd.at_ms, &cmd.actor, s)?,
+            "session.create_signing",
+            s.session_id.clone(),
+        ),
+        Operation::StartSession {
+            session_id,
+            parties,
+        } => (
+            transition(txn, cmd.at_ms, session_id, "started", |s| {
+                if s.status != SessionStatus::Pending {
+                    return false;
+                }
+                s.status = SessionStatus::Running;
+                s.parties.clone_from(parties);
+                s.started_at_ms = Some(cmd.at_ms);
+                true
+            })?,
+            "session.start",
+            session_id.clone(),
+        ),
+        Operation::CompleteSession {
+            session_id,
+            result,
+            address,
+        } => (
+            complete_session(txn, cmd.at_ms, session_id, result, address.as_deref())?,
+            "session.complete",
+            session_id.clone(),
+        ),
+        Operation::FailSession {
+            session_id,
+            failure,
+        } => (
+            transition(txn, cmd.at_ms, session_id, "failed", |s| {
+                if s.status.is_terminal() {
+                    return false;
+                }
+                s.status = SessionStatus::Failed;
+                s.failure = Some(failure.clone());
+                s.finished_at_ms = Some(cmd.at_ms);
+                true
+            })?,
+            "session.fail",
+            session_id.clone(),
+        ),
+        Operation::ExpireSession { session_id } => (
+            transition(txn, cmd.at_ms, session_id, "expired", |s| {
+                if s.status.is_terminal() || cmd.at_ms < s.deadline_ms {
+                    return false;
+                }
+                s.status = SessionStatus::Expired;
+                s.finished_at_ms = Some(cmd.at_ms);
+                true
+            })?,
+            "session.expire",
+            session_id.clone(),
+        ),
+        Operation::UpdateKey(u) => {
+            let applied = match load::<KeyRecord>(txn, Table::Keys, &u.key_id, "key")? {
+                None => Applied::rejected(Rejection::NotFound {
+                    kind: "key".into(),
+                    id: u.key_id.clone(),
+                }),
+                Some(mut key) => {
+                    if let Some(d) = &u.description {
+                        key.description.clone_from(d);
+                    }
+                    if let Some(t) = &u.tags {
+                        key.tags.clone_from(t);
+                    }
+                    if let Some(status) = u.status {
+                        key.status = status;
+                    }
+                    key.updated_at_ms = cmd.at_ms;
+                    store(txn, Table::Keys, &key.key_id, "key", &key)?;
+                    Applied {
+                        response: CommandResponse::Key(Box::new(key)),
+                        session: None,
+                    }
+                }
+            };
+            (applied, "key.update", u.key_id.clone())
+        }
+        Operation::RegisterParty(p) => {
+            let existing = load::<PartyRecord>(txn, Table::Parties, &p.party_id, "party")?;
+            let party = PartyRecord {
+                party_id: p.party_id.clone(),
+                signing_public_key: p.signing_public_key.clone(),
+                encryption_public_key: p.encryption_public_key.clone(),
+                endpoint: p.endpoint.clone(),
+                status: PartyStatus::Online,
+                last_seen_ms: cmd.at_ms,
+                registered_at_ms: existing.map_or(cmd.at_ms, |e| e.registered_at_ms),
+            };
+            store(txn, Table::Parties, &party.party_id, "party", &party)?;
+            (
+                Applied {
+                    response: CommandResponse::Party(Box::new(party)),
+                    session: None,
+                },
+                "party.register",
+                p.party_id.clone(),
+            )
+        }
+        Operation::SetPartyStatus { party_id, status } => {
+            let applied = match load::<PartyRecord>(txn, Table::Parties, party_id, "party")? {
+                None => Applied::rejected(Rejection::NotFound {
+                    kind: "party".into(),
+                    id: party_id.clone(),
+                }),
+                Some(mut party) => {
+                    party.status = *status;
+                    party.last_seen_ms = cmd.at_ms;
+                    store(txn, Table::Parties, party_id, "party", &party)?;
+                    Applied {
+                        response: CommandResponse::Party(Box::new(party)),
+                        session: None,
+                    }
+                }
+            };
+            (applied, "party.set_status", party_id.clone())
+        }
+    };
+
+    let outcome = match &applied.response {
+        CommandResponse::Rejected(r) => format!("rejected: {r}"),
+        CommandResponse::Session { created: false, .. } => "ok: existing session returned".into(),
+        _ => "ok".into(),
+    };
+    let event = AuditEvent {
+        log_index,
+        at_ms: cmd.at_ms,
+        actor: cmd.actor.clone(),
+        action: action.into(),
+        subject,
+        outcome,
+    };
+    txn.put(
+        Table::Audit,
+        log_index.to_be_bytes().to_vec(),
+        encode("audit event", &event)?,
+    );
+    Ok(applied)
+}
+
+fn create_keygen(
+    txn: &mut impl StateTxn,
+    at_ms: u64,
+    actor: &str,
+    k: &CreateKeygen,
+) -> Result<Applied, StoreError> {
+    let fingerprint = fingerprint(&(
+        "keygen",
+        &k.scheme,
+        k.threshold,
+        &k.parties,
+        &k.description,
+        &k.tags,
+    ));
+    if let Some(found) = replay(txn, k.request_id.as_deref(), fingerprint)? {
+        return Ok(found);
+    }
+    if load::<KeyRecord>(txn, Table::Keys, &k.key_id, "key")?.is_some() {
+        return Ok(Applied::rejected(Rejection::AlreadyExists {
+            kind: "key".into(),
+            id: k.key_id.clone(),
+        }));
+    }
+    let session = SessionRecord {
+        session_id: k.session_id.clone(),
+        kind: SessionKind::Keygen,
+        scheme: k.scheme,
+        key_id: k.key_id.clone(),
+        threshold: k.threshold,
+        parties: k.parties.clone(),
+        message_digest: None,
+        status: SessionStatus::Pending,
+        result: None,
+        failure: None,
+        request_id: k.request_id.clone(),
+        requested_by: actor.to_owned(),
+        key_description: k.description.clone(),
+        key_tags: k.tags.clone(),
+        created_at_ms: at_ms,
+        updated_at_ms: at_ms,
+        deadline_ms: k.deadline_ms,
+        started_at_ms: None,
+        finished_at_ms: None,
+    };
+    insert_session(txn, session, k.request_id.as_deref(), fingerprint)
+}
+
+fn create_signing(
+    txn: &mut impl StateTxn,
+    at_ms: u64,
+    actor: &str,
+    s: &CreateSigning,
+) -> Result<Applied, StoreError> {
+    let fingerprint = fingerprint(&("sign", &s.key_id, &s.message_digest));
+    if let Some(found) = replay(txn, s.request_id.as_deref(), fingerprint)? {
+        return Ok(found);
+    }
+    let Some(key) = load::<KeyRecord>(txn, Table::Keys, &s.key_id, "key")? else {
+        return Ok(Applied::rejected(Rejection::NotFound {
+            kind: "key".into(),
+            id: s.key_id.clone(),
+        }));
+    };
+    if key.status != KeyStatus::Active {
+        return Ok(Applied::rejected(Rejection::KeyNotActive {
+            key_id: key.key_id,
+            status: key.status.as_str().into(),
+        }));
+    }
+    let session = SessionRecord {
+        session_id: s.session_id.clone(),
+        kind: SessionKind::Sign,
+        scheme: key.scheme,
+        key_id: key.key_id,
+        threshold: key.threshold,
+        parties: Vec::new(),
+        message_digest: Some(s.message_digest.clone()),
+        status: SessionStatus::Pending,
+        result: None,
+        failure: None,
+        request_id: s.request_id.clone(),
+        requested_by: actor.to_owned(),
+        key_description: String::new(),
+        key_tags: Default::default(),
+        created_at_ms: at_ms,
+        updated_at_ms: at_ms,
+        deadline_ms: s.deadline_ms,
+        started_at_ms: None,
+        finished_at_ms: None,
+    };
+    insert_session(txn, session, s.request_id.as_deref(), fingerprint)
+}
+
+/// A retried request: answers the session it created the first time, or refuses an id reused
+/// with other parameters.
+fn replay(
+    txn: &impl StateTxn,
+    request_id: Option<&str>,
+    fingerprint: [u8; 32],
+) -> Result<Option<Applied>, StoreError> {
+    let Some(request_id) = request_id else {
+        return Ok(None);
+    };
+    let Some(record) =
+        load::<IdempotencyRecord>(txn, Table::Idempotency, request_id, "idempotency record")?
+    else {
+        return Ok(None);
+    };
+    if record.fingerprint != fingerprint {
+        return Ok(Some(Applied::rejected(Rejection::RequestIdReused {
+            request_id: request_id.to_owned(),
+            session_id: record.session_id,
+        })));
+    }
+    let session = load::<SessionRecord>(txn, Table::Sessions, &record.session_id, "session")?
+        .ok_or(StoreError::Corrupt {
+            what: "idempotency record",
+            reason: format!("names session {} that does not exist", record.session_id),
+        })?;
+    Ok(Some(Applied {
+        response: CommandResponse::Session {
+            session: Box::new(session),
+            created: false,
+        },
+        session: None,
+    }))
+}
+
+fn insert_session(
+    txn: &mut impl StateTxn,
+    session: SessionRecord,
+    request_id: Option<&str>,
+    fingerprint: [u8; 32],
+) -> Result<Applied, StoreError> {
+    if load::<SessionRecord>(txn, Table::Sessions, &session.session_id, "session")?.is_some() {
+        return Ok(Applied::rejected(Rejection::AlreadyExists {
+            kind: "session".into(),
+            id: session.session_id,
+        }));
+    }
+    if let Some(request_id) = request_id {
+        let record = IdempotencyRecord {
+            session_id: session.session_id.clone(),
+            fingerprint,
+        };
+        store(
+            txn,
+            Table::Idempotency,
+            request_id,
+            "idempotency record",
+            &record,
+        )?;
+    }
+    store(
+        txn,
+        Table::Sessions,
+        &session.session_id,
+        "session",
+        &session,
+    )?;
+    Ok(Applied {
+        response: CommandResponse::Session {
+            session: Box::new(session.clone()),
+            created: true,
+        },
+        session: Some(session),
+    })
+}
+
+fn complete_session(
+    txn: &mut impl StateTxn,
+    at_ms: u64,
+    session_id: &str,
+    result: &SessionResult,
+    address: Option<&str>,
+) -> Result<Applied, StoreError> {
+    let Some(session) = load::<SessionRecord>(txn, Table::Sessions, session_id, "session")? else {
+        return Ok(Applied::rejected(Rejection::NotFound {
+            kind: "session".into(),
+            id: session_id.to_owned(),
+        }));
+    };
+    let result_fits = matches!(
+        (session.kind, result),
+        (SessionKind::Keygen, SessionResult::PublicKey(_))
+            | (SessionKind::Sign, SessionResult::Signature(_))
+    );
+    if !result_fits {
+        return Ok(Applied::rejected(Rejection::Invalid(
+            crate::ValidationError::new(
+                "result",
+                format!(
+                    "a {} session cannot complete with this result",
+                    session.kind.as_str()
+                ),
+            ),
+        )));
+    }
+    if let (SessionKind::Keygen, SessionResult::PublicKey(public_key)) = (session.kind, result) {
+        if session.status == SessionStatus::Running {
+            let key = KeyRecord {
+                key_id: session.key_id.clone(),
+                scheme: session.scheme,
+                threshold: session.threshold,
+                parties: session.parties.clone(),
+                public_key: public_key.clone(),
+                address: address.map(str::to_owned),
+                status: KeyStatus::Active,
+                description: session.key_description.clone(),
+                tags: session.key_tags.clone(),
+                keygen_session_id: session.session_id.clone(),
+                created_at_ms: at_ms,
+                updated_at_ms: at_ms,
+            };
+            store(txn, Table::Keys, &key.key_id, "key", &key)?;
+        }
+    }
+    transition(txn, at_ms, session_id, "completed", |s| {
+        if s.status != SessionStatus::Running {
+            return false;
+        }
+        s.status = SessionStatus::Completed;
+        s.result = Some(result.clone());
+        s.finished_at_ms = Some(at_ms);
+        true
+    })
+}
+
+/// Loads a session, lets `change` move it (returning false when the move is not allowed from
+/// its current status), and stores it.
+fn transition(
+    txn: &mut impl StateTxn,
+    at_ms: u64,
+    session_id: &str,
+    to: &'static str,
+    change: impl FnOnce(&mut SessionRecord) -> bool,
+) -> Result<Applied, StoreError> {
+    let Some(mut session) = load::<SessionRecord>(txn, Table::Sessions, session_id, "session")?
+    else {
+        return Ok(Applied::rejected(Rejection::NotFound {
+            kind: "session".into(),
+            id: session_id.to_owned(),
+        }));
+    };
+    let from = session.status.as_str();
+    if !change(&mut session) {
+        return Ok(Applied::rejected(Rejection::InvalidTransition {
+            session_id: session_id.to_owned(),
+            from: from.into(),
+            to: to.into(),
+        }));
+    }
+    session.updated_at_ms = at_ms;
+    store(txn, Table::Sessions, session_id, "session", &session)?;
+    Ok(Applied {
+        response: CommandResponse::Session {
+            session: Box::new(session.clone()),
+            created: false,
+        },
+        session: Some(session),
+    })
+}
+
+fn fingerprint<T: serde::Serialize>(params: &T) -> [u8; 32] {
+    // postcard of plain owned data cannot fail; an empty encoding would still fingerprint
+    // deterministically on every replica.
+    let bytes = postcard::to_allocvec(params).unwrap_or_default();
+    Sha3_256::digest(bytes).into()
+}
+
+pub(crate) fn load<T: serde::de::DeserializeOwned>(
+    txn: &impl StateTxn,
+    table: Table,
+    id: &str,
+    what: &'static str,
+) -> Result<Option<T>, StoreError> {
+    txn.get(table, id.as_bytes())?
+        .map(|bytes| decode(what, &bytes))
+        .transpose()
+}
+
+fn store<T: serde::Serialize>(
+    txn: &mut impl StateTxn,
+    table: Table,
+    id: &str,
+    what: &'static str,
+    value: &T,
+) -> Result<(), StoreError> {
+    txn.put(table, id.as_bytes().to_vec(), encode(what, value)?);
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::command::{CreateKeygen, CreateSigning};
+    use crate::model::{Scheme, SessionFailure};
+
+    /// The state as a plain map: the same apply code, no RocksDB.
+    #[derive(Default)]
+    pub struct MemTxn(pub BTreeMap<(Table, Vec<u8>), Vec<u8>>);
+
+    impl StateTxn for MemTxn {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.get(&(table, key.to_vec())).cloned())
+        }
+        fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+            self.0.insert((table, key), value);
+        }
+    }
+
+    pub fn keygen_cmd(session_id: &str, key_id: &str, request_id: Option<&str>) -> Command {
+        Command {
+            at_ms: 1_000,
+            actor: "alice".into(),
+            op: Operation::CreateKeygen(CreateKeygen {
+                session_id: session_id.into(),
+                key_id: key_id.into(),
+                scheme: Scheme::EcdsaSecp256k1,
+                threshold: 2,
+                parties: vec!["p1".into(), "p2".into(), "p3".into()],
+                request_id: request_id.map(Into::into),
+                description: "treasury".into(),
+                tags: BTreeMap::from([("env".into(), "prod".into())]),
+                deadline_ms: 61_000,
+            }),
+        }
+    }
+
+    fn cmd(at_ms: u64, op: Operation) -> Command {
+        Command {
+            at_ms,
+            actor: "leader".into(),
+            op,
+        }
+    }
+
+    fn session_of(applied: &Applied) -> SessionRecord {
+        match &applied.response {
+            CommandResponse::Session { session, .. } => (**session).clone(),
+            other => panic!("expected a session, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_retried_request_id_returns_the_first_session() {
+        let mut txn = MemTxn::default();
+        let first = apply_command(&mut txn, 1, &keygen_cmd("s1", "k1", Some("req-1"))).unwrap();
+        // The retry reached the leader with fresh ids, as it would after a client timeout.
+        let retry = apply_command(&mut txn, 2, &keygen_cmd("s2", "k2", Some("req-1"))).unwrap();
+        assert!(matches!(
+            retry.response,
+            CommandResponse::Session { created: false, .. }
+        ));
+        assert_eq!(session_of(&retry).session_id, session_of(&first).session_id);
+        assert!(txn.get(Table::Sessions, b"s2").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_request_id_reused_with_other_parameters_is_refused() {
+        let mut txn = MemTxn::default();
+        apply_command(&mut txn, 1, &keygen_cmd("s1", "k1", Some("req-1"))).unwrap();
+        let mut other = keygen_cmd("s2", "k2", Some("req-1"));
+        if let Operation::CreateKeygen(k) = &mut other.op {
+            k.threshold = 3;
+        }
+        let applied = apply_command(&mut txn, 2, &other).unwrap();
+        assert!(matches!(
+            applied.response,
+            CommandResponse::Rejected(Rejection::RequestIdReused { .. })
+        ));
+    }
+
+    #[test]
+    fn keygen_completion_creates_the_key_and_signing_needs_it() {
+        let mut txn = MemTxn::default();
+        let sign = |txn: &mut MemTxn, idx| {
+            apply_command(
+                txn,
+                idx,
+                &cmd(
+                    5_000,
+                    Operation::CreateSigning(CreateSigning {
+                        session_id: format!("sig-{idx}"),
+                        key_id: "k1".into(),
+                        message_digest: vec![7; 32],
+                        request_id: None,
+                        deadline_ms: 9_000,
+                    }),
+                ),
+            )
+            .unwrap()
+        };
+        assert!(matches!(
+            sign(&mut txn, 1).response,
+            CommandResponse::Rejected(Rejection::NotFound { ref kind, .. }) if kind == "key"
+        ));
+
+        apply_command(&mut txn, 2, &keygen_cmd("s1", "k1", None)).unwrap();
+        let parties = vec!["p1".to_string(), "p2".into(), "p3".into()];
+        apply_command(
+            &mut txn,
+            3,
+            &cmd(
+                2_000,
+                Operation::StartSession {
+                    session_id: "s1".into(),
+                    parties,
+                },
+            ),
+        )
+        .unwrap();
+        let done = apply_command(
+            &mut txn,
+            4,
+            &cmd(
+                3_000,
+                Operation::CompleteSession {
+                    session_id: "s1".into(),
+                    result: SessionResult::PublicKey(vec![2; 33]),
+                    address: Some("0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf".into()),
+                },
+            ),
+        )
+        .unwrap();
+        assert_eq!(session_of(&done).status, SessionStatus::Completed);
+        let key: KeyRecord = load(&txn, Table::Keys, "k1", "key").unwrap().unwrap();
+        assert_eq!(key.description, "treasury");
+        assert_eq!(key.threshold, 2);
+
+        let signing = session_of(&sign(&mut txn, 5));
+        assert_eq!(signing.kind, SessionKind::Sign);
+        assert_eq!(signing.scheme, Scheme::EcdsaSecp256k1);
+        assert_eq!(signing.status, SessionStatus::Pending);
+    }
+
+    #[test]
+    fn terminal_sessions_do_not_move() {
+        let mut txn = MemTxn::default();
+        apply_command(&mut txn, 1, &keygen_cmd("s1", "k1", None)).unwrap();
+        let fail = cmd(
+            2_000,
+            Operation::FailSession {
+                session_id: "s1".into(),
+                failure: SessionFailure {
+                    reason: "party p2 sent an invalid proof".into(),
+                    blamed_parties: vec!["p2".into()],
+                },
+            },
+        );
+        assert_eq!(
+            session_of(&apply_command(&mut txn, 2, &fail).unwrap()).status,
+            SessionStatus::Failed
+        );
+        let again = apply_command(&mut txn, 3, &fail).unwrap();
+        assert!(matches!(
+            again.response,
+            CommandResponse::Rejected(Rejection::InvalidTransition { ref from, .. }) if from == "failed"
+        ));
+        let expire = cmd(
+            100_000,
+            Operation::ExpireSession {
+                session_id: "s1".into(),
+            },
+        );
+        assert!(matches!(
+            apply_command(&mut txn, 4, &expire).unwrap().response,
+            CommandResponse::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn expiry_before_the_deadline_is_refused() {
+        let mut txn = MemTxn::default();
+        apply_command(&mut txn, 1, &keygen_cmd("s1", "k1", None)).unwrap();
+        let early = cmd(
+            60_999,
+            Operation::ExpireSession {
+                session_id: "s1".into(),
+            },
+        );
+        assert!(matches!(
+            apply_command(&mut txn, 2, &early).unwrap().response,
+            CommandResponse::Rejected(_)
+        ));
+        let late = cmd(
+            61_000,
+            Operation::ExpireSession {
+                session_id: "s1".into(),
+            },
+        );
+        assert_eq!(
+            session_of(&apply_command(&mut txn, 3, &late).unwrap()).status,
+            SessionStatus::Expired
+        );
+    }
+
+    #[test]
+    fn every_command_leaves_one_audit_event_at_its_index() {
+        let mut txn = MemTxn::default();
+        apply_command(&mut txn, 41, &keygen_cmd("s1", "k1", None)).unwrap();
+        let bad = keygen_cmd("s1", "k1", None); // same session id again
+        apply_command(&mut txn, 42, &bad).unwrap();
+        let events: Vec<AuditEvent> = [41u64, 42]
+            .iter()
+            .map(|i| {
+                decode(
+                    "audit",
+                    &txn.get(Table::Audit, &i.to_be_bytes()).unwrap().unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(events[0].outcome, "ok");
+        assert!(
+            events[1].outcome.starts_with("rejected"),
+            "{}",
+            events[1].outcome
+        );
+        assert_eq!(events[1].actor, "alice");
+    }
+
+    #[test]
+    fn invalid_commands_are_rejected_in_apply_too() {
+        let mut txn = MemTxn::default();
+        let mut bad = keygen_cmd("s1", "k1", None);
+        if let Operation::CreateKeygen(k) = &mut bad.op {
+            k.threshold = 9;
+        }
+        let applied = apply_command(&mut txn, 1, &bad).unwrap();
+        assert!(matches!(
+            applied.response,
+            CommandResponse::Rejected(Rejection::Invalid(ref e)) if e.field == "threshold"
+        ));
+        assert!(txn.get(Table::Sessions, b"s1").unwrap().is_none());
+    }
+}

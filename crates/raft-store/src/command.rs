@@ -1,0 +1,475 @@
+//! Commands proposed to the Raft group, their validation, and what applying them answers.
+//!
+//! A command is checked twice: [`Command::validate`] on the node that proposes it (stateless
+//! rules: field formats, bounds) so that bad input never reaches the log, and by
+//! [`crate::apply`] against the replicated state (the key exists, the transition is allowed),
+//! which answers a [`Rejection`] rather than an error, because a rejection is itself a
+//! deterministic outcome that every replica must agree on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    KeyRecord, KeyStatus, PartyRecord, PartyStatus, Scheme, SessionFailure, SessionRecord,
+    SessionResult,
+};
+
+pub const MAX_ID_LEN: usize = 64;
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+pub const MAX_PARTIES: usize = 64;
+pub const MAX_DESCRIPTION_LEN: usize = 4096;
+pub const MAX_TAGS: usize = 32;
+pub const MAX_TAG_KEY_LEN: usize = 63;
+pub const MAX_TAG_VALUE_LEN: usize = 256;
+pub const DIGEST_LEN: usize = 32;
+pub const MAX_REASON_LEN: usize = 1024;
+
+/// One replicated write: who, when (stamped by the proposer), and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub at_ms: u64,
+    pub actor: String,
+    pub op: Operation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    CreateKeygen(CreateKeygen),
+    CreateSigning(CreateSigning),
+    /// The scheduler handed the session to these parties.
+    StartSession {
+        session_id: String,
+        parties: Vec<String>,
+    },
+    /// The protocol finished and the leader verified its result. For a keygen this also
+    /// creates the key record.
+    CompleteSession {
+        session_id: String,
+        result: SessionResult,
+        /// For secp256k1 keygen: the key's Ethereum address, derived by the proposer.
+        address: Option<String>,
+    },
+    FailSession {
+        session_id: String,
+        failure: SessionFailure,
+    },
+    /// The deadline passed before the session finished.
+    ExpireSession {
+        session_id: String,
+    },
+    UpdateKey(UpdateKey),
+    RegisterParty(RegisterParty),
+    SetPartyStatus {
+        party_id: String,
+        status: PartyStatus,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateKeygen {
+    pub session_id: String,
+    pub key_id: String,
+    pub scheme: Scheme,
+    pub threshold: u16,
+    pub parties: Vec<String>,
+    pub request_id: Option<String>,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
+    pub deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSigning {
+    pub session_id: String,
+    pub key_id: String,
+    pub message_digest: Vec<u8>,
+    pub request_id: Option<String>,
+    pub deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateKey {
+    pub key_id: String,
+    pub description: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub status: Option<KeyStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterParty {
+    pub party_id: String,
+    pub signing_public_key: Vec<u8>,
+    pub encryption_public_key: Vec<u8>,
+    pub endpoint: String,
+}
+
+/// What applying a command answered. Blank and membership entries answer [`Self::Empty`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    Empty,
+    Session {
+        session: Box<SessionRecord>,
+        /// False when a retried `request_id` found the session it created before.
+        created: bool,
+    },
+    Key(Box<KeyRecord>),
+    Party(Box<PartyRecord>),
+    Rejected(Rejection),
+}
+
+/// A command that is well formed but not allowed by the replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("{kind} {id:?} does not exist")]
+    NotFound { kind: String, id: String },
+    #[error("{kind} {id:?} already exists")]
+    AlreadyExists { kind: String, id: String },
+    #[error(
+        "request_id {request_id:?} was already used for session {session_id} with other parameters"
+    )]
+    RequestIdReused {
+        request_id: String,
+        session_id: String,
+    },
+    #[error("key {key_id:?} is {status} and cannot sign")]
+    KeyNotActive { key_id: String, status: String },
+    #[error("session {session_id} is {from} and cannot be {to}")]
+    InvalidTransition {
+        session_id: String,
+        from: String,
+        to: String,
+    },
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+}
+
+/// Input that breaks a rule: names the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct ValidationError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl Command {
+    /// The stateless rules. Run before proposing, and again in apply so that a command that
+    /// slipped past an older proposer still cannot corrupt the state.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.actor.is_empty() || self.actor.len() > MAX_REQUEST_ID_LEN {
+            return Err(ValidationError::new(
+                "actor",
+                format!("must be 1 to {MAX_REQUEST_ID_LEN} bytes"),
+            ));
+        }
+        match &self.op {
+            Operation::CreateKeygen(k) => {
+                check_id("session_id", &k.session_id)?;
+                check_id("key_id", &k.key_id)?;
+                check_parties("parties", &k.parties)?;
+                check_threshold(k.threshold, k.parties.len())?;
+                check_request_id(k.request_id.as_deref())?;
+                check_description(&k.description)?;
+                check_tags(&k.tags)?;
+                check_deadline(self.at_ms, k.deadline_ms)
+            }
+            Operation::CreateSigning(s) => {
+                check_id("session_id", &s.session_id)?;
+                check_id("key_id", &s.key_id)?;
+                if s.message_digest.len() != DIGEST_LEN {
+                    return Err(ValidationError::new(
+                        "digest",
+                        format!("must be {DIGEST_LEN} bytes, got {}", s.message_digest.len()),
+                    ));
+                }
+                check_request_id(s.request_id.as_deref())?;
+                check_deadline(self.at_ms, s.deadline_ms)
+            }
+            Operation::StartSession {
+                session_id,
+                parties,
+            } => {
+                check_id("session_id", session_id)?;
+                check_parties("parties", parties)
+            }
+            Operation::CompleteSession {
+                session_id,
+                result,
+                address,
+            } => {
+                check_id("session_id", session_id)?;
+                let bytes = match result {
+                    SessionResult::PublicKey(b) | SessionResult::Signature(b) => b,
+                };
+                if bytes.is_empty() || bytes.len() > 256 {
+                    return Err(ValidationError::new("result", "must be 1 to 256 bytes"));
+                }
+                if let Some(address) = address {
+                    let hex_part = address.strip_prefix("0x").unwrap_or_default();
+                    if hex_part.len() != 40 || !hex_part.chars().all(|c| c.is_ascii_hexdigit()) {
+                        return Err(ValidationError::new(
+                            "address",
+                            "must be 0x followed by 40 hex digits",
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Operation::FailSession {
+                session_id,
+                failure,
+            } => {
+                check_id("session_id", session_id)?;
+                if failure.reason.is_empty() || failure.reason.len() > MAX_REASON_LEN {
+                    return Err(ValidationError::new(
+                        "reason",
+                        format!("must be 1 to {MAX_REASON_LEN} bytes"),
+                    ));
+                }
+                check_parties_unique("blamed_parties", &failure.blamed_parties)
+            }
+            Operation::ExpireSession { session_id } => check_id("session_id", session_id),
+            Operation::UpdateKey(u) => {
+                check_id("key_id", &u.key_id)?;
+                if let Some(d) = &u.description {
+                    check_description(d)?;
+                }
+                if let Some(t) = &u.tags {
+                    check_tags(t)?;
+                }
+                if u.description.is_none() && u.tags.is_none() && u.status.is_none() {
+                    return Err(ValidationError::new(
+                        "update",
+                        "names nothing to change (description, tags or status)",
+                    ));
+                }
+                Ok(())
+            }
+            Operation::RegisterParty(p) => {
+                check_id("party_id", &p.party_id)?;
+                if p.signing_public_key.len() != 32 {
+                    return Err(ValidationError::new(
+                        "signing_public_key",
+                        "must be a 32-byte Ed25519 public key",
+                    ));
+                }
+                if p.encryption_public_key.len() != 32 {
+                    return Err(ValidationError::new(
+                        "encryption_public_key",
+                        "must be a 32-byte X25519 public key",
+                    ));
+                }
+                if p.endpoint.is_empty() || p.endpoint.len() > 256 {
+                    return Err(ValidationError::new("endpoint", "must be 1 to 256 bytes"));
+                }
+                Ok(())
+            }
+            Operation::SetPartyStatus { party_id, .. } => check_id("party_id", party_id),
+        }
+    }
+}
+
+/// Session, key and party ids: short, printable, safe in a URL path and a RocksDB key.
+pub fn check_id(field: &str, id: &str) -> Result<(), ValidationError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(ValidationError::new(
+            field,
+            format!("must be 1 to {MAX_ID_LEN} characters, got {}", id.len()),
+        ));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(ValidationError::new(
+            field,
+            format!("may hold only letters, digits, '-', '_' and '.', found {bad:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_request_id(request_id: Option<&str>) -> Result<(), ValidationError> {
+    let Some(id) = request_id else { return Ok(()) };
+    if id.is_empty() || id.len() > MAX_REQUEST_ID_LEN {
+        return Err(ValidationError::new(
+            "request_id",
+            format!("must be 1 to {MAX_REQUEST_ID_LEN} bytes"),
+        ));
+    }
+    if id.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err(ValidationError::new(
+            "request_id",
+            "must be printable ASCII without spaces",
+        ));
+    }
+    Ok(())
+}
+
+fn check_parties_unique(field: &str, parties: &[String]) -> Result<(), ValidationError> {
+    let mut seen = BTreeSet::new();
+    for (i, p) in parties.iter().enumerate() {
+        check_id(&format!("{field}[{i}]"), p)?;
+        if !seen.insert(p) {
+            return Err(ValidationError::new(
+                format!("{field}[{i}]"),
+                format!("party {p:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_parties(field: &str, parties: &[String]) -> Result<(), ValidationError> {
+    if parties.len() < 2 || parties.len() > MAX_PARTIES {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "must name 2 to {MAX_PARTIES} parties, got {}",
+                parties.len()
+            ),
+        ));
+    }
+    check_parties_unique(field, parties)
+}
+
+fn check_threshold(threshold: u16, parties: usize) -> Result<(), ValidationError> {
+    // A threshold of one would let a single party sign alone: that is not threshold custody.
+    if threshold < 2 || usize::from(threshold) > parties {
+        return Err(ValidationError::new(
+            "threshold",
+            format!("must be between 2 and the number of parties ({parties}), got {threshold}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_description(description: &str) -> Result<(), ValidationError> {
+    if description.len() > MAX_DESCRIPTION_LEN {
+        return Err(ValidationError::new(
+            "description",
+            format!(
+                "must be at most {MAX_DESCRIPTION_LEN} bytes, got {}",
+                description.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ValidationError::new(
+            "tags",
+            format!("at most {MAX_TAGS} tags, got {}", tags.len()),
+        ));
+    }
+    for (k, v) in tags {
+        let key_ok = !k.is_empty()
+            && k.len() <= MAX_TAG_KEY_LEN
+            && k.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | '/')
+            });
+        if !key_ok {
+            return Err(ValidationError::new(
+                format!("tags[{k:?}]"),
+                format!("a tag name is 1 to {MAX_TAG_KEY_LEN} of a-z 0-9 - _ . /"),
+            ));
+        }
+        if v.len() > MAX_TAG_VALUE_LEN {
+            return Err(ValidationError::new(
+                format!("tags[{k:?}]"),
+                format!("a tag value is at most {MAX_TAG_VALUE_LEN} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_deadline(at_ms: u64, deadline_ms: u64) -> Result<(), ValidationError> {
+    if deadline_ms <= at_ms {
+        return Err(ValidationError::new(
+            "deadline",
+            "must be later than the time the request is made",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keygen(threshold: u16, parties: &[&str]) -> Command {
+        Command {
+            at_ms: 1_000,
+            actor: "test".into(),
+            op: Operation::CreateKeygen(CreateKeygen {
+                session_id: "s1".into(),
+                key_id: "k1".into(),
+                scheme: Scheme::EcdsaSecp256k1,
+                threshold,
+                parties: parties.iter().map(|p| p.to_string()).collect(),
+                request_id: Some("r-1".into()),
+                description: String::new(),
+                tags: BTreeMap::new(),
+                deadline_ms: 2_000,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_valid_keygen_passes() {
+        assert_eq!(keygen(2, &["p1", "p2", "p3"]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn threshold_out_of_range_names_the_field() {
+        for t in [0, 1, 4] {
+            let err = keygen(t, &["p1", "p2", "p3"]).validate().err();
+            assert_eq!(err.map(|e| e.field), Some("threshold".to_string()), "t={t}");
+        }
+    }
+
+    #[test]
+    fn duplicate_party_names_its_position() {
+        let err = keygen(2, &["p1", "p2", "p1"]).validate().err();
+        assert_eq!(err.map(|e| e.field), Some("parties[2]".to_string()));
+    }
+
+    #[test]
+    fn a_short_digest_is_refused() {
+        let cmd = Command {
+            at_ms: 1,
+            actor: "test".into(),
+            op: Operation::CreateSigning(CreateSigning {
+                session_id: "s".into(),
+                key_id: "k".into(),
+                message_digest: vec![0; 31],
+                request_id: None,
+                deadline_ms: 2,
+            }),
+        };
+        let err = cmd.validate().err();
+        assert_eq!(err.as_ref().map(|e| e.field.as_str()), Some("digest"));
+        assert!(err.map(|e| e.reason).unwrap_or_default().contains("got 31"));
+    }
+
+    #[test]
+    fn ids_refuse_path_characters() {
+        assert!(check_id("key_id", "a/b").is_err());
+        assert!(check_id("key_id", "").is_err());
+        assert!(check_id("key_id", &"x".repeat(65)).is_err());
+        assert!(check_id("key_id", "key-01.A_b").is_ok());
+    }
+}

@@ -1,0 +1,67 @@
+//! The replicated half of an mpc coordinator: what every coordinator agrees on, and where it
+//! lives on disk.
+//!
+//! A coordinator cluster is one Raft group ([openraft] 0.9, storage v2). This crate gives it
+//! three things and nothing about networks:
+//!
+//! 1. [`TypeConfig`]: the Raft type configuration. Log entries carry a [`Command`]; applying one
+//!    yields a [`CommandResponse`]. Nodes are described by [`NodeInfo`] (their advertised gRPC
+//!    and HTTP addresses).
+//! 2. [`Store`]: one RocksDB database opened from a directory, split into
+//!    - a [`LogStore`] (the Raft log, vote, committed and purged ids). An append is written at
+//!      once and acknowledged to Raft only after a dedicated thread has synced the write-ahead
+//!      log, so concurrent appends share one fsync (group commit);
+//!    - a [`StateMachine`] whose tables are RocksDB column families (keys, sessions, parties,
+//!      idempotency, audit). Snapshots are a consistent dump of those families taken from a
+//!      RocksDB snapshot; installing one replaces them in a single atomic batch;
+//!    - a [`StateReader`] for the read path, sharing the same database.
+//! 3. The data model ([`model`]) and its commands ([`command`]): a command is validated with
+//!    [`Command::validate`] before it is proposed, and [`apply`] is deterministic: it reads no
+//!    clock and draws no randomness; the proposer stamps time and identifiers into the command.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mpc_raft_store::StoreError> {
+//! let store = mpc_raft_store::Store::open("/var/lib/mpc/coordinator-1")?;
+//! let (log_store, state_machine, reader) = store.into_parts()?;
+//! // hand log_store and state_machine to openraft::Raft::new(..); serve reads from `reader`.
+//! # let _ = (log_store, state_machine, reader);
+//! # Ok(()) }
+//! ```
+
+pub mod apply;
+pub mod codec;
+pub mod command;
+mod error;
+mod log_store;
+pub mod model;
+mod node;
+mod reader;
+mod state_machine;
+mod store;
+
+pub use command::{Command, CommandResponse, Operation, Rejection, ValidationError};
+pub use error::StoreError;
+pub use log_store::LogStore;
+pub use node::NodeInfo;
+pub use reader::{SessionFilter, StateReader};
+pub use state_machine::{SessionUpdate, StateMachine};
+pub use store::Store;
+
+use std::io::Cursor;
+
+openraft::declare_raft_types!(
+    /// The Raft types of an mpc coordinator group.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = NodeInfo,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The Raft handle of a coordinator.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A coordinator's node id.
+pub type NodeId = u64;

@@ -1,0 +1,271 @@
+//! The replicated records: keys, sessions, parties, idempotency entries and audit events.
+//!
+//! Field names follow DESIGN.md. Times are milliseconds since the Unix epoch, stamped by the
+//! proposer, never read from a clock during apply.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Which threshold signature scheme a key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scheme {
+    EcdsaSecp256k1,
+    SchnorrEd25519,
+    SchnorrBip340,
+}
+
+impl Scheme {
+    pub const ALL: [Scheme; 3] = [
+        Scheme::EcdsaSecp256k1,
+        Scheme::SchnorrEd25519,
+        Scheme::SchnorrBip340,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::EcdsaSecp256k1 => "ecdsa-secp256k1",
+            Scheme::SchnorrEd25519 => "schnorr-ed25519",
+            Scheme::SchnorrBip340 => "schnorr-bip340",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scheme::ALL
+            .into_iter()
+            .find(|scheme| scheme.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown scheme {s:?}; expected one of ecdsa-secp256k1, schnorr-ed25519, schnorr-bip340")
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionKind {
+    Keygen,
+    Sign,
+    Presign,
+    Refresh,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Keygen => "keygen",
+            SessionKind::Sign => "sign",
+            SessionKind::Presign => "presign",
+            SessionKind::Refresh => "refresh",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Expired,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Pending => "pending",
+            SessionStatus::Running => "running",
+            SessionStatus::Completed => "completed",
+            SessionStatus::Failed => "failed",
+            SessionStatus::Expired => "expired",
+        }
+    }
+
+    /// A terminal session never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Expired
+        )
+    }
+}
+
+/// What a finished session produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionResult {
+    /// A keygen's joint public key (compressed SEC1 for secp256k1, 32 bytes for Ed25519 and
+    /// BIP-340).
+    PublicKey(Vec<u8>),
+    /// A signature in the scheme's wire form.
+    Signature(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFailure {
+    pub reason: String,
+    /// Parties that the protocol proved misbehaved; empty when nobody is to blame (timeout,
+    /// leader change).
+    pub blamed_parties: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub session_id: String,
+    pub kind: SessionKind,
+    pub scheme: Scheme,
+    /// The key signed with; for keygen, the id the new key will have.
+    pub key_id: String,
+    pub threshold: u16,
+    /// For keygen, every share holder; for signing, the chosen signers (empty until
+    /// scheduled).
+    pub parties: Vec<String>,
+    /// The 32-byte digest to sign (signing sessions only).
+    pub message_digest: Option<Vec<u8>>,
+    pub status: SessionStatus,
+    pub result: Option<SessionResult>,
+    pub failure: Option<SessionFailure>,
+    pub request_id: Option<String>,
+    /// Who asked (the authenticated client, or "anonymous").
+    pub requested_by: String,
+    /// For keygen: the description and tags the key will carry.
+    pub key_description: String,
+    pub key_tags: BTreeMap<String, String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub deadline_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyStatus {
+    Active,
+    Disabled,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Disabled => "disabled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub scheme: Scheme,
+    pub threshold: u16,
+    pub parties: Vec<String>,
+    pub public_key: Vec<u8>,
+    /// The Ethereum address (`0x` + 40 hex, EIP-55) for secp256k1 keys.
+    pub address: Option<String>,
+    pub status: KeyStatus,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
+    pub keygen_session_id: String,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartyStatus {
+    Online,
+    Offline,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyRecord {
+    pub party_id: String,
+    /// Ed25519 public key that signs the party's broadcasts.
+    pub signing_public_key: Vec<u8>,
+    /// X25519 public key that point-to-point payloads are encrypted to.
+    pub encryption_public_key: Vec<u8>,
+    pub endpoint: String,
+    pub status: PartyStatus,
+    pub last_seen_ms: u64,
+    pub registered_at_ms: u64,
+}
+
+/// A client request id already used, and what it created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub session_id: String,
+    /// A digest of the request's parameters: the same id with other parameters is refused
+    /// instead of silently answered with an unrelated session.
+    pub fingerprint: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// The Raft log index that produced the event: gives a total order across the cluster.
+    pub log_index: u64,
+    pub at_ms: u64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub outcome: String,
+}
+
+/// The EIP-55 checksummed Ethereum address of an uncompressed secp256k1 public key
+/// (65 bytes, `0x04 || x || y`).
+pub fn ethereum_address(uncompressed_public_key: &[u8]) -> Option<String> {
+    use sha3::{Digest, Keccak256};
+    let xy = match uncompressed_public_key {
+        [0x04, rest @ ..] if rest.len() == 64 => rest,
+        _ => return None,
+    };
+    let hash = Keccak256::digest(xy);
+    let lower = hex::encode(&hash[12..]);
+    let checksum = hex::encode(Keccak256::digest(lower.as_bytes()));
+    let mut out = String::with_capacity(42);
+    out.push_str("0x");
+    for (c, h) in lower.chars().zip(checksum.chars()) {
+        if c.is_ascii_alphabetic() && h >= '8' {
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_round_trips_through_its_name() {
+        for scheme in Scheme::ALL {
+            assert_eq!(scheme.as_str().parse::<Scheme>(), Ok(scheme));
+        }
+        assert!("ecdsa".parse::<Scheme>().is_err());
+    }
+
+    #[test]
+    fn ethereum_address_matches_a_known_key() {
+        // The public key of private key 1 (the generator G) has a well-known address.
+        let g = hex::decode(concat!(
+            "04",
+            "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
+            "483ada7726a3c4655da4fbfc0e1108a8fd17b448a68554199c47d08ffb10d4b8"
+        ))
+        .unwrap_or_default();
+        assert_eq!(
+            ethereum_address(&g).as_deref(),
+            Some("0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf")
+        );
+        assert_eq!(ethereum_address(&g[1..]), None);
+    }
+}

@@ -1,0 +1,208 @@
+//! The read path: point reads and listings served straight from the state machine's column
+//! families. Linearizability is the caller's business (wait until the node has applied the
+//! leader's read index, then read here).
+
+use std::sync::Arc;
+
+use rocksdb::{Direction, IteratorMode, DB};
+use tokio::sync::broadcast;
+
+use crate::apply::Table;
+use crate::codec::decode;
+use crate::model::{AuditEvent, KeyRecord, PartyRecord, SessionKind, SessionRecord, SessionStatus};
+use crate::state_machine::SessionUpdate;
+use crate::store::{blocking, cf};
+use crate::StoreError;
+
+/// Which sessions a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub status: Option<SessionStatus>,
+    pub kind: Option<SessionKind>,
+    pub key_id: Option<String>,
+}
+
+impl SessionFilter {
+    fn matches(&self, s: &SessionRecord) -> bool {
+        self.status.is_none_or(|st| s.status == st)
+            && self.kind.is_none_or(|k| s.kind == k)
+            && self.key_id.as_ref().is_none_or(|k| &s.key_id == k)
+    }
+}
+
+/// Read access to the replicated state, shared with the state machine.
+#[derive(Debug, Clone)]
+pub struct StateReader {
+    db: Arc<DB>,
+    updates: broadcast::Sender<SessionUpdate>,
+}
+
+impl StateReader {
+    pub(crate) fn new(db: Arc<DB>, updates: broadcast::Sender<SessionUpdate>) -> Self {
+        Self { db, updates }
+    }
+
+    /// Session changes as this node applies them.
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionUpdate> {
+        self.updates.subscribe()
+    }
+
+    pub async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.get(Table::Sessions, session_id, "session").await
+    }
+
+    pub async fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.get(Table::Keys, key_id, "key").await
+    }
+
+    pub async fn party(&self, party_id: &str) -> Result<Option<PartyRecord>, StoreError> {
+        self.get(Table::Parties, party_id, "party").await
+    }
+
+    /// Sessions newest first (session ids are time-ordered UUIDv7), starting after
+    /// `page_token` (the last id of the previous page). Returns the page and the next token.
+    pub async fn sessions(
+        &self,
+        filter: SessionFilter,
+        page_size: usize,
+        page_token: Option<String>,
+    ) -> Result<(Vec<SessionRecord>, Option<String>), StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let mode = match &page_token {
+                Some(token) => IteratorMode::From(token.as_bytes(), Direction::Reverse),
+                None => IteratorMode::End,
+            };
+            let mut page = Vec::new();
+            for item in db.iterator_cf(cf(&db, Table::Sessions.cf_name())?, mode) {
+                let (key, value) = item.map_err(StoreError::db("list sessions"))?;
+                if page_token.as_deref().is_some_and(|t| t.as_bytes() == &*key) {
+                    continue;
+                }
+                let session: SessionRecord = decode("session", &value)?;
+                if filter.matches(&session) {
+                    page.push(session);
+                    if page.len() > page_size {
+                        break;
+                    }
+                }
+            }
+            Ok(paginate(page, page_size, |s| s.session_id.clone()))
+        })
+        .await
+    }
+
+    /// Keys in id order, starting after `page_token`.
+    pub async fn keys(
+        &self,
+        page_size: usize,
+        page_token: Option<String>,
+    ) -> Result<(Vec<KeyRecord>, Option<String>), StoreError> {
+        self.scan(
+            Table::Keys,
+            "key",
+            page_size,
+            page_token,
+            |k: &KeyRecord| k.key_id.clone(),
+        )
+        .await
+    }
+
+    pub async fn parties(&self) -> Result<Vec<PartyRecord>, StoreError> {
+        let (all, _) = self
+            .scan(
+                Table::Parties,
+                "party",
+                usize::MAX - 1,
+                None,
+                |p: &PartyRecord| p.party_id.clone(),
+            )
+            .await?;
+        Ok(all)
+    }
+
+    /// Audit events after log index `after`, oldest first.
+    pub async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let start = after.saturating_add(1).to_be_bytes();
+            let mut events = Vec::new();
+            let table = cf(&db, Table::Audit.cf_name())?;
+            for item in db.iterator_cf(table, IteratorMode::From(&start, Direction::Forward)) {
+                let (_, value) = item.map_err(StoreError::db("list audit events"))?;
+                events.push(decode("audit event", &value)?);
+                if events.len() >= limit {
+                    break;
+                }
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn get<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        table: Table,
+        id: &str,
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        let db = self.db.clone();
+        let id = id.to_owned();
+        blocking(move || {
+            db.get_cf(cf(&db, table.cf_name())?, id.as_bytes())
+                .map_err(StoreError::db("read state"))?
+                .map(|b| decode(what, &b))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn scan<T, F>(
+        &self,
+        table: Table,
+        what: &'static str,
+        page_size: usize,
+        page_token: Option<String>,
+        id_of: F,
+    ) -> Result<(Vec<T>, Option<String>), StoreError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        F: Fn(&T) -> String + Send + 'static,
+    {
+        let db = self.db.clone();
+        blocking(move || {
+            let mode = match &page_token {
+                Some(token) => IteratorMode::From(token.as_bytes(), Direction::Forward),
+                None => IteratorMode::Start,
+            };
+            let mut page = Vec::new();
+            for item in db.iterator_cf(cf(&db, table.cf_name())?, mode) {
+                let (key, value) = item.map_err(StoreError::db("list records"))?;
+                if page_token.as_deref().is_some_and(|t| t.as_bytes() == &*key) {
+                    continue;
+                }
+                page.push(decode(what, &value)?);
+                if page.len() > page_size {
+                    break;
+                }
+            }
+            Ok(paginate(page, page_size, id_of))
+        })
+        .await
+    }
+}
+
+/// `page` holds up to one item more than asked: its presence says there is a next page.
+fn paginate<T>(
+    mut page: Vec<T>,
+    page_size: usize,
+    id_of: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if page.len() > page_size {
+        page.truncate(page_size);
+        let next = page.last().map(id_of);
+        (page, next)
+    } else {
+        (page, None)
+    }
+}
