@@ -1,1 +1,62 @@
-fn main() {}
+//! mpcctl: the operator's command line for an mpc cluster.
+
+mod client;
+mod commands;
+mod output;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mpcctl",
+    version,
+    about = "Operate an mpc threshold-signing cluster"
+)]
+pub struct Cli {
+    /// Coordinator gRPC endpoints (any of them; writes reach the leader).
+    #[arg(
+        long,
+        env = "MPC_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053,127.0.0.1:50054,127.0.0.1:50055",
+        global = true
+    )]
+    endpoints: Vec<String>,
+    #[arg(long, short, value_enum, default_value_t = Output::Text, global = true)]
+    output: Output,
+    /// How long to keep trying, e.g. 10s, 500ms.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The coordinator Raft group.
+    #[command(subcommand)]
+    Cluster(commands::ClusterCommand),
+    /// Keygen and signing sessions.
+    #[command(subcommand)]
+    Session(commands::SessionCommand),
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,5 @@
+//! Cross-process tests: coordinator clusters of real processes on loopback.
 
+mod api;
+mod cluster;
+mod ops;

@@ -1,0 +1,320 @@
+use anyhow::Context;
+use clap::Subcommand;
+use mpc_proto::v1 as pb;
+use mpc_proto::v1::cluster_client::ClusterClient;
+use mpc_proto::v1::sessions_client::SessionsClient;
+use serde_json::{json, Value};
+use tokio_stream::StreamExt;
+
+use crate::client::{channel, Endpoints};
+use crate::output::{session_json, session_line, session_status};
+use crate::{Cli, Command, Output};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Every node's role, term and readiness.
+    Status,
+    /// Add a non-voting node that receives the log.
+    AddLearner {
+        #[arg(long)]
+        node_id: u64,
+        #[arg(long)]
+        grpc_addr: String,
+        #[arg(long)]
+        http_addr: String,
+        /// Return only when the learner has caught up.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Set the voting members.
+    ChangeMembership {
+        #[arg(long, value_delimiter = ',', required = true)]
+        voters: Vec<u64>,
+        /// Keep removed voters as learners.
+        #[arg(long)]
+        retain: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    Get {
+        session_id: String,
+    },
+    List {
+        /// pending, running, completed, failed or expired.
+        #[arg(long)]
+        status: Option<String>,
+        /// keygen, sign, presign or refresh.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        key_id: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Print the session and each change until it ends.
+    Watch {
+        session_id: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let endpoints = Endpoints::new(cli.endpoints.clone(), cli.timeout);
+    match cli.command {
+        Command::Cluster(cmd) => cluster(&endpoints, cli.output, cmd).await,
+        Command::Session(cmd) => session(&endpoints, cli.output, cmd).await,
+    }
+}
+
+fn print(output: Output, value: &Value, text: impl FnOnce() -> String) {
+    match output {
+        Output::Json => println!("{value}"),
+        Output::Text => println!("{}", text()),
+    }
+}
+
+async fn status_of(addr: &str, timeout: std::time::Duration) -> Option<pb::ClusterStatus> {
+    let mut client = ClusterClient::new(channel(addr, timeout).ok()?);
+    let mut req = tonic::Request::new(pb::GetStatusRequest {});
+    req.set_timeout(timeout);
+    client.get_status(req).await.ok().map(|r| r.into_inner())
+}
+
+async fn cluster(endpoints: &Endpoints, output: Output, cmd: ClusterCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCommand::Status => {
+            let per_node = endpoints.timeout().min(std::time::Duration::from_secs(2));
+            let first = endpoints
+                .call(|ch| async move {
+                    ClusterClient::new(ch)
+                        .get_status(pb::GetStatusRequest {})
+                        .await
+                        .map(|r| r.into_inner())
+                })
+                .await?;
+            // Ask every member for its own view: only a node knows whether it is ready.
+            let views = futures::future::join_all(first.nodes.iter().map(|n| {
+                let addr = n.grpc_addr.clone();
+                async move { status_of(&addr, per_node).await }
+            }))
+            .await;
+            let term = views
+                .iter()
+                .flatten()
+                .map(|v| v.term)
+                .max()
+                .unwrap_or(first.term);
+            let leader = views
+                .iter()
+                .flatten()
+                .filter(|v| v.term == term)
+                .find_map(|v| v.leader)
+                .or(first.leader);
+            let nodes: Vec<Value> = first
+                .nodes
+                .iter()
+                .zip(&views)
+                .map(|(n, view)| {
+                    json!({
+                        "id": n.id,
+                        "addr": n.grpc_addr,
+                        "http_addr": n.http_addr,
+                        "role": n.role,
+                        "state": view.as_ref().map_or("unreachable", |v| v.state.as_str()),
+                        "is_leader": leader == Some(n.id),
+                        "term": view.as_ref().map(|v| v.term),
+                        "last_applied": view.as_ref().and_then(|v| v.last_applied),
+                        "ready": view.as_ref().is_some_and(|v| v.ready),
+                    })
+                })
+                .collect();
+            let value = json!({
+                "leader": leader,
+                "term": term,
+                "members": first.members,
+                "learners": first.learners,
+                "nodes": nodes,
+            });
+            print(output, &value, || {
+                let mut out = format!(
+                    "leader: {}  term: {term}  voters: {:?}\n",
+                    leader.map_or("none".into(), |l| l.to_string()),
+                    first.members
+                );
+                out.push_str("ID  ADDRESS               ROLE     STATE        APPLIED   READY\n");
+                for n in &nodes {
+                    out.push_str(&format!(
+                        "{:<3} {:<21} {:<8} {:<12} {:<9} {}\n",
+                        n["id"],
+                        n["addr"].as_str().unwrap_or_default(),
+                        n["role"].as_str().unwrap_or_default(),
+                        n["state"].as_str().unwrap_or_default(),
+                        n["last_applied"],
+                        if n["ready"] == json!(true) {
+                            "yes"
+                        } else {
+                            "no"
+                        }
+                    ));
+                }
+                out.trim_end().to_owned()
+            });
+        }
+        ClusterCommand::AddLearner {
+            node_id,
+            grpc_addr,
+            http_addr,
+            wait,
+        } => {
+            let req = pb::AddLearnerRequest {
+                node_id,
+                grpc_addr,
+                http_addr,
+                wait_caught_up: wait,
+            };
+            let resp = endpoints
+                .call(|ch| {
+                    let req = req.clone();
+                    async move {
+                        ClusterClient::new(ch)
+                            .add_learner(req)
+                            .await
+                            .map(|r| r.into_inner())
+                    }
+                })
+                .await?;
+            membership_output(output, &resp);
+        }
+        ClusterCommand::ChangeMembership { voters, retain } => {
+            let req = pb::ChangeMembershipRequest { voters, retain };
+            let resp = endpoints
+                .call(|ch| {
+                    let req = req.clone();
+                    async move {
+                        ClusterClient::new(ch)
+                            .change_membership(req)
+                            .await
+                            .map(|r| r.into_inner())
+                    }
+                })
+                .await?;
+            membership_output(output, &resp);
+        }
+    }
+    Ok(())
+}
+
+fn membership_output(output: Output, resp: &pb::MembershipResponse) {
+    let value = json!({
+        "log_index": resp.log_index,
+        "members": resp.members,
+        "learners": resp.learners,
+    });
+    print(output, &value, || {
+        format!(
+            "membership committed at log index {}: voters {:?}, learners {:?}",
+            resp.log_index, resp.members, resp.learners
+        )
+    });
+}
+
+async fn session(endpoints: &Endpoints, output: Output, cmd: SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::Get { session_id } => {
+            let s = endpoints
+                .call(|ch| {
+                    let session_id = session_id.clone();
+                    async move {
+                        SessionsClient::new(ch)
+                            .get_session(pb::GetSessionRequest {
+                                session_id,
+                                consistency: 0,
+                            })
+                            .await
+                            .map(|r| r.into_inner())
+                    }
+                })
+                .await?;
+            print(output, &session_json(&s), || session_line(&s));
+        }
+        SessionCommand::List {
+            status,
+            kind,
+            key_id,
+            limit,
+        } => {
+            let status = match status.as_deref() {
+                None => 0,
+                Some(name) => parse_enum(name, "status", |raw| session_status(raw))?,
+            };
+            let kind = match kind.as_deref() {
+                None => 0,
+                Some(name) => parse_enum(name, "kind", |raw| crate::output::session_kind(raw))?,
+            };
+            let req = pb::ListSessionsRequest {
+                status,
+                kind,
+                key_id: key_id.unwrap_or_default(),
+                page_size: limit,
+                page_token: String::new(),
+                consistency: 0,
+            };
+            let resp = endpoints
+                .call(|ch| {
+                    let req = req.clone();
+                    async move {
+                        SessionsClient::new(ch)
+                            .list_sessions(req)
+                            .await
+                            .map(|r| r.into_inner())
+                    }
+                })
+                .await?;
+            let value = json!({
+                "sessions": resp.sessions.iter().map(session_json).collect::<Vec<_>>(),
+                "next_page_token": resp.next_page_token,
+            });
+            print(output, &value, || {
+                if resp.sessions.is_empty() {
+                    "no sessions".to_owned()
+                } else {
+                    resp.sessions
+                        .iter()
+                        .map(session_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            });
+        }
+        SessionCommand::Watch { session_id } => {
+            let mut stream = endpoints
+                .call(|ch| {
+                    let session_id = session_id.clone();
+                    async move {
+                        SessionsClient::new(ch)
+                            .watch_session(pb::WatchSessionRequest { session_id })
+                            .await
+                            .map(|r| r.into_inner())
+                    }
+                })
+                .await?;
+            while let Some(item) = stream.next().await {
+                let s = item.context("watch ended")?;
+                print(output, &session_json(&s), || session_line(&s));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Maps a lower-case name to the protobuf number whose name `name_of` gives.
+fn parse_enum(
+    name: &str,
+    field: &str,
+    name_of: impl Fn(i32) -> &'static str,
+) -> anyhow::Result<i32> {
+    (1..16)
+        .find(|raw| name_of(*raw) == name)
+        .with_context(|| format!("--{field}: unknown value {name:?}"))
+}

@@ -1,0 +1,236 @@
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use futures::Stream;
+use mpc_proto::v1 as pb;
+use mpc_proto::v1::sessions_server::Sessions;
+use mpc_raft_store::command::{CreateKeygen, CreateSigning};
+use mpc_raft_store::model::{Scheme, SessionRecord};
+use mpc_raft_store::{CommandResponse, Operation, Rejection, SessionFilter, SessionUpdate};
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+
+use super::{actor, convert, page_size};
+use crate::error::invalid;
+use crate::node::{now_ms, Consistency, Coordinator};
+use crate::CoordinatorError;
+
+#[derive(Debug, Clone)]
+pub struct SessionsService {
+    node: Coordinator,
+}
+
+impl SessionsService {
+    pub fn new(node: Coordinator) -> Self {
+        Self { node }
+    }
+
+    fn deadline(&self, timeout_seconds: u32) -> Result<u64, CoordinatorError> {
+        let settings = &self.node.config().sessions;
+        let secs = match timeout_seconds {
+            0 => settings.default_timeout_secs,
+            s if s > settings.max_timeout_secs => {
+                return Err(invalid(
+                    "timeout_seconds",
+                    format!("at most {} seconds, got {s}", settings.max_timeout_secs),
+                ))
+            }
+            s => s,
+        };
+        Ok(now_ms() + u64::from(secs) * 1000)
+    }
+
+    /// Proposes a create. A create carries the session id chosen here, so if an earlier
+    /// attempt of this very command reached the log, "already exists" for that id means
+    /// success.
+    async fn create(
+        &self,
+        actor: String,
+        session_id: String,
+        op: Operation,
+    ) -> Result<pb::CreateSessionResponse, CoordinatorError> {
+        let cmd = self.node.command(actor, op);
+        match self.node.write(cmd).await {
+            Ok(CommandResponse::Session { session, created }) => Ok(pb::CreateSessionResponse {
+                session: Some(convert::session(&session)),
+                created,
+            }),
+            Err(CoordinatorError::Rejected(Rejection::AlreadyExists { kind, id }))
+                if kind == "session" && id == session_id =>
+            {
+                let session = self.node.reader().session(&session_id).await?.ok_or(
+                    CoordinatorError::NotFound {
+                        what: "session",
+                        id: session_id,
+                    },
+                )?;
+                Ok(pb::CreateSessionResponse {
+                    session: Some(convert::session(&session)),
+                    created: true,
+                })
+            }
+            Ok(other) => Err(CoordinatorError::Server(format!(
+                "a create was answered with {other:?}"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_session(
+        &self,
+        session_id: &str,
+        consistency: Consistency,
+    ) -> Result<SessionRecord, CoordinatorError> {
+        mpc_raft_store::command::check_id("session_id", session_id)?;
+        self.node.read_barrier(consistency).await?;
+        self.node
+            .reader()
+            .session(session_id)
+            .await?
+            .ok_or_else(|| CoordinatorError::NotFound {
+                what: "session",
+                id: session_id.to_owned(),
+            })
+    }
+}
+
+fn optional(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::Session, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Sessions for SessionsService {
+    async fn create_keygen(
+        &self,
+        request: Request<pb::CreateKeygenRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let scheme: Scheme = req.scheme.parse().map_err(|e| invalid("scheme", e))?;
+        let threshold = u16::try_from(req.threshold)
+            .map_err(|_| invalid("threshold", format!("{} is out of range", req.threshold)))?;
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let op = Operation::CreateKeygen(CreateKeygen {
+            session_id: session_id.clone(),
+            key_id: uuid::Uuid::new_v4().to_string(),
+            scheme,
+            threshold,
+            parties: req.parties,
+            request_id: optional(req.request_id),
+            description: req.description,
+            tags: req.tags.into_iter().collect::<BTreeMap<_, _>>(),
+            deadline_ms: self.deadline(req.timeout_seconds)?,
+        });
+        Ok(Response::new(self.create(actor, session_id, op).await?))
+    }
+
+    async fn create_signing(
+        &self,
+        request: Request<pb::CreateSigningRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let op = Operation::CreateSigning(CreateSigning {
+            session_id: session_id.clone(),
+            key_id: req.key_id,
+            message_digest: req.digest,
+            request_id: optional(req.request_id),
+            deadline_ms: self.deadline(req.timeout_seconds)?,
+        });
+        Ok(Response::new(self.create(actor, session_id, op).await?))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let req = request.into_inner();
+        let consistency = convert::consistency(req.consistency)?;
+        let session = self.read_session(&req.session_id, consistency).await?;
+        Ok(Response::new(convert::session(&session)))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let req = request.into_inner();
+        let filter = SessionFilter {
+            status: convert::status_filter(req.status)?,
+            kind: convert::kind_filter(req.kind)?,
+            key_id: optional(req.key_id),
+        };
+        let size = page_size(req.page_size)?;
+        self.node
+            .read_barrier(convert::consistency(req.consistency)?)
+            .await?;
+        let (sessions, next) = self
+            .node
+            .reader()
+            .sessions(filter, size, optional(req.page_token))
+            .await
+            .map_err(CoordinatorError::from)?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: sessions.iter().map(convert::session).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    type WatchSessionStream = SessionStream;
+
+    async fn watch_session(
+        &self,
+        request: Request<pb::WatchSessionRequest>,
+    ) -> Result<Response<Self::WatchSessionStream>, Status> {
+        let session_id = request.into_inner().session_id;
+        // Subscribe before the first read so that no change falls between the two.
+        let mut updates = self.node.reader().subscribe();
+        let first = self
+            .read_session(&session_id, Consistency::Linearizable)
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            let mut last = first;
+            if tx.send(Ok(convert::session(&last))).await.is_err() {
+                return;
+            }
+            while !last.status.is_terminal() {
+                let next = match updates.recv().await {
+                    Ok(SessionUpdate::Changed(s)) if s.session_id == last.session_id => {
+                        Some((*s).clone())
+                    }
+                    Ok(SessionUpdate::Changed(_)) => None,
+                    // A snapshot replaced the state, or we fell behind: read it again.
+                    Ok(SessionUpdate::Reset) | Err(RecvError::Lagged(_)) => {
+                        match node.reader().session(&last.session_id).await {
+                            Ok(found) => found,
+                            Err(e) => {
+                                let _ = tx.send(Err(CoordinatorError::from(e).into())).await;
+                                return;
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => {
+                        let _ = tx
+                            .send(Err(Status::unavailable("the node is shutting down")))
+                            .await;
+                        return;
+                    }
+                };
+                if let Some(session) = next.filter(|s| *s != last) {
+                    last = session;
+                    if tx.send(Ok(convert::session(&last))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

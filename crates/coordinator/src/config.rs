@@ -1,0 +1,368 @@
+//! Coordinator configuration: defaults, then a TOML file, then `MPC_*` environment variables,
+//! then command-line flags. Nested keys use a double underscore in the environment:
+//! `MPC_RAFT__HEARTBEAT_MS=50`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::CoordinatorError;
+
+const TOP_LEVEL_KEYS: [&str; 10] = [
+    "node_id",
+    "grpc_listen",
+    "http_listen",
+    "advertise_grpc",
+    "advertise_http",
+    "data_dir",
+    "initial_members",
+    "raft",
+    "sessions",
+    "log",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's Raft id; must appear in `initial_members` when that is set.
+    pub node_id: u64,
+    /// Where the gRPC server (public API and Raft RPC) listens.
+    pub grpc_listen: SocketAddr,
+    /// Where the HTTP server (health, readiness, metrics, status) listens.
+    pub http_listen: SocketAddr,
+    /// The gRPC address other nodes and clients use to reach this one; defaults to
+    /// `grpc_listen`.
+    pub advertise_grpc: Option<String>,
+    pub advertise_http: Option<String>,
+    /// RocksDB lives here.
+    pub data_dir: PathBuf,
+    /// The members a new cluster starts with, as a list or as the compact string
+    /// `"1=host:grpc_port=host:http_port,2=..."`. Every member may be given the same list: the
+    /// first start of an empty node initialises it, later starts ignore it.
+    #[serde(deserialize_with = "members::deserialize")]
+    pub initial_members: Vec<Member>,
+    pub raft: RaftSettings,
+    pub sessions: SessionSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub id: u64,
+    pub grpc_addr: String,
+    pub http_addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftSettings {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_after_entries: u64,
+    /// Log entries kept behind a snapshot, so that a briefly lagging follower catches up
+    /// from the log rather than from a snapshot.
+    pub entries_kept_after_snapshot: u64,
+    /// Entries per AppendEntries message.
+    pub max_payload_entries: u64,
+    /// How long a forwarded write or a read barrier may wait for a leader.
+    pub leader_wait_ms: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 500,
+            snapshot_after_entries: 20_000,
+            entries_kept_after_snapshot: 2_000,
+            max_payload_entries: 512,
+            leader_wait_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session's lifetime when the request names none.
+    pub default_timeout_secs: u32,
+    /// The longest lifetime a request may ask for.
+    pub max_timeout_secs: u32,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            default_timeout_secs: 300,
+            max_timeout_secs: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,openraft=warn`.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            filter: "info,openraft=warn".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            advertise_grpc: None,
+            advertise_http: None,
+            data_dir: PathBuf::from("./data"),
+            initial_members: Vec::new(),
+            raft: RaftSettings::default(),
+            sessions: SessionSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// Values given on the command line; each overrides the file and the environment.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_members: Option<String>,
+}
+
+impl Config {
+    /// Loads and validates. An explicitly named file must exist: figment would skip it
+    /// silently.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, CoordinatorError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(CoordinatorError::Config(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(
+                Env::prefixed("MPC_")
+                    // Other MPC_ variables (MPC_ENDPOINTS for mpcctl, a party's secrets) are
+                    // not ours: leave them out rather than fail on an unknown key.
+                    .filter(|key| {
+                        let top = key.as_str().split("__").next().unwrap_or_default();
+                        TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+                    })
+                    .split("__"),
+            )
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| CoordinatorError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), CoordinatorError> {
+        let bad = |field: &str, reason: String| {
+            Err(CoordinatorError::Config(format!("{field}: {reason}")))
+        };
+        if !self.initial_members.is_empty() {
+            if !self.initial_members.iter().any(|m| m.id == self.node_id) {
+                return bad(
+                    "initial_members",
+                    format!("does not list this node (node_id {})", self.node_id),
+                );
+            }
+            let mut ids: Vec<u64> = self.initial_members.iter().map(|m| m.id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.len() != self.initial_members.len() {
+                return bad("initial_members", "lists a node id twice".into());
+            }
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 {
+            return bad("raft.heartbeat_ms", "must be above 0".into());
+        }
+        if r.election_timeout_min_ms <= r.heartbeat_ms * 2 {
+            return bad(
+                "raft.election_timeout_min_ms",
+                format!(
+                    "must be more than twice raft.heartbeat_ms ({}), got {}",
+                    r.heartbeat_ms, r.election_timeout_min_ms
+                ),
+            );
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return bad(
+                "raft.election_timeout_max_ms",
+                "must be above raft.election_timeout_min_ms".into(),
+            );
+        }
+        if r.max_payload_entries == 0 || r.snapshot_after_entries == 0 {
+            return bad(
+                "raft",
+                "max_payload_entries and snapshot_after_entries must be above 0".into(),
+            );
+        }
+        let s = &self.sessions;
+        if s.default_timeout_secs == 0 || s.default_timeout_secs > s.max_timeout_secs {
+            return bad(
+                "sessions.default_timeout_secs",
+                "must be between 1 and sessions.max_timeout_secs".into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn advertised_grpc(&self) -> String {
+        self.advertise_grpc
+            .clone()
+            .unwrap_or_else(|| self.grpc_listen.to_string())
+    }
+
+    pub fn advertised_http(&self) -> String {
+        self.advertise_http
+            .clone()
+            .unwrap_or_else(|| self.http_listen.to_string())
+    }
+}
+
+mod members {
+    use serde::{Deserialize, Deserializer};
+
+    use super::Member;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<Member>),
+        Compact(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Member>, D::Error> {
+        match Form::deserialize(d)? {
+            Form::List(list) => Ok(list),
+            Form::Compact(text) => parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+
+    /// `"1=h:50051=h:8080,2=..."`; an empty string is no members.
+    pub fn parse(text: &str) -> Result<Vec<Member>, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let mut fields = part.split('=');
+                let (Some(id), Some(grpc), Some(http), None) =
+                    (fields.next(), fields.next(), fields.next(), fields.next())
+                else {
+                    return Err(format!(
+                        "member {part:?} is not id=grpc_host:port=http_host:port"
+                    ));
+                };
+                let id = id
+                    .parse()
+                    .map_err(|_| format!("member {part:?}: id {id:?} is not a number"))?;
+                Ok(Member {
+                    id,
+                    grpc_addr: grpc.to_owned(),
+                    http_addr: http.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_members_parse() {
+        let members = members::parse("1=a:1=a:2, 2=b:1=b:2").unwrap();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[1].grpc_addr, "b:1");
+        assert!(members::parse("1=a:1").is_err());
+        assert!(members::parse("x=a:1=a:2")
+            .unwrap_err()
+            .contains("not a number"));
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "node_id = 2\ninitial_members = \"1=a:1=a:2,2=b:1=b:2\"\n[raft]\nheartbeat_ms = 40\n",
+            )?;
+            jail.set_env("MPC_RAFT__ELECTION_TIMEOUT_MIN_MS", "200");
+            jail.set_env("MPC_NODE_ID", "1");
+            jail.set_env("MPC_ENDPOINTS", "not-ours");
+            let overrides = Overrides {
+                data_dir: Some("/tmp/x".into()),
+                ..Overrides::default()
+            };
+            let c = Config::load(Some(Path::new("c.toml")), &overrides).unwrap();
+            assert_eq!(c.node_id, 1);
+            assert_eq!(c.raft.heartbeat_ms, 40);
+            assert_eq!(c.raft.election_timeout_min_ms, 200);
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+            assert_eq!(c.initial_members.len(), 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut c = Config::default();
+        c.raft.election_timeout_min_ms = 60;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("raft.election_timeout_min_ms"), "{err}");
+
+        let missing = Config::load(
+            Some(Path::new("/nonexistent/mpc.toml")),
+            &Overrides::default(),
+        );
+        assert!(missing.unwrap_err().to_string().contains("does not exist"));
+
+        let c = Config {
+            node_id: 9,
+            initial_members: members::parse("1=a:1=a:2").unwrap(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("node_id 9"));
+    }
+}

@@ -1,0 +1,88 @@
+use mpc_raft_store::{Rejection, StoreError, ValidationError};
+use tonic::{Code, Status};
+
+/// Everything that can go wrong in a coordinator, split by what the caller should do:
+/// fix the input, retry elsewhere or later, or report a bug.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Rejected(Rejection),
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    /// No leader is known or reachable now; retry (at `leader_grpc_addr` when known).
+    #[error("no leader available: {reason}")]
+    NoLeader {
+        reason: String,
+        leader_grpc_addr: Option<String>,
+    },
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("peer {peer} sent a message that cannot be decoded: {reason}")]
+    BadPeerMessage { peer: String, reason: String },
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the Raft node stopped: {0}")]
+    RaftStopped(String),
+    #[error("server error: {0}")]
+    Server(String),
+}
+
+impl From<CoordinatorError> for Status {
+    fn from(e: CoordinatorError) -> Self {
+        let code = match &e {
+            CoordinatorError::Invalid(_) => Code::InvalidArgument,
+            CoordinatorError::Rejected(r) => match r {
+                Rejection::NotFound { .. } => Code::NotFound,
+                Rejection::AlreadyExists { .. } | Rejection::RequestIdReused { .. } => {
+                    Code::AlreadyExists
+                }
+                Rejection::KeyNotActive { .. } | Rejection::InvalidTransition { .. } => {
+                    Code::FailedPrecondition
+                }
+                Rejection::Invalid(_) => Code::InvalidArgument,
+            },
+            CoordinatorError::NotFound { .. } => Code::NotFound,
+            CoordinatorError::NoLeader { .. } | CoordinatorError::RaftStopped(_) => {
+                Code::Unavailable
+            }
+            CoordinatorError::Timeout(_) => Code::DeadlineExceeded,
+            CoordinatorError::Membership(_) => Code::FailedPrecondition,
+            CoordinatorError::Config(_)
+            | CoordinatorError::Store(_)
+            | CoordinatorError::BadPeerMessage { .. }
+            | CoordinatorError::Bind { .. }
+            | CoordinatorError::Server(_) => Code::Internal,
+        };
+        let mut status = Status::new(code, e.to_string());
+        if let CoordinatorError::NoLeader {
+            leader_grpc_addr: Some(addr),
+            ..
+        } = &e
+        {
+            if let Ok(value) = addr.parse() {
+                status
+                    .metadata_mut()
+                    .insert(mpc_proto::LEADER_METADATA, value);
+            }
+        }
+        status
+    }
+}
+
+/// An input field that does not parse.
+pub(crate) fn invalid(field: &str, reason: impl std::fmt::Display) -> CoordinatorError {
+    CoordinatorError::Invalid(ValidationError::new(field, reason))
+}

@@ -1,0 +1,82 @@
+//! The server side of `mpc.raft.v1.Raft`: Raft RPCs from peers, forwarded writes, read
+//! indexes.
+
+use mpc_proto::raft::v1::raft_server::Raft as RaftRpc;
+use mpc_proto::raft::v1::{Payload, ReadIndexRequest, ReadIndexResponse};
+use mpc_raft_store::codec::{decode, encode};
+use serde::{de::DeserializeOwned, Serialize};
+use tonic::{Request, Response, Status};
+
+use crate::node::Coordinator;
+use crate::peer::{ForwardError, ForwardRequest, ForwardResponse};
+
+#[derive(Debug, Clone)]
+pub struct RaftService {
+    node: Coordinator,
+}
+
+impl RaftService {
+    pub fn new(node: Coordinator) -> Self {
+        Self { node }
+    }
+}
+
+fn decode_request<T: DeserializeOwned>(request: Request<Payload>) -> Result<T, Status> {
+    let peer = request
+        .remote_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    decode("raft request", &request.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable message from {peer}: {e}")))
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
+    encode("raft response", value)
+        .map(|data| Response::new(Payload { data }))
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftService {
+    async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = decode_request(request)?;
+        reply(&self.node.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = decode_request(request)?;
+        reply(&self.node.raft().vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Payload>,
+    ) -> Result<Response<Payload>, Status> {
+        let rpc = decode_request(request)?;
+        reply(&self.node.raft().install_snapshot(rpc).await)
+    }
+
+    async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let req: ForwardRequest = decode_request(request)?;
+        if let ForwardRequest::Write(cmd) = &req {
+            // The proposer validated it; a peer running other code might not have.
+            if let Err(e) = cmd.validate() {
+                return Err(Status::invalid_argument(e.to_string()));
+            }
+        }
+        let outcome: Result<ForwardResponse, ForwardError> = self.node.run_local(req).await;
+        reply(&outcome)
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        match self.node.local_read_index().await {
+            Ok(index) => Ok(Response::new(ReadIndexResponse {
+                index: index.unwrap_or_default(),
+                has_index: index.is_some(),
+            })),
+            Err(()) => Err(Status::unavailable("not the leader")),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! What operators touch: HTTP health and metrics, mpcctl, membership changes.
+
+use std::process::Command;
+use std::time::Duration;
+
+use mpc_tests::{binary, http_get, Cluster};
+
+#[tokio::test]
+async fn health_readiness_metrics_and_status_over_http() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3, &[]).await?;
+    let leader = cluster.leader(Duration::from_secs(10)).await?;
+    for id in 1..=3 {
+        let addr = cluster.http(id);
+        for path in ["/health", "/-/healthy", "/ready"] {
+            let (code, _) = http_get(addr, path).await?;
+            assert_eq!(code, 200, "{path} on node {id}");
+        }
+        let (code, body) = http_get(addr, "/v1/cluster").await?;
+        assert_eq!(code, 200);
+        let view: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(view["id"], id);
+        assert_eq!(view["leader"], leader);
+        assert_eq!(view["members"], serde_json::json!([1, 2, 3]));
+        assert!(view["term"].as_u64().unwrap_or(0) >= 1);
+        assert!(view["last_applied"].as_u64().is_some());
+
+        let (_, nodes) = http_get(addr, "/v1/nodes").await?;
+        let nodes: serde_json::Value = serde_json::from_str(&nodes)?;
+        assert_eq!(nodes["nodes"].as_array().map(Vec::len), Some(3));
+    }
+    let (code, metrics) = http_get(cluster.http(leader), "/metrics").await?;
+    assert_eq!(code, 200);
+    for name in [
+        "mpc_raft_has_leader 1",
+        "mpc_raft_is_leader 1",
+        "mpc_raft_term ",
+        "mpc_raft_leader_changes_total",
+        "mpc_raft_commit_index",
+        "mpc_raft_applied_index",
+        "mpc_raft_log_fsync_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn readiness_fails_without_a_quorum() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let leader = cluster.leader(Duration::from_secs(10)).await?;
+    let others: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    for &id in &others {
+        cluster.kill(id)?;
+    }
+    // The lone node loses its leadership once its lease runs out, and says it is not ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, _) = http_get(cluster.http(leader), "/ready").await?;
+        if code == 503 {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "still ready without a quorum"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _) = http_get(cluster.http(leader), "/health").await?;
+    assert_eq!(code, 200, "alive even when not ready");
+    Ok(())
+}
+
+fn mpcctl(cluster: &Cluster, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let endpoints = cluster
+        .running()
+        .iter()
+        .map(|&id| cluster.grpc(id))
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = Command::new(binary("mpcctl")?)
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(["--output", "json", "--timeout", "15s"])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "mpcctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[tokio::test]
+async fn mpcctl_reports_status_and_grows_the_cluster() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let leader = cluster.leader(Duration::from_secs(10)).await?;
+
+    let status = mpcctl(&cluster, &["cluster", "status"])?;
+    assert_eq!(status["leader"], leader);
+    assert_eq!(status["members"], serde_json::json!([1, 2, 3]));
+    assert!(status["term"].as_u64().is_some());
+    let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(nodes.len(), 3);
+    for n in &nodes {
+        assert_eq!(n["role"], "voter");
+        assert_eq!(n["ready"], true);
+        assert!(n["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")));
+        assert!(n["id"].as_u64().is_some());
+    }
+
+    // A fourth node joins as a learner, then becomes a voter.
+    cluster.add_node_slot(4)?;
+    cluster.spawn(4, false)?;
+    let grpc = cluster.grpc(4);
+    let http = cluster.http(4).to_string();
+    let added = mpcctl(
+        &cluster,
+        &[
+            "cluster",
+            "add-learner",
+            "--node-id",
+            "4",
+            "--grpc-addr",
+            &grpc,
+            "--http-addr",
+            &http,
+            "--wait",
+        ],
+    )?;
+    assert_eq!(added["learners"], serde_json::json!([4]));
+    let changed = mpcctl(
+        &cluster,
+        &["cluster", "change-membership", "--voters", "1,2,3,4"],
+    )?;
+    assert_eq!(changed["members"], serde_json::json!([1, 2, 3, 4]));
+    cluster.wait_ready(&[4], Duration::from_secs(10)).await?;
+    let status = mpcctl(&cluster, &["cluster", "status"])?;
+    assert_eq!(status["members"], serde_json::json!([1, 2, 3, 4]));
+
+    let sessions = mpcctl(&cluster, &["session", "list"])?;
+    assert_eq!(sessions["sessions"], serde_json::json!([]));
+    Ok(())
+}
