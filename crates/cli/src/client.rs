@@ -89,7 +89,7 @@ impl Endpoints {
                             continue;
                         }
                     }
-                    if next % queue.len() == 0 {
+                    if next.is_multiple_of(queue.len()) {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }

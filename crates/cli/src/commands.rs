@@ -64,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cluster(cmd) => cluster(&endpoints, cli.output, cmd).await,
         Command::Session(cmd) => session(&endpoints, cli.output, cmd).await,
+        Command::Keygen(args) => keygen(&endpoints, cli.output, args).await,
     }
 }
 
@@ -146,11 +147,13 @@ async fn cluster(endpoints: &Endpoints, output: Output, cmd: ClusterCommand) -> 
                 for n in &nodes {
                     out.push_str(&format!(
                         "{:<3} {:<21} {:<8} {:<12} {:<9} {}\n",
-                        n["id"],
+                        n["id"].as_u64().unwrap_or_default(),
                         n["addr"].as_str().unwrap_or_default(),
                         n["role"].as_str().unwrap_or_default(),
                         n["state"].as_str().unwrap_or_default(),
-                        n["last_applied"],
+                        n["last_applied"]
+                            .as_u64()
+                            .map_or("-".to_owned(), |a| a.to_string()),
                         if n["ready"] == json!(true) {
                             "yes"
                         } else {
@@ -246,11 +249,11 @@ async fn session(endpoints: &Endpoints, output: Output, cmd: SessionCommand) -> 
         } => {
             let status = match status.as_deref() {
                 None => 0,
-                Some(name) => parse_enum(name, "status", |raw| session_status(raw))?,
+                Some(name) => parse_enum(name, "status", session_status)?,
             };
             let kind = match kind.as_deref() {
                 None => 0,
-                Some(name) => parse_enum(name, "kind", |raw| crate::output::session_kind(raw))?,
+                Some(name) => parse_enum(name, "kind", crate::output::session_kind)?,
             };
             let req = pb::ListSessionsRequest {
                 status,
@@ -317,4 +320,89 @@ fn parse_enum(
     (1..16)
         .find(|raw| name_of(*raw) == name)
         .with_context(|| format!("--{field}: unknown value {name:?}"))
+}
+
+/// `--parties 3` means party-1..party-3; otherwise a comma-separated list of ids.
+pub fn expand_parties(spec: &str) -> Vec<String> {
+    match spec.parse::<u32>() {
+        Ok(n) => (1..=n).map(|i| format!("party-{i}")).collect(),
+        Err(_) => spec
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+pub async fn keygen(endpoints: &Endpoints, output: Output, args: KeygenArgs) -> anyhow::Result<()> {
+    let mut tags = std::collections::HashMap::new();
+    for tag in &args.tag {
+        let (k, v) = tag
+            .split_once('=')
+            .with_context(|| format!("--tag {tag:?}: expected name=value"))?;
+        tags.insert(k.to_owned(), v.to_owned());
+    }
+    let req = pb::CreateKeygenRequest {
+        scheme: args.scheme,
+        threshold: args.threshold,
+        parties: expand_parties(&args.parties),
+        // A fixed id per invocation makes the client's own retries safe.
+        request_id: args
+            .request_id
+            .unwrap_or_else(|| format!("mpcctl-{}", uuid::Uuid::new_v4())),
+        description: args.description,
+        tags,
+        timeout_seconds: args.timeout_seconds,
+    };
+    let resp = endpoints
+        .call(|ch| {
+            let req = req.clone();
+            async move {
+                SessionsClient::new(ch)
+                    .create_keygen(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?;
+    let session = resp.session.context("the answer holds no session")?;
+    let mut value = session_json(&session);
+    value["created"] = json!(resp.created);
+    print(output, &value, || {
+        format!(
+            "{} keygen session {}\n{}",
+            if resp.created {
+                "created"
+            } else {
+                "found existing"
+            },
+            session.session_id,
+            session_line(&session)
+        )
+    });
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// ecdsa-secp256k1, schnorr-ed25519 or schnorr-bip340.
+    #[arg(long, default_value = "ecdsa-secp256k1")]
+    scheme: String,
+    #[arg(long, default_value_t = 2)]
+    threshold: u32,
+    /// A count (3 = party-1,party-2,party-3) or a comma-separated list of party ids.
+    #[arg(long, default_value = "3")]
+    parties: String,
+    /// Makes a retried command return the first session.
+    #[arg(long)]
+    request_id: Option<String>,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// name=value, repeatable.
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Seconds until the session expires (0: the cluster's default).
+    #[arg(long, default_value_t = 0)]
+    timeout_seconds: u32,
 }

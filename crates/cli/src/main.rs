@@ -47,6 +47,8 @@ pub enum Command {
     /// Keygen and signing sessions.
     #[command(subcommand)]
     Session(commands::SessionCommand),
+    /// Start a distributed key generation.
+    Keygen(commands::KeygenArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]

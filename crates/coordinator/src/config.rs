@@ -322,6 +322,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns its own error type
     fn env_overrides_file_and_flags_override_env() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -33,3 +33,67 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    use super::*;
+    use crate::command::{CreateKeygen, Operation};
+    use crate::model::Scheme;
+    use crate::{Command, TypeConfig};
+
+    fn golden_entry() -> openraft::Entry<TypeConfig> {
+        openraft::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(7, 2), 42),
+            payload: EntryPayload::Normal(Command {
+                at_ms: 1_790_000_000_000,
+                actor: "peer:10.0.0.9:41000".into(),
+                op: Operation::CreateKeygen(CreateKeygen {
+                    session_id: "019a0000-0000-7000-8000-000000000001".into(),
+                    key_id: "6c1f3c0e-0000-4000-8000-000000000002".into(),
+                    scheme: Scheme::SchnorrBip340,
+                    threshold: 2,
+                    parties: vec!["party-1".into(), "party-2".into(), "party-3".into()],
+                    request_id: Some("req-1".into()),
+                    description: "cold wallet".into(),
+                    tags: BTreeMap::from([("env".into(), "prod".into())]),
+                    deadline_ms: 1_790_000_300_000,
+                }),
+            }),
+        }
+    }
+
+    /// A log entry written by this release must stay readable by every later one. If this
+    /// fails, the encoding changed: bump the format version and keep reading version 1.
+    /// `UPDATE_GOLDEN=1` rewrites the file (only for a deliberate new format).
+    #[test]
+    fn log_entries_of_format_v1_still_decode() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/log-entry-v1.hex");
+        let encoded = encode("log entry", &golden_entry()).unwrap();
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, hex::encode(&encoded)).unwrap();
+        }
+        let golden = hex::decode(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        assert_eq!(encoded, golden, "the v1 encoding of a log entry changed");
+        let decoded: openraft::Entry<TypeConfig> = decode("log entry", &golden).unwrap();
+        assert_eq!(decoded.log_id, golden_entry().log_id);
+        assert_eq!(
+            format!("{:?}", decoded.payload),
+            format!("{:?}", golden_entry().payload)
+        );
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_refused() {
+        let mut encoded = encode("log entry", &golden_entry()).unwrap();
+        encoded[0] = 2;
+        let err = decode::<openraft::Entry<TypeConfig>>("log entry", &encoded).unwrap_err();
+        assert!(err.to_string().contains("unknown format version 2"));
+        assert!(decode::<openraft::Entry<TypeConfig>>("log entry", &[]).is_err());
+        assert!(decode::<openraft::Entry<TypeConfig>>("log entry", &[1, 0xff, 0xff]).is_err());
+    }
+}

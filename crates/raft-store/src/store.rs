@@ -103,8 +103,10 @@ mod tests {
 
     /// openraft's own storage conformance suite against the RocksDB stores.
     #[test]
-    fn openraft_storage_suite_passes() -> Result<(), StorageError<NodeId>> {
-        Suite::test_all(RocksBuilder)
+    fn openraft_storage_suite_passes() {
+        if let Err(e) = Suite::test_all(RocksBuilder) {
+            panic!("openraft storage suite failed: {e}");
+        }
     }
 
     fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> openraft::Entry<TypeConfig> {

@@ -144,3 +144,57 @@ async fn mpcctl_reports_status_and_grows_the_cluster() -> anyhow::Result<()> {
     assert_eq!(sessions["sessions"], serde_json::json!([]));
     Ok(())
 }
+
+#[tokio::test]
+async fn grpc_health_and_reflection_answer_like_grpcurl_expects() -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let cluster = Cluster::start(3, &[]).await?;
+    let mut health = HealthClient::new(cluster.channel(2)?);
+    for service in ["", "mpc.v1.Sessions", "mpc.v1.Keys", "mpc.v1.Cluster"] {
+        let resp = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await?
+            .into_inner();
+        assert_eq!(resp.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+
+    let mut reflection = ServerReflectionClient::new(cluster.channel(2)?);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await?
+        .into_inner();
+    let answer = answers
+        .message()
+        .await?
+        .and_then(|a| a.message_response)
+        .ok_or_else(|| anyhow::anyhow!("no reflection answer"))?;
+    let MessageResponse::ListServicesResponse(list) = answer else {
+        anyhow::bail!("unexpected reflection answer: {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "mpc.v1.Sessions",
+        "mpc.v1.Keys",
+        "mpc.v1.Cluster",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not in {names:?}"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The coordinator Raft group side by side with etcd, on this machine, in one run.
+#
+# Same workload for both: ~1 KiB writes over gRPC (ours: Sessions.CreateKeygen, a session
+# record with a 1 KiB description; etcd: KV.Put of a 1 KiB value), 1, 16 and 64 concurrent
+# clients spread over the five members, for BENCH_SECONDS each. Then failover: SIGKILL the
+# leader and time until a surviving member acknowledges a write, BENCH_TRIALS times each.
+# Both run five members on loopback with their data in the same directory tree, with their
+# default timing (ours: heartbeat 50 ms, election 300-500 ms; etcd: heartbeat 100 ms,
+# election 1000 ms). Writes docs/benchmarks/raft.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+scripts/install-deps.sh
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mpc/target}
+cargo build --release -q -p mpc-coordinator -p mpc-cli -p mpc-bench
+BIN=$CARGO_TARGET_DIR/release
+SECONDS_EACH=${BENCH_SECONDS:-10}
+TRIALS=${BENCH_TRIALS:-10}
+CLIENTS=(${BENCH_CLIENTS:-1 16 64})
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mpc-bench-raft.XXXXXX")
+RESULTS=$WORK/results.jsonl
+declare -A PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- ours
+MEMBERS=""
+for i in 1 2 3 4 5; do MEMBERS+="${MEMBERS:+,}$i=127.0.0.1:$((51050 + i))=127.0.0.1:$((9179 + i))"; done
+MPC_ENDPOINTS=$(seq -s, 1 5 | sed -E 's/([0-9])/127.0.0.1:5105\1/g')
+
+mpc_start() {
+  local i=$1
+  MPC_LOG__FILTER=warn "$BIN/mpc-coordinator" --node-id "$i" \
+    --grpc-listen "127.0.0.1:$((51050 + i))" --http-listen "127.0.0.1:$((9179 + i))" \
+    --data-dir "$WORK/mpc$i" --initial-members "$MEMBERS" >>"$WORK/mpc$i.log" 2>&1 &
+  PIDS[mpc$i]=$!
+}
+
+mpc_wait_ready() {
+  local deadline=$((SECONDS + 60))
+  for i in 1 2 3 4 5; do
+    until curl -sf "http://127.0.0.1:$((9179 + i))/ready" >/dev/null; do
+      ((SECONDS < deadline)) || { echo "mpc node $i not ready" >&2; tail "$WORK/mpc$i.log" >&2; exit 1; }
+      sleep 0.05
+    done
+  done
+}
+
+mpc_leader() {
+  "$BIN/mpcctl" --endpoints "$MPC_ENDPOINTS" --output json --timeout 10s cluster status |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'
+}
+
+echo "== mpc: five coordinators"
+for i in 1 2 3 4 5; do mpc_start "$i"; done
+mpc_wait_ready
+for c in "${CLIENTS[@]}"; do
+  "$BIN/mpc-bench" write --target mpc --endpoints "$MPC_ENDPOINTS" --clients "$c" \
+    --duration "${SECONDS_EACH}s" | tee -a "$RESULTS"
+done
+for t in $(seq 1 "$TRIALS"); do
+  leader=$(mpc_leader)
+  survivors=$(for i in 1 2 3 4 5; do [[ $i == "$leader" ]] || printf '127.0.0.1:%s,' $((51050 + i)); done)
+  "$BIN/mpc-bench" failover --target mpc --endpoints "${survivors%,}" --kill-pid "${PIDS[mpc$leader]}" |
+    tee -a "$RESULTS"
+  mpc_start "$leader"
+  mpc_wait_ready
+done
+for i in 1 2 3 4 5; do kill "${PIDS[mpc$i]}"; unset "PIDS[mpc$i]"; done
+wait 2>/dev/null || true
+
+# ---------------------------------------------------------------- etcd
+CLUSTER=""
+for i in 1 2 3 4 5; do CLUSTER+="${CLUSTER:+,}e$i=http://127.0.0.1:$((23800 + i))"; done
+ETCD_ENDPOINTS=$(for i in 1 2 3 4 5; do printf '127.0.0.1:%s,' $((23790 + i)); done)
+ETCD_ENDPOINTS=${ETCD_ENDPOINTS%,}
+
+etcd_start() {
+  local i=$1 state=${2:-new}
+  etcd --name "e$i" --data-dir "$WORK/etcd$i" \
+    --listen-client-urls "http://127.0.0.1:$((23790 + i))" \
+    --advertise-client-urls "http://127.0.0.1:$((23790 + i))" \
+    --listen-peer-urls "http://127.0.0.1:$((23800 + i))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((23800 + i))" \
+    --initial-cluster "$CLUSTER" --initial-cluster-state "$state" \
+    --log-level error >>"$WORK/etcd$i.log" 2>&1 &
+  PIDS[etcd$i]=$!
+}
+
+etcd_wait_ready() {
+  local deadline=$((SECONDS + 60))
+  for i in 1 2 3 4 5; do
+    until curl -sf "http://127.0.0.1:$((23790 + i))/health" | grep -q '"health":"true"'; do
+      ((SECONDS < deadline)) || { echo "etcd member $i not healthy" >&2; tail "$WORK/etcd$i.log" >&2; exit 1; }
+      sleep 0.05
+    done
+  done
+}
+
+etcd_leader() { # the member number (1-5) of the leader
+  ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" endpoint status -w json |
+    python3 -c '
+import json, sys
+for s in json.load(sys.stdin):
+    st = s["Status"]
+    if st["header"]["member_id"] == st["leader"]:
+        print(int(s["Endpoint"].rsplit(":", 1)[1]) - 23790)
+        break'
+}
+
+echo "== etcd $(etcd --version | head -1 | awk '{print $3}'): five members"
+for i in 1 2 3 4 5; do etcd_start "$i"; done
+etcd_wait_ready
+for c in "${CLIENTS[@]}"; do
+  "$BIN/mpc-bench" write --target etcd --endpoints "$ETCD_ENDPOINTS" --clients "$c" \
+    --duration "${SECONDS_EACH}s" | tee -a "$RESULTS"
+done
+for t in $(seq 1 "$TRIALS"); do
+  leader=$(etcd_leader)
+  survivors=$(for i in 1 2 3 4 5; do [[ $i == "$leader" ]] || printf '127.0.0.1:%s,' $((23790 + i)); done)
+  "$BIN/mpc-bench" failover --target etcd --endpoints "${survivors%,}" --kill-pid "${PIDS[etcd$leader]}" |
+    tee -a "$RESULTS"
+  etcd_start "$leader" existing
+  etcd_wait_ready
+done
+
+# ---------------------------------------------------------------- report
+mkdir -p docs/benchmarks
+python3 scripts/bench_report.py raft "$RESULTS" "$(nproc)" "$SECONDS_EACH" "$TRIALS" >docs/benchmarks/raft.md
+cat docs/benchmarks/raft.md

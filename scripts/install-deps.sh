@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# System packages the build, the tests and the benchmarks need, installed only when missing.
+# Safe to run any number of times.
+set -euo pipefail
+PACKAGES=(
+  build-essential   # RocksDB's C++ sources
+  clang libclang-dev  # bindgen for librocksdb-sys
+  m4 pkg-config curl ca-certificates
+  etcd-server etcd-client python3  # the comparison in scripts/bench-raft.sh
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=(); ((EUID == 0)) || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
