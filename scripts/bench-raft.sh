@@ -6,7 +6,7 @@
 # clients spread over the five members, for BENCH_SECONDS each. Then failover: SIGKILL the
 # leader and time until a surviving member acknowledges a write, BENCH_TRIALS times each.
 # Both run five members on loopback with their data in the same directory tree, with their
-# default timing (ours: heartbeat 50 ms, election 300-500 ms; etcd: heartbeat 100 ms,
+# default timing (ours: heartbeat 50 ms, election 150-300 ms; etcd: heartbeat 100 ms,
 # election 1000 ms). Writes docs/benchmarks/raft.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

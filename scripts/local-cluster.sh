@@ -22,9 +22,12 @@ build() {
   cargo build "${flag[@]}" -q -p mpc-coordinator -p mpc-cli
 }
 
-running_pid() { # node -> pid if alive
-  local f=$DIR/node$1.pid
-  [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
+running_pid() { # node -> pid if alive (a killed node nobody reaped is a zombie: not alive)
+  local f=$DIR/node$1.pid pid state
+  [[ -f $f ]] || return 1
+  pid=$(cat "$f")
+  state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z* ]] && echo "$pid"
 }
 
 up() {

@@ -54,6 +54,11 @@ enum Cmd {
         kill_pid: u32,
         #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// How long one write may take before the probe gives up on it and tries the next
+        /// member: a client's ordinary deadline. Much shorter deadlines measure the client's
+        /// give-up-and-retry pattern more than the cluster.
+        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+        attempt_timeout: Duration,
     },
 }
 
@@ -176,6 +181,7 @@ async fn failover(
     endpoints: &[String],
     kill_pid: u32,
     timeout: Duration,
+    attempt_timeout: Duration,
 ) -> anyhow::Result<()> {
     if endpoints.is_empty() {
         bail!("--endpoints must name the surviving nodes");
@@ -211,7 +217,16 @@ async fn failover(
     while killed.elapsed() < timeout {
         let w = &mut writers[attempt % endpoints.len()];
         attempt += 1;
-        if w.write(Duration::from_millis(2000)).await.is_ok() {
+        let outcome = w.write(attempt_timeout).await;
+        if let Err(status) = &outcome {
+            eprintln!(
+                "attempt {attempt} at {:.0} ms: {:?} {}",
+                killed.elapsed().as_secs_f64() * 1000.0,
+                status.code(),
+                status.message()
+            );
+        }
+        if outcome.is_ok() {
             let line = serde_json::json!({
                 "target": format!("{target:?}").to_lowercase(),
                 "failover_ms": killed.elapsed().as_secs_f64() * 1000.0,
@@ -240,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
             endpoints,
             kill_pid,
             timeout,
-        } => failover(target, &endpoints, kill_pid, timeout).await,
+            attempt_timeout,
+        } => failover(target, &endpoints, kill_pid, timeout, attempt_timeout).await,
     }
 }

@@ -78,8 +78,8 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             heartbeat_ms: 50,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 500,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
             snapshot_after_entries: 20_000,
             entries_kept_after_snapshot: 2_000,
             max_payload_entries: 512,

@@ -24,6 +24,7 @@ pub mod http;
 pub mod network;
 pub mod node;
 pub mod peer;
+pub mod proposer;
 pub mod raft_service;
 pub mod telemetry;
 

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mpc_proto::raft::v1::{Payload, ReadIndexRequest};
 use mpc_raft_store::codec::{decode, encode};
 use mpc_raft_store::{Command, CommandResponse, NodeId, NodeInfo, Operation, Raft, StateReader};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{RaftMetrics, ServerState};
 
 use crate::config::Config;
 use crate::peer::{ForwardError, ForwardRequest, ForwardResponse, MembershipOutcome, Peers};
+use crate::proposer::{client_write_error, Proposer};
 use crate::CoordinatorError;
 
 /// How stale a read may be.
@@ -33,6 +34,7 @@ struct Inner {
     raft: Raft,
     reader: StateReader,
     peers: Peers,
+    proposer: Proposer,
     config: Config,
 }
 
@@ -95,6 +97,10 @@ impl Coordinator {
         Self {
             inner: Arc::new(Inner {
                 id: config.node_id,
+                proposer: Proposer::start(
+                    raft.clone(),
+                    Duration::from_millis(config.raft.leader_wait_ms),
+                ),
                 raft,
                 reader,
                 peers,
@@ -295,13 +301,8 @@ impl Coordinator {
         let raft = &self.inner.raft;
         match req {
             ForwardRequest::Write(cmd) => {
-                // A leader cut off from its quorum would wait forever: give up, and say the
-                // write may still commit (a retry with the same request_id is safe).
-                match tokio::time::timeout(self.leader_wait(), raft.client_write(cmd)).await {
-                    Ok(Ok(resp)) => Ok(ForwardResponse::Written(resp.data)),
-                    Ok(Err(e)) => Err(client_write_error(e)),
-                    Err(_) => Err(ForwardError::Unconfirmed),
-                }
+                let response = self.inner.proposer.propose(cmd).await?;
+                Ok(ForwardResponse::Written(response))
             }
             ForwardRequest::AddLearner {
                 node_id,
@@ -473,16 +474,4 @@ fn unconfirmed() -> CoordinatorError {
     CoordinatorError::Timeout(
         "a quorum to confirm the write (it may still commit: retry with the same request_id)",
     )
-}
-
-fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> ForwardError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ForwardError::NotLeader {
-            leader: f.leader_id.zip(f.leader_node),
-        },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            ForwardError::Membership(c.to_string())
-        }
-        RaftError::Fatal(f) => ForwardError::Failed(f.to_string()),
-    }
 }

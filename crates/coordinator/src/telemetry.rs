@@ -45,6 +45,12 @@ pub fn prometheus() -> Result<PrometheusHandle, CoordinatorError> {
                 &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
             )
         })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("mpc_raft_proposal_batch_commands".into()),
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            )
+        })
         .map_err(|e| CoordinatorError::Server(format!("metrics: {e}")))?
         .build_recorder();
     let handle = recorder.handle();
@@ -76,6 +82,10 @@ fn describe() {
     metrics::describe_histogram!(
         "mpc_raft_log_fsync_seconds",
         "duration of each Raft log sync"
+    );
+    metrics::describe_histogram!(
+        "mpc_raft_proposal_batch_commands",
+        "commands carried by one Raft entry"
     );
     metrics::describe_histogram!(
         "mpc_raft_log_group_commit_entries",

@@ -82,13 +82,29 @@ impl Applied {
     }
 }
 
-/// Applies `cmd`, which sits at `log_index` in the Raft log.
+/// Where a command sits in the log: its entry's index and its place in that entry's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogPosition {
+    pub index: u64,
+    pub position: u32,
+}
+
+impl LogPosition {
+    /// The audit table's key: sorts in log order.
+    pub fn audit_key(self) -> Vec<u8> {
+        let mut key = self.index.to_be_bytes().to_vec();
+        key.extend_from_slice(&self.position.to_be_bytes());
+        key
+    }
+}
+
+/// Applies `cmd`, which sits at `at` in the Raft log.
 ///
 /// A store failure is an `Err` (the node must stop: its state can no longer be trusted); a
 /// command that the state does not allow is an `Ok` holding [`CommandResponse::Rejected`].
 pub fn apply_command(
     txn: &mut impl StateTxn,
-    log_index: u64,
+    at: LogPosition,
     cmd: &Command,
 ) -> Result<Applied, StoreError> {
     if let Err(invalid) = cmd.validate() {
@@ -231,18 +247,15 @@ pub fn apply_command(
         _ => "ok".into(),
     };
     let event = AuditEvent {
-        log_index,
+        log_index: at.index,
+        position: at.position,
         at_ms: cmd.at_ms,
         actor: cmd.actor.clone(),
         action: action.into(),
         subject,
         outcome,
     };
-    txn.put(
-        Table::Audit,
-        log_index.to_be_bytes().to_vec(),
-        encode("audit event", &event)?,
-    );
+    txn.put(Table::Audit, at.audit_key(), encode("audit event", &event)?);
     Ok(applied)
 }
 
@@ -577,6 +590,10 @@ pub(crate) mod tests {
         }
     }
 
+    fn pos(index: u64) -> LogPosition {
+        LogPosition { index, position: 0 }
+    }
+
     fn cmd(at_ms: u64, op: Operation) -> Command {
         Command {
             at_ms,
@@ -595,9 +612,11 @@ pub(crate) mod tests {
     #[test]
     fn a_retried_request_id_returns_the_first_session() {
         let mut txn = MemTxn::default();
-        let first = apply_command(&mut txn, 1, &keygen_cmd("s1", "k1", Some("req-1"))).unwrap();
+        let first =
+            apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", Some("req-1"))).unwrap();
         // The retry reached the leader with fresh ids, as it would after a client timeout.
-        let retry = apply_command(&mut txn, 2, &keygen_cmd("s2", "k2", Some("req-1"))).unwrap();
+        let retry =
+            apply_command(&mut txn, pos(2), &keygen_cmd("s2", "k2", Some("req-1"))).unwrap();
         assert!(matches!(
             retry.response,
             CommandResponse::Session { created: false, .. }
@@ -609,12 +628,12 @@ pub(crate) mod tests {
     #[test]
     fn a_request_id_reused_with_other_parameters_is_refused() {
         let mut txn = MemTxn::default();
-        apply_command(&mut txn, 1, &keygen_cmd("s1", "k1", Some("req-1"))).unwrap();
+        apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", Some("req-1"))).unwrap();
         let mut other = keygen_cmd("s2", "k2", Some("req-1"));
         if let Operation::CreateKeygen(k) = &mut other.op {
             k.threshold = 3;
         }
-        let applied = apply_command(&mut txn, 2, &other).unwrap();
+        let applied = apply_command(&mut txn, pos(2), &other).unwrap();
         assert!(matches!(
             applied.response,
             CommandResponse::Rejected(Rejection::RequestIdReused { .. })
@@ -627,7 +646,7 @@ pub(crate) mod tests {
         let sign = |txn: &mut MemTxn, idx| {
             apply_command(
                 txn,
-                idx,
+                pos(idx),
                 &cmd(
                     5_000,
                     Operation::CreateSigning(CreateSigning {
@@ -646,11 +665,11 @@ pub(crate) mod tests {
             CommandResponse::Rejected(Rejection::NotFound { ref kind, .. }) if kind == "key"
         ));
 
-        apply_command(&mut txn, 2, &keygen_cmd("s1", "k1", None)).unwrap();
+        apply_command(&mut txn, pos(2), &keygen_cmd("s1", "k1", None)).unwrap();
         let parties = vec!["p1".to_string(), "p2".into(), "p3".into()];
         apply_command(
             &mut txn,
-            3,
+            pos(3),
             &cmd(
                 2_000,
                 Operation::StartSession {
@@ -662,7 +681,7 @@ pub(crate) mod tests {
         .unwrap();
         let done = apply_command(
             &mut txn,
-            4,
+            pos(4),
             &cmd(
                 3_000,
                 Operation::CompleteSession {
@@ -687,7 +706,7 @@ pub(crate) mod tests {
     #[test]
     fn terminal_sessions_do_not_move() {
         let mut txn = MemTxn::default();
-        apply_command(&mut txn, 1, &keygen_cmd("s1", "k1", None)).unwrap();
+        apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
         let fail = cmd(
             2_000,
             Operation::FailSession {
@@ -699,10 +718,10 @@ pub(crate) mod tests {
             },
         );
         assert_eq!(
-            session_of(&apply_command(&mut txn, 2, &fail).unwrap()).status,
+            session_of(&apply_command(&mut txn, pos(2), &fail).unwrap()).status,
             SessionStatus::Failed
         );
-        let again = apply_command(&mut txn, 3, &fail).unwrap();
+        let again = apply_command(&mut txn, pos(3), &fail).unwrap();
         assert!(matches!(
             again.response,
             CommandResponse::Rejected(Rejection::InvalidTransition { ref from, .. }) if from == "failed"
@@ -714,7 +733,7 @@ pub(crate) mod tests {
             },
         );
         assert!(matches!(
-            apply_command(&mut txn, 4, &expire).unwrap().response,
+            apply_command(&mut txn, pos(4), &expire).unwrap().response,
             CommandResponse::Rejected(_)
         ));
     }
@@ -722,7 +741,7 @@ pub(crate) mod tests {
     #[test]
     fn expiry_before_the_deadline_is_refused() {
         let mut txn = MemTxn::default();
-        apply_command(&mut txn, 1, &keygen_cmd("s1", "k1", None)).unwrap();
+        apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
         let early = cmd(
             60_999,
             Operation::ExpireSession {
@@ -730,7 +749,7 @@ pub(crate) mod tests {
             },
         );
         assert!(matches!(
-            apply_command(&mut txn, 2, &early).unwrap().response,
+            apply_command(&mut txn, pos(2), &early).unwrap().response,
             CommandResponse::Rejected(_)
         ));
         let late = cmd(
@@ -740,7 +759,7 @@ pub(crate) mod tests {
             },
         );
         assert_eq!(
-            session_of(&apply_command(&mut txn, 3, &late).unwrap()).status,
+            session_of(&apply_command(&mut txn, pos(3), &late).unwrap()).status,
             SessionStatus::Expired
         );
     }
@@ -748,15 +767,17 @@ pub(crate) mod tests {
     #[test]
     fn every_command_leaves_one_audit_event_at_its_index() {
         let mut txn = MemTxn::default();
-        apply_command(&mut txn, 41, &keygen_cmd("s1", "k1", None)).unwrap();
+        apply_command(&mut txn, pos(41), &keygen_cmd("s1", "k1", None)).unwrap();
         let bad = keygen_cmd("s1", "k1", None); // same session id again
-        apply_command(&mut txn, 42, &bad).unwrap();
+        apply_command(&mut txn, pos(42), &bad).unwrap();
         let events: Vec<AuditEvent> = [41u64, 42]
             .iter()
             .map(|i| {
                 decode(
                     "audit",
-                    &txn.get(Table::Audit, &i.to_be_bytes()).unwrap().unwrap(),
+                    &txn.get(Table::Audit, &pos(*i).audit_key())
+                        .unwrap()
+                        .unwrap(),
                 )
                 .unwrap()
             })
@@ -777,7 +798,7 @@ pub(crate) mod tests {
         if let Operation::CreateKeygen(k) = &mut bad.op {
             k.threshold = 9;
         }
-        let applied = apply_command(&mut txn, 1, &bad).unwrap();
+        let applied = apply_command(&mut txn, pos(1), &bad).unwrap();
         assert!(matches!(
             applied.response,
             CommandResponse::Rejected(Rejection::Invalid(ref e)) if e.field == "threshold"

@@ -49,20 +49,22 @@ mod tests {
     fn golden_entry() -> openraft::Entry<TypeConfig> {
         openraft::Entry {
             log_id: LogId::new(CommittedLeaderId::new(7, 2), 42),
-            payload: EntryPayload::Normal(Command {
-                at_ms: 1_790_000_000_000,
-                actor: "peer:10.0.0.9:41000".into(),
-                op: Operation::CreateKeygen(CreateKeygen {
-                    session_id: "019a0000-0000-7000-8000-000000000001".into(),
-                    key_id: "6c1f3c0e-0000-4000-8000-000000000002".into(),
-                    scheme: Scheme::SchnorrBip340,
-                    threshold: 2,
-                    parties: vec!["party-1".into(), "party-2".into(), "party-3".into()],
-                    request_id: Some("req-1".into()),
-                    description: "cold wallet".into(),
-                    tags: BTreeMap::from([("env".into(), "prod".into())]),
-                    deadline_ms: 1_790_000_300_000,
-                }),
+            payload: EntryPayload::Normal(crate::Proposal {
+                commands: vec![Command {
+                    at_ms: 1_790_000_000_000,
+                    actor: "peer:10.0.0.9:41000".into(),
+                    op: Operation::CreateKeygen(CreateKeygen {
+                        session_id: "019a0000-0000-7000-8000-000000000001".into(),
+                        key_id: "6c1f3c0e-0000-4000-8000-000000000002".into(),
+                        scheme: Scheme::SchnorrBip340,
+                        threshold: 2,
+                        parties: vec!["party-1".into(), "party-2".into(), "party-3".into()],
+                        request_id: Some("req-1".into()),
+                        description: "cold wallet".into(),
+                        tags: BTreeMap::from([("env".into(), "prod".into())]),
+                        deadline_ms: 1_790_000_300_000,
+                    }),
+                }],
             }),
         }
     }

@@ -26,6 +26,20 @@ pub const MAX_TAG_VALUE_LEN: usize = 256;
 pub const DIGEST_LEN: usize = 32;
 pub const MAX_REASON_LEN: usize = 1024;
 
+/// What one Raft log entry carries: the commands a leader batched together, applied in order.
+/// Batching concurrent writes into one entry shares its fsyncs, replication messages and
+/// apply among them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub commands: Vec<Command>,
+}
+
+/// One answer per command of a [`Proposal`], in the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProposalResponse {
+    pub responses: Vec<CommandResponse>,
+}
+
 /// One replicated write: who, when (stamped by the proposer), and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {

@@ -4,8 +4,8 @@
 //! A coordinator cluster is one Raft group ([openraft] 0.9, storage v2). This crate gives it
 //! three things and nothing about networks:
 //!
-//! 1. [`TypeConfig`]: the Raft type configuration. Log entries carry a [`Command`]; applying one
-//!    yields a [`CommandResponse`]. Nodes are described by [`NodeInfo`] (their advertised gRPC
+//! 1. [`TypeConfig`]: the Raft type configuration. A log entry carries a [`Proposal`]: the
+//!    [`Command`]s a leader batched, each answered by its own [`CommandResponse`]. Nodes are described by [`NodeInfo`] (their advertised gRPC
 //!    and HTTP addresses).
 //! 2. [`Store`]: one RocksDB database opened from a directory, split into
 //!    - a [`LogStore`] (the Raft log, vote, committed and purged ids). An append is written at
@@ -39,7 +39,9 @@ mod reader;
 mod state_machine;
 mod store;
 
-pub use command::{Command, CommandResponse, Operation, Rejection, ValidationError};
+pub use command::{
+    Command, CommandResponse, Operation, Proposal, ProposalResponse, Rejection, ValidationError,
+};
 pub use error::StoreError;
 pub use log_store::LogStore;
 pub use node::NodeInfo;
@@ -52,8 +54,8 @@ use std::io::Cursor;
 openraft::declare_raft_types!(
     /// The Raft types of an mpc coordinator group.
     pub TypeConfig:
-        D = Command,
-        R = CommandResponse,
+        D = Proposal,
+        R = ProposalResponse,
         NodeId = u64,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,

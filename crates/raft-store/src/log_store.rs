@@ -1,16 +1,17 @@
 //! The Raft log in RocksDB, with group commit.
 //!
-//! `append` writes the entries at once (so they are readable when it returns, as openraft
-//! requires) but without syncing, then hands openraft's flush callback to a dedicated sync
-//! thread. That thread syncs the write-ahead log once for everything queued while the previous
-//! sync ran, and only then reports the entries durable. Under load many appends share one
-//! fsync; alone, an append costs one write and one fsync, as before.
+//! Every write to the log goes through one dedicated writer thread, in order: appends,
+//! truncations, purges and the committed id. `append` puts the entries into an in-memory tail
+//! cache (so they are readable when it returns, as openraft requires), queues them and returns
+//! at once; the writer takes everything queued, writes it as one synced RocksDB batch, and
+//! only then tells openraft the entries are durable. Under load many appends share one fsync;
+//! alone, an append costs one write and one fsync, with no blocking-pool hop on the way.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -32,18 +33,107 @@ const META_LAST_PURGED: &[u8] = b"last_purged";
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    syncer: Arc<SyncThread>,
+    writer: Arc<LogWriter>,
+    tail: Arc<Mutex<TailCache>>,
 }
 
-/// The sync thread; the last [`LogStore`] clone to go stops it and waits for it, so that the
+/// Encoded entries: (big-endian index, record).
+type EncodedEntries = Vec<([u8; 8], Vec<u8>)>;
+
+/// Work for the writer thread, done in the order queued.
+enum LogJob {
+    Append {
+        entries: EncodedEntries,
+        flushed: LogFlushed<TypeConfig>,
+    },
+    Committed(Vec<u8>),
+    /// Deletes `[from, to)` (after recording `purged`, for a purge), synced.
+    Delete {
+        from: u64,
+        to: u64,
+        purged: Option<Vec<u8>>,
+        done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// The newest entries of the log, kept in memory: every replication stream reads each entry
+/// it sends, and serving those reads from here spares a RocksDB iterator, a decode and a
+/// blocking-pool hop per follower per entry. It always mirrors the end of the log on disk.
+#[derive(Debug, Default)]
+struct TailCache {
+    entries: VecDeque<Entry>,
+}
+
+/// Enough for a follower a few seconds behind under full load.
+const TAIL_CACHE_ENTRIES: usize = 8192;
+
+impl TailCache {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.log_id.index)
+    }
+
+    fn append(&mut self, new: &[Entry]) {
+        let Some(first) = new.first() else { return };
+        let contiguous = self
+            .entries
+            .back()
+            .is_some_and(|last| last.log_id.index + 1 == first.log_id.index);
+        if !contiguous {
+            self.entries.clear();
+        }
+        self.entries.extend(new.iter().cloned());
+        while self.entries.len() > TAIL_CACHE_ENTRIES {
+            self.entries.pop_front();
+        }
+    }
+
+    /// Drops entries at and after `index`.
+    fn truncate(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|e| e.log_id.index >= index) {
+            self.entries.pop_back();
+        }
+    }
+
+    /// Drops entries at and before `index`.
+    fn purge(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.log_id.index <= index)
+        {
+            self.entries.pop_front();
+        }
+    }
+
+    /// `[start, end)` when the cache holds all of it (it holds the end of the log).
+    fn get(&self, start: u64, end: Option<u64>) -> Option<Vec<Entry>> {
+        let first = self.first_index()?;
+        if start < first {
+            return None;
+        }
+        let skip = usize::try_from(start - first).ok()?;
+        let iter = self.entries.iter().skip(skip);
+        Some(match end {
+            Some(end) => iter.take_while(|e| e.log_id.index < end).cloned().collect(),
+            None => iter.cloned().collect(),
+        })
+    }
+}
+
+/// The writer thread; the last [`LogStore`] clone to go stops it and waits for it, so that the
 /// database is closed when the store is dropped and can be opened again at once.
-#[derive(Debug)]
-struct SyncThread {
-    jobs: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+struct LogWriter {
+    jobs: Option<mpsc::Sender<LogJob>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for SyncThread {
+impl Debug for LogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogWriter").finish_non_exhaustive()
+    }
+}
+
+impl Drop for LogWriter {
     fn drop(&mut self) {
         self.jobs.take();
         if let Some(handle) = self.handle.take() {
@@ -55,17 +145,49 @@ impl Drop for SyncThread {
 impl LogStore {
     pub(crate) fn new(db: Arc<DB>) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel();
-        let sync_db = db.clone();
+        let writer_db = db.clone();
         // A plain thread, not a tokio task: it spends its life in fsync.
         let handle = std::thread::Builder::new()
-            .name("raft-log-sync".into())
-            .spawn(move || sync_loop(&sync_db, &queue))
+            .name("raft-log-writer".into())
+            .spawn(move || write_loop(&writer_db, &queue))
             .map_err(|e| StoreError::Thread(e.to_string()))?;
-        let syncer = Arc::new(SyncThread {
+        let writer = Arc::new(LogWriter {
             jobs: Some(jobs),
             handle: Some(handle),
         });
-        Ok(Self { db, syncer })
+        Ok(Self {
+            db,
+            writer,
+            tail: Arc::default(),
+        })
+    }
+
+    fn queue(&self, job: LogJob) -> Result<(), StoreError> {
+        self.writer
+            .jobs
+            .as_ref()
+            .ok_or(StoreError::SyncerGone)?
+            .send(job)
+            .map_err(|_| StoreError::SyncerGone)
+    }
+
+    /// Deletes `[from, to)` through the writer, after everything queued before.
+    async fn delete(&self, from: u64, to: u64, purged: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.queue(LogJob::Delete {
+            from,
+            to,
+            purged,
+            done,
+        })?;
+        outcome.await.map_err(|_| StoreError::SyncerGone)?
+    }
+
+    fn tail(&self) -> std::sync::MutexGuard<'_, TailCache> {
+        // The cache holds no invariant a panic elsewhere could break half-way.
+        self.tail
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -126,38 +248,98 @@ impl LogStore {
         }
         Ok(entries)
     }
+}
 
-    /// Deletes `[from, to)` of the log and syncs.
-    fn delete_range(db: &DB, from: u64, to: u64) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf(db, CF_LOG)?, from.to_be_bytes(), to.to_be_bytes());
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        let started = Instant::now();
-        db.write_opt(batch, &opts)
-            .map_err(StoreError::db("delete log entries"))?;
-        record_fsync(started);
-        Ok(())
+fn write_loop(db: &DB, jobs: &mpsc::Receiver<LogJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut pending = Pending::default();
+        for job in std::iter::once(first).chain(jobs.try_iter()) {
+            match job {
+                LogJob::Append { entries, flushed } => {
+                    pending.appends.push((entries, flushed));
+                }
+                LogJob::Committed(value) => pending.committed = Some(value),
+                LogJob::Delete {
+                    from,
+                    to,
+                    purged,
+                    done,
+                } => {
+                    // Keep the order: what was queued before the delete lands before it.
+                    pending.write(db);
+                    let _ = done.send(delete_range(db, from, to, purged));
+                }
+            }
+        }
+        pending.write(db);
     }
 }
 
-fn sync_loop(db: &DB, jobs: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
-    while let Ok(first) = jobs.recv() {
-        // Everything queued now was written before its job was queued, so one sync covers it.
-        let mut batch = vec![first];
-        batch.extend(jobs.try_iter());
-        let started = Instant::now();
-        let result = db.flush_wal(true);
-        record_fsync(started);
-        metrics::histogram!("mpc_raft_log_group_commit_entries").record(batch.len() as f64);
-        for callback in batch {
+/// Writes gathered for one RocksDB batch.
+#[derive(Default)]
+struct Pending {
+    appends: Vec<(EncodedEntries, LogFlushed<TypeConfig>)>,
+    committed: Option<Vec<u8>>,
+}
+
+impl Pending {
+    /// Writes everything gathered in one batch, synced when it holds entries, and reports
+    /// the outcome to each append.
+    fn write(&mut self, db: &DB) {
+        if self.appends.is_empty() && self.committed.is_none() {
+            return;
+        }
+        let appends = std::mem::take(&mut self.appends);
+        let committed = self.committed.take();
+        let result = (|| {
+            let mut batch = WriteBatch::default();
+            let log = cf(db, CF_LOG)?;
+            for (entries, _) in &appends {
+                for (key, value) in entries {
+                    batch.put_cf(log, key, value);
+                }
+            }
+            if let Some(value) = &committed {
+                batch.put_cf(cf(db, CF_LOG_META)?, META_COMMITTED, value);
+            }
+            // The committed id alone need not be durable: a stale one is safe.
+            let sync = !appends.is_empty();
+            let mut opts = WriteOptions::default();
+            opts.set_sync(sync);
+            let started = Instant::now();
+            db.write_opt(batch, &opts)
+                .map_err(StoreError::db("append log entries"))?;
+            if sync {
+                record_fsync(started);
+                metrics::histogram!("mpc_raft_log_group_commit_entries")
+                    .record(appends.len() as f64);
+            }
+            Ok::<(), StoreError>(())
+        })();
+        for (_, flushed) in appends {
             let outcome = match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::other(e.to_string())),
             };
-            callback.log_io_completed(outcome);
+            flushed.log_io_completed(outcome);
         }
     }
+}
+
+/// Deletes `[from, to)` of the log, after recording `purged` as the last purged id, synced.
+fn delete_range(db: &DB, from: u64, to: u64, purged: Option<Vec<u8>>) -> Result<(), StoreError> {
+    let mut batch = WriteBatch::default();
+    if let Some(value) = purged {
+        batch.put_cf(cf(db, CF_LOG_META)?, META_LAST_PURGED, value);
+    }
+    batch.delete_range_cf(cf(db, CF_LOG)?, from.to_be_bytes(), to.to_be_bytes());
+    let mut opts = WriteOptions::default();
+    opts.set_sync(true);
+    let started = Instant::now();
+    db.write_opt(batch, &opts)
+        .map_err(StoreError::db("delete log entries"))?;
+    record_fsync(started);
+    Ok(())
 }
 
 fn record_fsync(started: Instant) {
@@ -202,6 +384,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let (start, end) = range_to_bounds(&range);
         if end.is_some_and(|end| end <= start) {
             return Ok(Vec::new());
+        }
+        if let Some(cached) = self.tail().get(start, end) {
+            return Ok(cached);
         }
         let db = self.db.clone();
         blocking(move || Self::read_range(&db, start, end))
@@ -251,14 +436,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        // Not synced: the committed id only spares re-applying entries after a restart, and
-        // a stale one is safe.
-        let db = self.db.clone();
-        blocking(move || {
-            Self::write_meta(&db, META_COMMITTED, "committed log id", &committed, false)
-        })
-        .await
-        .map_err(write_err)
+        // Queued, not awaited, not synced: the committed id only spares re-applying entries
+        // after a restart, and a stale one is safe.
+        let value = encode("committed log id", &committed).map_err(write_err)?;
+        self.queue(LogJob::Committed(value)).map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -282,47 +463,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let db = self.db.clone();
-        let mut encoded = Vec::new();
-        for entry in entries {
-            let bytes = encode("log entry", &entry).map_err(write_err)?;
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut encoded = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let bytes = encode("log entry", entry).map_err(write_err)?;
             encoded.push((entry.log_id.index.to_be_bytes(), bytes));
         }
-        blocking(move || {
-            let log = cf(&db, CF_LOG)?;
-            let mut batch = WriteBatch::default();
-            for (key, value) in &encoded {
-                batch.put_cf(log, key, value);
-            }
-            db.write(batch)
-                .map_err(StoreError::db("append log entries"))
+        self.tail().append(&entries);
+        self.queue(LogJob::Append {
+            entries: encoded,
+            flushed: callback,
         })
-        .await
-        .map_err(write_err)?;
-        self.syncer
-            .jobs
-            .as_ref()
-            .ok_or(StoreError::SyncerGone)
-            .and_then(|jobs| jobs.send(callback).map_err(|_| StoreError::SyncerGone))
-            .map_err(write_err)
+        .map_err(write_err)
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let db = self.db.clone();
-        blocking(move || Self::delete_range(&db, log_id.index, u64::MAX))
+        self.tail().truncate(log_id.index);
+        self.delete(log_id.index, u64::MAX, None)
             .await
             .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let db = self.db.clone();
-        blocking(move || {
-            // Record the purge point first: a crash between the two steps then leaves extra
-            // entries below it, which is harmless, never a hole.
-            Self::write_meta(&db, META_LAST_PURGED, "last purged log id", &log_id, true)?;
-            Self::delete_range(&db, 0, log_id.index.saturating_add(1))
-        })
-        .await
-        .map_err(write_err)
+        self.tail().purge(log_id.index);
+        // The purge point and the deletion land in one atomic batch: never a hole.
+        let purged = encode("last purged log id", &log_id).map_err(write_err)?;
+        self.delete(0, log_id.index.saturating_add(1), Some(purged))
+            .await
+            .map_err(write_err)
     }
 }

@@ -209,8 +209,10 @@ pub struct IdempotencyRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// The Raft log index that produced the event: gives a total order across the cluster.
+    /// The Raft log index and the command's position in that entry: a total order across the
+    /// cluster.
     pub log_index: u64,
+    pub position: u32,
     pub at_ms: u64,
     pub actor: String,
     pub action: String,

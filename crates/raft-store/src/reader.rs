@@ -125,7 +125,11 @@ impl StateReader {
     pub async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         let db = self.db.clone();
         blocking(move || {
-            let start = after.saturating_add(1).to_be_bytes();
+            let start = crate::apply::LogPosition {
+                index: after.saturating_add(1),
+                position: 0,
+            }
+            .audit_key();
             let mut events = Vec::new();
             let table = cf(&db, Table::Audit.cf_name())?;
             for item in db.iterator_cf(table, IteratorMode::From(&start, Direction::Forward)) {

@@ -19,11 +19,11 @@ use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::apply::{apply_command, StateTxn, Table};
+use crate::apply::{apply_command, LogPosition, StateTxn, Table};
 use crate::codec::{decode, encode};
 use crate::model::SessionRecord;
 use crate::store::{blocking, cf, CF_SM_META, CF_SNAPSHOT};
-use crate::{CommandResponse, NodeId, NodeInfo, StoreError, TypeConfig};
+use crate::{NodeId, NodeInfo, ProposalResponse, StoreError, TypeConfig};
 
 type Entry = openraft::Entry<TypeConfig>;
 type Membership = StoredMembership<NodeId, NodeInfo>;
@@ -121,7 +121,7 @@ fn read_applied(
 fn apply_batch(
     db: &DB,
     entries: Vec<Entry>,
-) -> Result<(Vec<CommandResponse>, Vec<SessionUpdate>), StoreError> {
+) -> Result<(Vec<ProposalResponse>, Vec<SessionUpdate>), StoreError> {
     let mut txn = RocksTxn {
         db,
         batch: WriteBatch::default(),
@@ -132,22 +132,28 @@ fn apply_batch(
     let mut updates = Vec::new();
     let mut last_applied = None;
     for entry in entries {
-        let response = match &entry.payload {
-            EntryPayload::Blank => CommandResponse::Empty,
-            EntryPayload::Normal(cmd) => {
-                let applied = apply_command(&mut txn, entry.log_id.index, cmd)?;
-                if let Some(session) = applied.session {
-                    updates.push(SessionUpdate::Changed(Arc::new(session)));
+        let mut response = ProposalResponse::default();
+        match &entry.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Normal(proposal) => {
+                for (position, cmd) in (0u32..).zip(&proposal.commands) {
+                    let at = LogPosition {
+                        index: entry.log_id.index,
+                        position,
+                    };
+                    let applied = apply_command(&mut txn, at, cmd)?;
+                    if let Some(session) = applied.session {
+                        updates.push(SessionUpdate::Changed(Arc::new(session)));
+                    }
+                    response.responses.push(applied.response);
                 }
-                applied.response
             }
             EntryPayload::Membership(m) => {
                 let stored = Membership::new(Some(entry.log_id), m.clone());
                 txn.batch
                     .put_cf(meta, META_MEMBERSHIP, encode("membership", &stored)?);
-                CommandResponse::Empty
             }
-        };
+        }
         responses.push(response);
         last_applied = Some(entry.log_id);
     }
@@ -324,7 +330,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(sm_read_err)
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResponse>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

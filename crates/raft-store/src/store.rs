@@ -109,6 +109,12 @@ mod tests {
         }
     }
 
+    fn one(cmd: crate::Command) -> crate::Proposal {
+        crate::Proposal {
+            commands: vec![cmd],
+        }
+    }
+
     fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> openraft::Entry<TypeConfig> {
         openraft::Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
@@ -160,13 +166,16 @@ mod tests {
             .unwrap();
         let responses = source
             .apply(vec![
-                entry(1, EntryPayload::Normal(keygen_cmd("s1", "k1", Some("r1")))),
-                entry(2, EntryPayload::Normal(keygen_cmd("s2", "k2", None))),
+                entry(
+                    1,
+                    EntryPayload::Normal(one(keygen_cmd("s1", "k1", Some("r1")))),
+                ),
+                entry(2, EntryPayload::Normal(one(keygen_cmd("s2", "k2", None)))),
             ])
             .await
             .unwrap();
         assert!(matches!(
-            responses[0],
+            responses[0].responses[0],
             CommandResponse::Session { created: true, .. }
         ));
         let snapshot = source
@@ -186,7 +195,7 @@ mod tests {
         target
             .apply(vec![entry(
                 1,
-                EntryPayload::Normal(keygen_cmd("stale", "k9", None)),
+                EntryPayload::Normal(one(keygen_cmd("stale", "k9", None))),
             )])
             .await
             .unwrap();
@@ -206,12 +215,12 @@ mod tests {
         let retried = target
             .apply(vec![entry(
                 3,
-                EntryPayload::Normal(keygen_cmd("s3", "k3", Some("r1"))),
+                EntryPayload::Normal(one(keygen_cmd("s3", "k3", Some("r1")))),
             )])
             .await
             .unwrap();
         assert!(
-            matches!(&retried[0], CommandResponse::Session { created: false, session } if session.session_id == "s1")
+            matches!(&retried[0].responses[0], CommandResponse::Session { created: false, session } if session.session_id == "s1")
         );
         let current = target.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(current.meta.snapshot_id, snapshot.meta.snapshot_id);
@@ -225,7 +234,7 @@ mod tests {
             .map(|i| {
                 entry(
                     i,
-                    EntryPayload::Normal(keygen_cmd(&format!("s{i}"), &format!("k{i}"), None)),
+                    EntryPayload::Normal(one(keygen_cmd(&format!("s{i}"), &format!("k{i}"), None))),
                 )
             })
             .collect::<Vec<_>>();
