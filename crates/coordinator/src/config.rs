@@ -80,8 +80,8 @@ impl Default for RaftSettings {
             heartbeat_ms: 50,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
-            snapshot_after_entries: 20_000,
-            entries_kept_after_snapshot: 2_000,
+            snapshot_after_entries: 100_000,
+            entries_kept_after_snapshot: 5_000,
             max_payload_entries: 512,
             leader_wait_ms: 5_000,
         }

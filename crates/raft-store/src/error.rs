@@ -24,10 +24,10 @@ pub enum StoreError {
     MissingColumnFamily(&'static str),
     #[error("the blocking storage task was cancelled or panicked")]
     TaskFailed,
-    #[error("cannot start the log sync thread: {0}")]
+    #[error("cannot start the log writer thread: {0}")]
     Thread(String),
-    #[error("the log sync thread is gone")]
-    SyncerGone,
+    #[error("the log writer thread is gone")]
+    WriterGone,
 }
 
 impl StoreError {

@@ -8,9 +8,10 @@
 //!    [`Command`]s a leader batched, each answered by its own [`CommandResponse`]. Nodes are described by [`NodeInfo`] (their advertised gRPC
 //!    and HTTP addresses).
 //! 2. [`Store`]: one RocksDB database opened from a directory, split into
-//!    - a [`LogStore`] (the Raft log, vote, committed and purged ids). An append is written at
-//!      once and acknowledged to Raft only after a dedicated thread has synced the write-ahead
-//!      log, so concurrent appends share one fsync (group commit);
+//!    - a [`LogStore`] (the Raft log, vote, committed and purged ids). Appends are readable at
+//!      once from an in-memory tail cache; one writer thread writes everything queued as a
+//!      single synced batch and only then reports it durable to Raft, so concurrent appends
+//!      share one fsync (group commit);
 //!    - a [`StateMachine`] whose tables are RocksDB column families (keys, sessions, parties,
 //!      idempotency, audit). Snapshots are a consistent dump of those families taken from a
 //!      RocksDB snapshot; installing one replaces them in a single atomic batch;

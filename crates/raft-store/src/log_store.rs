@@ -28,8 +28,8 @@ const META_VOTE: &[u8] = b"vote";
 const META_COMMITTED: &[u8] = b"committed";
 const META_LAST_PURGED: &[u8] = b"last_purged";
 
-/// The log half of a [`crate::Store`]. Cheap to clone: clones share the database and the
-/// sync thread.
+/// The log half of a [`crate::Store`]. Cheap to clone: clones share the database, the
+/// writer thread and the tail cache.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<DB>,
@@ -166,9 +166,9 @@ impl LogStore {
         self.writer
             .jobs
             .as_ref()
-            .ok_or(StoreError::SyncerGone)?
+            .ok_or(StoreError::WriterGone)?
             .send(job)
-            .map_err(|_| StoreError::SyncerGone)
+            .map_err(|_| StoreError::WriterGone)
     }
 
     /// Deletes `[from, to)` through the writer, after everything queued before.
@@ -180,7 +180,7 @@ impl LogStore {
             purged,
             done,
         })?;
-        outcome.await.map_err(|_| StoreError::SyncerGone)?
+        outcome.await.map_err(|_| StoreError::WriterGone)?
     }
 
     fn tail(&self) -> std::sync::MutexGuard<'_, TailCache> {
