@@ -806,3 +806,131 @@ pub(crate) mod tests {
         assert!(txn.get(Table::Sessions, b"s1").unwrap().is_none());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::tests::MemTxn;
+    use super::*;
+    use crate::command::{CreateKeygen, CreateSigning};
+    use crate::model::{Scheme, SessionFailure};
+
+    /// A few ids, so that random commands collide on them often.
+    fn session_id() -> impl Strategy<Value = String> {
+        (0..6u8).prop_map(|i| format!("s{i}"))
+    }
+
+    fn op() -> impl Strategy<Value = Operation> {
+        let request_id = proptest::option::of((0..3u8).prop_map(|i| format!("r{i}")));
+        prop_oneof![
+            (session_id(), 0..4u16, request_id.clone()).prop_map(
+                |(session_id, threshold, request_id)| {
+                    Operation::CreateKeygen(CreateKeygen {
+                        key_id: format!("k-{session_id}"),
+                        session_id,
+                        scheme: Scheme::SchnorrEd25519,
+                        threshold,
+                        parties: vec!["p1".into(), "p2".into(), "p3".into()],
+                        request_id,
+                        description: String::new(),
+                        tags: BTreeMap::new(),
+                        deadline_ms: 50_000,
+                    })
+                }
+            ),
+            (
+                session_id(),
+                (0..6u8).prop_map(|i| format!("k-s{i}")),
+                request_id
+            )
+                .prop_map(|(session_id, key_id, request_id)| {
+                    Operation::CreateSigning(CreateSigning {
+                        session_id,
+                        key_id,
+                        message_digest: vec![1; 32],
+                        request_id,
+                        deadline_ms: 50_000,
+                    })
+                }),
+            session_id().prop_map(|session_id| Operation::StartSession {
+                session_id,
+                parties: vec!["p1".into(), "p2".into()],
+            }),
+            (session_id(), any::<bool>()).prop_map(|(session_id, keygen)| {
+                Operation::CompleteSession {
+                    session_id,
+                    result: if keygen {
+                        SessionResult::PublicKey(vec![3; 32])
+                    } else {
+                        SessionResult::Signature(vec![4; 64])
+                    },
+                    address: None,
+                }
+            }),
+            session_id().prop_map(|session_id| Operation::FailSession {
+                session_id,
+                failure: SessionFailure {
+                    reason: "timeout".into(),
+                    blamed_parties: Vec::new(),
+                },
+            }),
+            session_id().prop_map(|session_id| Operation::ExpireSession { session_id }),
+        ]
+    }
+
+    fn sessions(txn: &MemTxn) -> BTreeMap<String, SessionRecord> {
+        txn.0
+            .iter()
+            .filter(|((t, _), _)| *t == Table::Sessions)
+            .map(|((_, k), v)| {
+                let s: SessionRecord = decode("session", v).unwrap();
+                (String::from_utf8(k.clone()).unwrap(), s)
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Whatever clients send, in whatever order: apply never fails on a healthy store, is
+        /// deterministic, never lets a request id name two sessions, never moves a finished
+        /// session, and leaves exactly one audit event per command.
+        #[test]
+        fn apply_keeps_its_invariants(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut txn = MemTxn::default();
+            let mut replay = MemTxn::default();
+            let mut finished: BTreeMap<String, SessionRecord> = BTreeMap::new();
+            for (i, op) in ops.into_iter().enumerate() {
+                let cmd = Command { at_ms: 1_000 + i as u64 * 10_000, actor: "prop".into(), op };
+                let at = LogPosition { index: i as u64 + 1, position: 0 };
+                let applied = apply_command(&mut txn, at, &cmd).unwrap();
+                let again = apply_command(&mut replay, at, &cmd).unwrap();
+                prop_assert_eq!(&applied.response, &again.response);
+                let now = sessions(&txn);
+                for (id, before) in &finished {
+                    prop_assert_eq!(now.get(id), Some(before), "finished session {} moved", id);
+                }
+                for (id, s) in now {
+                    if s.status.is_terminal() {
+                        finished.insert(id, s);
+                    }
+                }
+            }
+            prop_assert_eq!(&txn.0, &replay.0);
+
+            let all = sessions(&txn);
+            let mut seen = BTreeSet::new();
+            for s in all.values() {
+                if let Some(r) = &s.request_id {
+                    prop_assert!(seen.insert(r.clone()), "request id {} names two sessions", r);
+                    let record: IdempotencyRecord =
+                        load(&txn, Table::Idempotency, r, "idempotency").unwrap().unwrap();
+                    prop_assert_eq!(&record.session_id, &s.session_id);
+                }
+            }
+            let events = txn.0.keys().filter(|(t, _)| *t == Table::Audit).count();
+            prop_assert_eq!(events, replay.0.keys().filter(|(t, _)| *t == Table::Audit).count());
+        }
+    }
+}
