@@ -86,3 +86,54 @@ impl From<CoordinatorError> for Status {
 pub(crate) fn invalid(field: &str, reason: impl std::fmt::Display) -> CoordinatorError {
     CoordinatorError::Invalid(ValidationError::new(field, reason))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_leader_tells_the_client_where_the_leader_is() {
+        let status = Status::from(CoordinatorError::NoLeader {
+            reason: "forwarding failed".into(),
+            leader_grpc_addr: Some("10.0.0.3:50051".into()),
+        });
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status
+                .metadata()
+                .get(mpc_proto::LEADER_METADATA)
+                .and_then(|v| v.to_str().ok()),
+            Some("10.0.0.3:50051")
+        );
+    }
+
+    #[test]
+    fn rejections_map_to_the_codes_clients_branch_on() {
+        let code = |r: Rejection| Status::from(CoordinatorError::Rejected(r)).code();
+        assert_eq!(
+            code(Rejection::NotFound {
+                kind: "key".into(),
+                id: "k".into()
+            }),
+            Code::NotFound
+        );
+        assert_eq!(
+            code(Rejection::RequestIdReused {
+                request_id: "r".into(),
+                session_id: "s".into()
+            }),
+            Code::AlreadyExists
+        );
+        assert_eq!(
+            code(Rejection::InvalidTransition {
+                session_id: "s".into(),
+                from: "failed".into(),
+                to: "completed".into()
+            }),
+            Code::FailedPrecondition
+        );
+        let invalid = Status::from(invalid("threshold", "must be at least 2"));
+        assert_eq!(invalid.code(), Code::InvalidArgument);
+        assert_eq!(invalid.message(), "invalid threshold: must be at least 2");
+    }
+}
