@@ -199,7 +199,13 @@ impl Sessions for SessionsService {
                 return;
             }
             while !last.status.is_terminal() {
-                let next = match updates.recv().await {
+                // Stop as soon as the client goes away, not at the session's next change,
+                // which may never come.
+                let update = tokio::select! {
+                    update = updates.recv() => update,
+                    () = tx.closed() => return,
+                };
+                let next = match update {
                     Ok(SessionUpdate::Changed(s)) if s.session_id == last.session_id => {
                         Some((*s).clone())
                     }
