@@ -17,6 +17,9 @@ cargo build --release -q -p mpc-coordinator -p mpc-cli -p mpc-bench
 BIN=$CARGO_TARGET_DIR/release
 SECONDS_EACH=${BENCH_SECONDS:-10}
 TRIALS=${BENCH_TRIALS:-10}
+# Seconds between a restarted member reporting ready and the next kill, so that it has caught
+# up with the log and each trial starts from a settled five-member cluster.
+SETTLE=${BENCH_SETTLE:-2}
 CLIENTS=(${BENCH_CLIENTS:-1 16 64})
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mpc-bench-raft.XXXXXX")
 RESULTS=$WORK/results.jsonl
@@ -71,6 +74,7 @@ for t in $(seq 1 "$TRIALS"); do
     tee -a "$RESULTS"
   mpc_start "$leader"
   mpc_wait_ready
+  sleep "$SETTLE"
 done
 for i in 1 2 3 4 5; do kill "${PIDS[mpc$i]}"; unset "PIDS[mpc$i]"; done
 wait 2>/dev/null || true
@@ -128,6 +132,7 @@ for t in $(seq 1 "$TRIALS"); do
     tee -a "$RESULTS"
   etcd_start "$leader" existing
   etcd_wait_ready
+  sleep "$SETTLE"
 done
 
 # ---------------------------------------------------------------- report

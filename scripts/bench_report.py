@@ -54,8 +54,8 @@ def main():
                "acknowledged through a surviving member. The probe (`mpc-bench failover`, the same "
                "for both) gives each write a 500 ms deadline and on any error or timeout moves at "
                "once to the next survivor. "
-               "The killed member is restarted and the cluster is back to five ready members before "
-               "the next trial.\n")
+               "The killed member is restarted, and the next trial starts 2 s after all five members "
+               "report ready (BENCH_SETTLE).\n")
     out.append("| system | trials | p50 ms | p90 ms | max ms | mean ms |")
     out.append("|---|---:|---:|---:|---:|---:|")
     for t, vals in failover.items():
