@@ -32,6 +32,39 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Waits up to 60 s for a command to succeed; on failure shows the member's log and stops.
+wait_until() { # what log -- command...
+  local what=$1 log=$2 deadline=$((SECONDS + 60))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { echo "$what not ready" >&2; tail "$log" >&2; exit 1; }
+    sleep 0.05
+  done
+}
+
+# Writes for each client count, then failover trials; the system's functions are
+# <system>_start N [existing], <system>_wait_ready and <system>_leader.
+measure() { # system endpoints client-port-base
+  local sys=$1 endpoints=$2 base=$3 c t i leader survivors
+  for i in 1 2 3 4 5; do "${sys}_start" "$i"; done
+  "${sys}_wait_ready"
+  for c in "${CLIENTS[@]}"; do
+    "$BIN/mpc-bench" write --target "$sys" --endpoints "$endpoints" --clients "$c" \
+      --duration "${SECONDS_EACH}s" | tee -a "$RESULTS"
+  done
+  for t in $(seq 1 "$TRIALS"); do
+    leader=$("${sys}_leader")
+    survivors=$(for i in 1 2 3 4 5; do [[ $i == "$leader" ]] || printf '127.0.0.1:%s,' $((base + i)); done)
+    "$BIN/mpc-bench" failover --target "$sys" --endpoints "${survivors%,}" \
+      --kill-pid "${PIDS[$sys$leader]}" | tee -a "$RESULTS"
+    "${sys}_start" "$leader" existing
+    "${sys}_wait_ready"
+    sleep "$SETTLE"
+  done
+  for i in 1 2 3 4 5; do kill "${PIDS[$sys$i]}" 2>/dev/null || true; unset "PIDS[$sys$i]"; done
+  wait 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- ours
 MEMBERS=""
 for i in 1 2 3 4 5; do MEMBERS+="${MEMBERS:+,}$i=127.0.0.1:$((51050 + i))=127.0.0.1:$((9179 + i))"; done
@@ -46,12 +79,9 @@ mpc_start() {
 }
 
 mpc_wait_ready() {
-  local deadline=$((SECONDS + 60))
+  local i
   for i in 1 2 3 4 5; do
-    until curl -sf "http://127.0.0.1:$((9179 + i))/ready" >/dev/null; do
-      ((SECONDS < deadline)) || { echo "mpc node $i not ready" >&2; tail "$WORK/mpc$i.log" >&2; exit 1; }
-      sleep 0.05
-    done
+    wait_until "mpc node $i" "$WORK/mpc$i.log" curl -sf "http://127.0.0.1:$((9179 + i))/ready"
   done
 }
 
@@ -61,23 +91,7 @@ mpc_leader() {
 }
 
 echo "== mpc: five coordinators"
-for i in 1 2 3 4 5; do mpc_start "$i"; done
-mpc_wait_ready
-for c in "${CLIENTS[@]}"; do
-  "$BIN/mpc-bench" write --target mpc --endpoints "$MPC_ENDPOINTS" --clients "$c" \
-    --duration "${SECONDS_EACH}s" | tee -a "$RESULTS"
-done
-for t in $(seq 1 "$TRIALS"); do
-  leader=$(mpc_leader)
-  survivors=$(for i in 1 2 3 4 5; do [[ $i == "$leader" ]] || printf '127.0.0.1:%s,' $((51050 + i)); done)
-  "$BIN/mpc-bench" failover --target mpc --endpoints "${survivors%,}" --kill-pid "${PIDS[mpc$leader]}" |
-    tee -a "$RESULTS"
-  mpc_start "$leader"
-  mpc_wait_ready
-  sleep "$SETTLE"
-done
-for i in 1 2 3 4 5; do kill "${PIDS[mpc$i]}"; unset "PIDS[mpc$i]"; done
-wait 2>/dev/null || true
+measure mpc "$MPC_ENDPOINTS" 51050
 
 # ---------------------------------------------------------------- etcd
 CLUSTER=""
@@ -97,13 +111,12 @@ etcd_start() {
   PIDS[etcd$i]=$!
 }
 
+etcd_healthy() { curl -sf "http://127.0.0.1:$((23790 + $1))/health" | grep -q '"health":"true"'; }
+
 etcd_wait_ready() {
-  local deadline=$((SECONDS + 60))
+  local i
   for i in 1 2 3 4 5; do
-    until curl -sf "http://127.0.0.1:$((23790 + i))/health" | grep -q '"health":"true"'; do
-      ((SECONDS < deadline)) || { echo "etcd member $i not healthy" >&2; tail "$WORK/etcd$i.log" >&2; exit 1; }
-      sleep 0.05
-    done
+    wait_until "etcd member $i" "$WORK/etcd$i.log" etcd_healthy "$i"
   done
 }
 
@@ -119,21 +132,7 @@ for s in json.load(sys.stdin):
 }
 
 echo "== etcd $(etcd --version | head -1 | awk '{print $3}'): five members"
-for i in 1 2 3 4 5; do etcd_start "$i"; done
-etcd_wait_ready
-for c in "${CLIENTS[@]}"; do
-  "$BIN/mpc-bench" write --target etcd --endpoints "$ETCD_ENDPOINTS" --clients "$c" \
-    --duration "${SECONDS_EACH}s" | tee -a "$RESULTS"
-done
-for t in $(seq 1 "$TRIALS"); do
-  leader=$(etcd_leader)
-  survivors=$(for i in 1 2 3 4 5; do [[ $i == "$leader" ]] || printf '127.0.0.1:%s,' $((23790 + i)); done)
-  "$BIN/mpc-bench" failover --target etcd --endpoints "${survivors%,}" --kill-pid "${PIDS[etcd$leader]}" |
-    tee -a "$RESULTS"
-  etcd_start "$leader" existing
-  etcd_wait_ready
-  sleep "$SETTLE"
-done
+measure etcd "$ETCD_ENDPOINTS" 23790
 
 # ---------------------------------------------------------------- report
 mkdir -p docs/benchmarks

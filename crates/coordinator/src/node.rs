@@ -200,9 +200,12 @@ impl Coordinator {
     /// Runs `req` here when this node leads, else carries it to the leader; while there is
     /// no leader (an election is under way) waits for one, up to `raft.leader_wait_ms`.
     ///
-    /// Retrying is safe: a forwarded command carries the ids its proposer chose, so a copy
-    /// that did reach the log is answered "already exists" for that very id, never applied
-    /// twice.
+    /// A forward that failed may still have reached the log, so the retry can meet its own
+    /// earlier copy. Each kind of write must make that harmless: a create carries the ids its
+    /// proposer chose and is answered "already exists" for that very id (which
+    /// `SessionsService` reads as success); key updates and membership changes set values and
+    /// land the same twice. Session transitions, which the scheduler will send, need the same
+    /// care before they come through here.
     async fn forward_or_run(
         &self,
         req: ForwardRequest,
@@ -309,25 +312,15 @@ impl Coordinator {
                 node,
                 wait_caught_up,
             } => match raft.add_learner(node_id, node, wait_caught_up).await {
-                Ok(resp) => Ok(ForwardResponse::Membership(self.outcome(resp.log_id.index))),
+                Ok(resp) => Ok(ForwardResponse::Membership(outcome(&resp))),
                 Err(e) => Err(client_write_error(e)),
             },
             ForwardRequest::ChangeMembership { voters, retain } => {
                 match raft.change_membership(voters, retain).await {
-                    Ok(resp) => Ok(ForwardResponse::Membership(self.outcome(resp.log_id.index))),
+                    Ok(resp) => Ok(ForwardResponse::Membership(outcome(&resp))),
                     Err(e) => Err(client_write_error(e)),
                 }
             }
-        }
-    }
-
-    fn outcome(&self, log_index: u64) -> MembershipOutcome {
-        let m = self.metrics();
-        let membership = m.membership_config.membership();
-        MembershipOutcome {
-            log_index,
-            voters: membership.voter_ids().collect(),
-            learners: membership.learner_ids().collect(),
         }
     }
 
@@ -467,6 +460,21 @@ impl Coordinator {
             actor,
             op,
         }
+    }
+}
+
+/// The membership a change committed, as its own log entry carries it (the metrics watch may
+/// not show it yet).
+fn outcome(
+    resp: &openraft::raft::ClientWriteResponse<mpc_raft_store::TypeConfig>,
+) -> MembershipOutcome {
+    let (voters, learners) = resp.membership.as_ref().map_or_else(Default::default, |m| {
+        (m.voter_ids().collect(), m.learner_ids().collect())
+    });
+    MembershipOutcome {
+        log_index: resp.log_id.index,
+        voters,
+        learners,
     }
 }
 

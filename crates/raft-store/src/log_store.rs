@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
@@ -58,10 +59,16 @@ enum LogJob {
 
 /// The newest entries of the log, kept in memory: every replication stream reads each entry
 /// it sends, and serving those reads from here spares a RocksDB iterator, a decode and a
-/// blocking-pool hop per follower per entry. It always mirrors the end of the log on disk.
+/// blocking-pool hop per follower per entry.
+///
+/// Invariant: every entry of the log is on disk or here (or both). The cache therefore keeps
+/// an entry until the writer has written it, whatever its size limit says, and a read takes
+/// what lies below the cache from RocksDB and the rest from here.
 #[derive(Debug, Default)]
 struct TailCache {
     entries: VecDeque<Entry>,
+    /// One past the last index the writer has written to RocksDB (shared with the writer).
+    written_end: Arc<AtomicU64>,
 }
 
 /// Enough for a follower a few seconds behind under full load.
@@ -82,7 +89,13 @@ impl TailCache {
             self.entries.clear();
         }
         self.entries.extend(new.iter().cloned());
-        while self.entries.len() > TAIL_CACHE_ENTRIES {
+        let written_end = self.written_end.load(Ordering::Acquire);
+        while self.entries.len() > TAIL_CACHE_ENTRIES
+            && self
+                .entries
+                .front()
+                .is_some_and(|e| e.log_id.index < written_end)
+        {
             self.entries.pop_front();
         }
     }
@@ -105,18 +118,22 @@ impl TailCache {
         }
     }
 
-    /// `[start, end)` when the cache holds all of it (it holds the end of the log).
-    fn get(&self, start: u64, end: Option<u64>) -> Option<Vec<Entry>> {
-        let first = self.first_index()?;
-        if start < first {
-            return None;
-        }
-        let skip = usize::try_from(start - first).ok()?;
-        let iter = self.entries.iter().skip(skip);
-        Some(match end {
-            Some(end) => iter.take_while(|e| e.log_id.index < end).cloned().collect(),
-            None => iter.cloned().collect(),
-        })
+    /// The cached part of `[start, end)`: the index it starts at (what lies below it must
+    /// come from disk) and its entries.
+    fn get(&self, start: u64, end: Option<u64>) -> (Option<u64>, Vec<Entry>) {
+        let Some(first) = self.first_index() else {
+            return (None, Vec::new());
+        };
+        let from = start.max(first);
+        let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+        let entries = self
+            .entries
+            .iter()
+            .skip(skip)
+            .take_while(|e| end.is_none_or(|end| e.log_id.index < end))
+            .cloned()
+            .collect();
+        (Some(from), entries)
     }
 }
 
@@ -146,10 +163,12 @@ impl LogStore {
     pub(crate) fn new(db: Arc<DB>) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel();
         let writer_db = db.clone();
+        let tail = TailCache::default();
+        let written_end = tail.written_end.clone();
         // A plain thread, not a tokio task: it spends its life in fsync.
         let handle = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || write_loop(&writer_db, &queue))
+            .spawn(move || write_loop(&writer_db, &queue, &written_end))
             .map_err(|e| StoreError::Thread(e.to_string()))?;
         let writer = Arc::new(LogWriter {
             jobs: Some(jobs),
@@ -158,7 +177,7 @@ impl LogStore {
         Ok(Self {
             db,
             writer,
-            tail: Arc::default(),
+            tail: Arc::new(Mutex::new(tail)),
         })
     }
 
@@ -250,7 +269,7 @@ impl LogStore {
     }
 }
 
-fn write_loop(db: &DB, jobs: &mpsc::Receiver<LogJob>) {
+fn write_loop(db: &DB, jobs: &mpsc::Receiver<LogJob>, written_end: &AtomicU64) {
     while let Ok(first) = jobs.recv() {
         let mut pending = Pending::default();
         for job in std::iter::once(first).chain(jobs.try_iter()) {
@@ -266,12 +285,17 @@ fn write_loop(db: &DB, jobs: &mpsc::Receiver<LogJob>) {
                     done,
                 } => {
                     // Keep the order: what was queued before the delete lands before it.
-                    pending.write(db);
-                    let _ = done.send(delete_range(db, from, to, purged));
+                    pending.write(db, written_end);
+                    let outcome = delete_range(db, from, to, purged);
+                    if outcome.is_ok() && to == u64::MAX {
+                        // A truncation: entries from `from` on must be written again.
+                        written_end.fetch_min(from, Ordering::AcqRel);
+                    }
+                    let _ = done.send(outcome);
                 }
             }
         }
-        pending.write(db);
+        pending.write(db, written_end);
     }
 }
 
@@ -285,7 +309,7 @@ struct Pending {
 impl Pending {
     /// Writes everything gathered in one batch, synced when it holds entries, and reports
     /// the outcome to each append.
-    fn write(&mut self, db: &DB) {
+    fn write(&mut self, db: &DB, written_end: &AtomicU64) {
         if self.appends.is_empty() && self.committed.is_none() {
             return;
         }
@@ -316,6 +340,16 @@ impl Pending {
             }
             Ok::<(), StoreError>(())
         })();
+        if result.is_ok() {
+            let last = appends
+                .iter()
+                .filter_map(|(entries, _)| entries.last())
+                .map(|(key, _)| u64::from_be_bytes(*key))
+                .max();
+            if let Some(last) = last {
+                written_end.fetch_max(last.saturating_add(1), Ordering::AcqRel);
+            }
+        }
         for (_, flushed) in appends {
             let outcome = match &result {
                 Ok(()) => Ok(()),
@@ -385,13 +419,29 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if end.is_some_and(|end| end <= start) {
             return Ok(Vec::new());
         }
-        if let Some(cached) = self.tail().get(start, end) {
+        let (cached_from, cached) = self.tail().get(start, end);
+        let disk_end = match (cached_from, end) {
+            (Some(from), Some(end)) => Some(from.min(end)),
+            (Some(from), None) => Some(from),
+            (None, end) => end,
+        };
+        if disk_end.is_some_and(|disk_end| disk_end <= start) {
             return Ok(cached);
         }
         let db = self.db.clone();
-        blocking(move || Self::read_range(&db, start, end))
+        let mut entries = blocking(move || Self::read_range(&db, start, disk_end))
             .await
-            .map_err(read_err)
+            .map_err(read_err)?;
+        // Nothing on disk below the cache means the log starts there. A disk part that stops
+        // short of the cache would leave a hole: return only the contiguous prefix then.
+        let joins = match (entries.last(), cached.first()) {
+            (Some(last), Some(first)) => last.log_id.index + 1 == first.log_id.index,
+            _ => true,
+        };
+        if joins {
+            entries.extend(cached);
+        }
+        Ok(entries)
     }
 }
 
@@ -400,10 +450,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let db = self.db.clone();
+        // Queued entries are part of the log although the writer may not have written them.
+        let cached_last = self.tail().entries.back().map(|e| e.log_id);
         blocking(move || {
             let last_purged_log_id: Option<LogId<NodeId>> =
                 Self::read_meta(&db, META_LAST_PURGED, "last purged log id")?;
-            let last_log_id = Self::last_entry_id(&db)?.or(last_purged_log_id);
+            let on_disk = Self::last_entry_id(&db)?;
+            let last_log_id = cached_last.max(on_disk).or(last_purged_log_id);
             Ok(LogState {
                 last_purged_log_id,
                 last_log_id,
@@ -491,5 +544,60 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.delete(0, log_id.index.saturating_add(1), Some(purged))
             .await
             .map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn blank(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[test]
+    fn the_cache_keeps_entries_the_writer_has_not_written() {
+        let mut tail = TailCache::default();
+        let over = TAIL_CACHE_ENTRIES as u64 + 100;
+        tail.append(&(1..=over).map(blank).collect::<Vec<_>>());
+        // Nothing written yet: nothing may go, whatever the size limit.
+        assert_eq!(tail.first_index(), Some(1));
+
+        tail.written_end.store(51, Ordering::Release);
+        tail.append(&[blank(over + 1)]);
+        assert_eq!(
+            tail.first_index(),
+            Some(51),
+            "only written entries are evicted"
+        );
+        tail.written_end.store(over + 2, Ordering::Release);
+        tail.append(&[blank(over + 2)]);
+        assert_eq!(tail.entries.len(), TAIL_CACHE_ENTRIES);
+    }
+
+    #[test]
+    fn a_read_below_the_cache_is_split_at_its_first_entry() {
+        let mut tail = TailCache::default();
+        tail.append(&(10..=20).map(blank).collect::<Vec<_>>());
+        let (from, cached) = tail.get(5, Some(15));
+        assert_eq!(from, Some(10));
+        assert_eq!(indexes(&cached), [10, 11, 12, 13, 14]);
+        let (from, cached) = tail.get(12, None);
+        assert_eq!(from, Some(12));
+        assert_eq!(indexes(&cached), (12..=20).collect::<Vec<_>>());
+        assert_eq!(TailCache::default().get(1, Some(3)), (None, Vec::new()));
+
+        tail.truncate(18);
+        tail.purge(11);
+        assert_eq!(indexes(&tail.get(0, None).1), [12, 13, 14, 15, 16, 17]);
     }
 }

@@ -58,12 +58,10 @@ impl SessionsService {
             Err(CoordinatorError::Rejected(Rejection::AlreadyExists { kind, id }))
                 if kind == "session" && id == session_id =>
             {
-                let session = self.node.reader().session(&session_id).await?.ok_or(
-                    CoordinatorError::NotFound {
-                        what: "session",
-                        id: session_id,
-                    },
-                )?;
+                // The copy that got in may not be applied here yet: read it linearizably.
+                let session = self
+                    .read_session(&session_id, Consistency::Linearizable)
+                    .await?;
                 Ok(pb::CreateSessionResponse {
                     session: Some(convert::session(&session)),
                     created: true,
