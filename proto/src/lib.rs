@@ -23,3 +23,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mpc_
 
 /// Response metadata naming the leader's gRPC address when a node cannot serve a write.
 pub const LEADER_METADATA: &str = "x-mpc-leader";
+
+/// What a party signs to answer a coordinator's challenge on `PartyGateway.Attach`: the
+/// nonce and node id of that coordinator, and the party id.
+pub fn hello_message(nonce: &[u8], node_id: u64, party_id: &str) -> Vec<u8> {
+    let mut m = b"mpc-party-hello-v1".to_vec();
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(&node_id.to_be_bytes());
+    m.extend_from_slice(party_id.as_bytes());
+    m
+}

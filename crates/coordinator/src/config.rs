@@ -95,6 +95,10 @@ pub struct SessionSettings {
     pub default_timeout_secs: u32,
     /// The longest lifetime a request may ask for.
     pub max_timeout_secs: u32,
+    /// Presignatures the scheduler keeps ready per ECDSA key (0 turns the pool off).
+    pub presignatures_per_key: usize,
+    /// Presign sessions running at once across all keys.
+    pub presign_concurrency: usize,
 }
 
 impl Default for SessionSettings {
@@ -102,6 +106,8 @@ impl Default for SessionSettings {
         Self {
             default_timeout_secs: 300,
             max_timeout_secs: 86_400,
+            presignatures_per_key: 4,
+            presign_concurrency: 2,
         }
     }
 }

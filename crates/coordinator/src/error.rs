@@ -49,9 +49,9 @@ impl From<CoordinatorError> for Status {
                 Rejection::AlreadyExists { .. } | Rejection::RequestIdReused { .. } => {
                     Code::AlreadyExists
                 }
-                Rejection::KeyNotActive { .. } | Rejection::InvalidTransition { .. } => {
-                    Code::FailedPrecondition
-                }
+                Rejection::KeyNotActive { .. }
+                | Rejection::InvalidTransition { .. }
+                | Rejection::PresignatureUnavailable { .. } => Code::FailedPrecondition,
                 Rejection::Invalid(_) => Code::InvalidArgument,
             },
             CoordinatorError::NotFound { .. } => Code::NotFound,

@@ -7,10 +7,13 @@
 //! 2. start openraft with the store and the gRPC [`network::Network`];
 //! 3. serve gRPC on `grpc_listen`: the public `mpc.v1` services ([`api`]), the internal
 //!    `mpc.raft.v1.Raft` service ([`raft_service`]), `grpc.health.v1` and server reflection;
-//! 4. serve HTTP on `http_listen` ([`http`]): `/health`, `/ready`, `/metrics`, `/v1/cluster`;
-//! 5. on an empty store with `initial_members`, initialise the group (every member may do
+//!    and `mpc.v1.PartyGateway` ([`gateway`]) through which parties attach to the leader;
+//! 4. run the session [`scheduler`], which acts while this node leads: it dispatches sessions
+//!    to parties, relays their envelopes through the [`router`] and commits verified results;
+//! 5. serve HTTP on `http_listen` ([`http`]): `/health`, `/ready`, `/metrics`, `/v1/cluster`;
+//! 6. on an empty store with `initial_members`, initialise the group (every member may do
 //!    so with the same list: the entries they write are identical);
-//! 6. run until the shutdown future completes, then stop the servers and Raft.
+//! 7. run until the shutdown future completes, then stop the servers and Raft.
 //!
 //! Writes reach the leader wherever they arrive ([`node::Coordinator::write`]): a follower
 //! forwards them in one hop, and waits for an election to finish if there is none. Reads are
@@ -20,12 +23,15 @@
 pub mod api;
 pub mod config;
 mod error;
+pub mod gateway;
 pub mod http;
 pub mod network;
 pub mod node;
 pub mod peer;
 pub mod proposer;
 pub mod raft_service;
+pub mod router;
+pub mod scheduler;
 pub mod telemetry;
 
 use std::collections::BTreeMap;
@@ -37,6 +43,7 @@ pub use error::CoordinatorError;
 use mpc_proto::raft::v1::raft_server::RaftServer;
 use mpc_proto::v1::cluster_server::ClusterServer;
 use mpc_proto::v1::keys_server::KeysServer;
+use mpc_proto::v1::party_gateway_server::PartyGatewayServer;
 use mpc_proto::v1::sessions_server::SessionsServer;
 use mpc_raft_store::{NodeInfo, Raft, Store};
 use openraft::error::{InitializeError, RaftError};
@@ -90,11 +97,15 @@ pub async fn run(
     .map_err(|e| CoordinatorError::RaftStopped(e.to_string()))?;
     let node = Coordinator::new(config.clone(), raft.clone(), reader, peers);
 
+    let hub = Arc::new(gateway::PartyHub::default());
+    let scheduler = tokio::spawn(scheduler::Scheduler::new(node.clone(), hub.clone()).run());
+
     let grpc_listener = bind("gRPC", config.grpc_listen).await?;
     let http_listener = bind("HTTP", config.http_listen).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = tokio::spawn(serve_grpc(
         node.clone(),
+        hub,
         grpc_listener,
         stopped(stop_rx.clone()),
     ));
@@ -123,6 +134,7 @@ pub async fn run(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     exporter.abort();
+    scheduler.abort();
     let grpc_result = grpc.await;
     let http_result = http.await;
     if let Err(e) = raft.shutdown().await {
@@ -149,6 +161,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 async fn serve_grpc(
     node: Coordinator,
+    hub: Arc<gateway::PartyHub>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoordinatorError> {
@@ -157,6 +170,9 @@ async fn serve_grpc(
         .set_serving::<SessionsServer<api::SessionsService>>()
         .await;
     health.set_serving::<KeysServer<api::KeysService>>().await;
+    health
+        .set_serving::<PartyGatewayServer<gateway::GatewayService>>()
+        .await;
     health
         .set_serving::<ClusterServer<api::ClusterService>>()
         .await;
@@ -175,6 +191,10 @@ async fn serve_grpc(
         .add_service(raft_rpc)
         .add_service(SessionsServer::new(api::SessionsService::new(node.clone())))
         .add_service(KeysServer::new(api::KeysService::new(node.clone())))
+        .add_service(PartyGatewayServer::new(gateway::GatewayService::new(
+            node.clone(),
+            hub,
+        )))
         .add_service(ClusterServer::new(api::ClusterService::new(node)))
         .serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown)
         .await

@@ -133,6 +133,23 @@ impl Coordinator {
         Duration::from_millis(self.inner.config.raft.leader_wait_ms)
     }
 
+    /// The term in which this node leads, or None when it does not lead.
+    pub fn leading_term(&self) -> Option<u64> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        (m.state == ServerState::Leader && m.current_leader == Some(self.inner.id))
+            .then_some(m.current_term)
+    }
+
+    /// The error a leader-only call answers on another node: UNAVAILABLE with the leader's
+    /// address in `x-mpc-leader` when it is known.
+    pub fn not_leader(&self, what: &str) -> CoordinatorError {
+        CoordinatorError::NoLeader {
+            reason: format!("{what} is served by the leader only"),
+            leader_grpc_addr: self.leader().map(|(_, n)| n.grpc_addr),
+        }
+    }
+
     /// The leader this node knows of, with its address.
     pub fn leader(&self) -> Option<(NodeId, NodeInfo)> {
         let m = self.inner.raft.metrics();

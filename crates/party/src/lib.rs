@@ -1,1 +1,146 @@
-//! The party daemon: encrypted share store, protocol execution, protected envelopes. Built in a later issue.
+//! An mpc party: holds key shares and runs the threshold protocols the coordinator leader
+//! assigns to it.
+//!
+//! [`run`] starts a party in this order:
+//!
+//! 1. open the share store under `data_dir` with the master key and open every record once
+//!    ([`store::ShareStore::verify_all`]): a wrong key or a damaged record stops the start;
+//! 2. load or create the party's identity keys ([`identity::Identity`]);
+//! 3. start filling the prime pool in the background ([`primes::PrimePool`]);
+//! 4. serve HTTP: `/health`, `/ready`, `/metrics`, `/v1/status`;
+//! 5. connect to a coordinator, follow it to the leader, register the identity, answer the
+//!    leader's challenge, and run the assignments that arrive ([`client`], [`session`]),
+//!    reconnecting after any failure.
+//!
+//! Protocol messages to other parties leave only as envelopes ([`envelope`]): signed, and
+//! encrypted end to end when addressed to one party.
+
+pub mod client;
+pub mod config;
+pub mod envelope;
+pub mod http;
+pub mod identity;
+pub mod master_key;
+pub mod primes;
+pub mod session;
+pub mod store;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+pub use config::PartyConfig;
+
+use crate::identity::Identity;
+use crate::primes::PrimePool;
+use crate::store::ShareStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PartyError {
+    #[error("invalid {field}: {reason}")]
+    Config { field: String, reason: String },
+    #[error("share store {}: {reason}", path.display())]
+    Store { path: PathBuf, reason: String },
+    #[error("record {} is unreadable: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("invalid record id {0:?}: use letters, digits, '-', '_' and '.'")]
+    InvalidRecordId(String),
+    #[error("sealing a record failed")]
+    Seal,
+    #[error(transparent)]
+    Tss(#[from] mpc_tss::TssError),
+    #[error("server: {0}")]
+    Server(String),
+}
+
+/// What every task of a running party shares.
+#[derive(Debug)]
+pub struct PartyState {
+    pub party_id: String,
+    pub store: Arc<ShareStore>,
+    pub identity: Arc<Identity>,
+    pub primes: PrimePool,
+    pub connected: AtomicBool,
+    pub running_sessions: AtomicUsize,
+    pub advertised_endpoint: String,
+}
+
+/// Runs a party until `shutdown` completes.
+pub async fn run(config: PartyConfig, shutdown: impl Future<Output = ()>) -> Result<(), PartyError> {
+    let prometheus = http::prometheus()?;
+    let opened = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, PartyError> {
+            let key = config.master_key()?;
+            let store = ShareStore::open(&config.data_dir, &config.party_id, &key)?;
+            let records = store.verify_all()?;
+            let identity = Identity::load_or_create(&store)?;
+            if let Some(file) = &config.import_primes {
+                primes::import(&store, file)?;
+            }
+            Ok((store, identity, records))
+        })
+        .await
+        .map_err(|e| PartyError::Server(e.to_string()))??
+    };
+    let (store, identity, records) = opened;
+    let store = Arc::new(store);
+    let state = Arc::new(PartyState {
+        party_id: config.party_id.clone(),
+        primes: PrimePool::new(store.clone(), config.prime_pool_size),
+        store,
+        identity: Arc::new(identity),
+        connected: AtomicBool::new(false),
+        running_sessions: AtomicUsize::new(0),
+        advertised_endpoint: config.http_listen.to_string(),
+    });
+    tracing::info!(
+        party = %config.party_id,
+        records,
+        signing_public_key = %hex::encode(state.identity.signing_public_key()),
+        "share store opened"
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| PartyError::Config {
+            field: "http_listen".into(),
+            reason: format!("{}: {e}", config.http_listen),
+        })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http = tokio::spawn({
+        let app = http::router(state.clone(), prometheus);
+        let mut stop = stop_rx.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    });
+    let filler = tokio::spawn(state.primes.clone().fill());
+    let client = tokio::spawn(client::run(state.clone(), config.coordinators.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    client.abort();
+    filler.abort();
+    http.await
+        .map_err(|e| PartyError::Server(e.to_string()))?
+        .map_err(|e| PartyError::Server(format!("HTTP: {e}")))?;
+    Ok(())
+}
+
+/// Runs blocking work (disk, heavy cryptography) off the async runtime.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, PartyError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, PartyError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PartyError::Server(format!("blocking task: {e}")))?
+}

@@ -7,10 +7,13 @@
 use sha3::{Digest, Sha3_256};
 
 use crate::codec::{decode, encode};
-use crate::command::{Command, CommandResponse, CreateKeygen, CreateSigning, Operation, Rejection};
+use crate::command::{
+    Command, CommandResponse, CreateKeygen, CreatePresign, CreateSigning, Operation, Rejection,
+};
 use crate::model::{
-    AuditEvent, IdempotencyRecord, KeyRecord, KeyStatus, PartyRecord, PartyStatus, SessionKind,
-    SessionRecord, SessionResult, SessionStatus,
+    AuditEvent, IdempotencyRecord, KeyRecord, KeyStatus, PartyRecord, PartyStatus,
+    PresignatureRecord, PresignatureStatus, SessionKind, SessionRecord, SessionResult,
+    SessionStatus,
 };
 use crate::StoreError;
 
@@ -22,15 +25,18 @@ pub enum Table {
     Parties,
     Idempotency,
     Audit,
+    /// Keyed by key id, a slash, and presignature id.
+    Presignatures,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Keys,
         Table::Sessions,
         Table::Parties,
         Table::Idempotency,
         Table::Audit,
+        Table::Presignatures,
     ];
 
     pub fn cf_name(self) -> &'static str {
@@ -40,6 +46,7 @@ impl Table {
             Table::Parties => "sm_parties",
             Table::Idempotency => "sm_idempotency",
             Table::Audit => "sm_audit",
+            Table::Presignatures => "sm_presignatures",
         }
     }
 
@@ -51,6 +58,7 @@ impl Table {
             Table::Parties => 3,
             Table::Idempotency => 4,
             Table::Audit => 5,
+            Table::Presignatures => 6,
         }
     }
 
@@ -124,18 +132,16 @@ pub fn apply_command(
         Operation::StartSession {
             session_id,
             parties,
+            presignature_id,
         } => (
-            transition(txn, cmd.at_ms, session_id, "started", |s| {
-                if s.status != SessionStatus::Pending {
-                    return false;
-                }
-                s.status = SessionStatus::Running;
-                s.parties.clone_from(parties);
-                s.started_at_ms = Some(cmd.at_ms);
-                true
-            })?,
+            start_session(txn, cmd.at_ms, session_id, parties, presignature_id.as_deref())?,
             "session.start",
             session_id.clone(),
+        ),
+        Operation::CreatePresign(p) => (
+            create_presign(txn, cmd.at_ms, &cmd.actor, p)?,
+            "session.create_presign",
+            p.session_id.clone(),
         ),
         Operation::CompleteSession {
             session_id,
@@ -151,6 +157,9 @@ pub fn apply_command(
             failure,
         } => (
             transition(txn, cmd.at_ms, session_id, "failed", |s| {
+                if s.status == SessionStatus::Failed && s.failure.as_ref() == Some(failure) {
+                    return true; // a retried proposal of the same failure
+                }
                 if s.status.is_terminal() {
                     return false;
                 }
@@ -164,6 +173,9 @@ pub fn apply_command(
         ),
         Operation::ExpireSession { session_id } => (
             transition(txn, cmd.at_ms, session_id, "expired", |s| {
+                if s.status == SessionStatus::Expired {
+                    return true;
+                }
                 if s.status.is_terminal() || cmd.at_ms < s.deadline_ms {
                     return false;
                 }
@@ -289,7 +301,9 @@ fn create_keygen(
         key_id: k.key_id.clone(),
         threshold: k.threshold,
         parties: k.parties.clone(),
-        message_digest: None,
+        signing_input: None,
+        attempt: 0,
+        presignature_id: None,
         status: SessionStatus::Pending,
         result: None,
         failure: None,
@@ -312,7 +326,7 @@ fn create_signing(
     actor: &str,
     s: &CreateSigning,
 ) -> Result<Applied, StoreError> {
-    let fingerprint = fingerprint(&("sign", &s.key_id, &s.message_digest));
+    let fingerprint = fingerprint(&("sign", &s.key_id, &s.input));
     if let Some(found) = replay(txn, s.request_id.as_deref(), fingerprint)? {
         return Ok(found);
     }
@@ -328,6 +342,19 @@ fn create_signing(
             status: key.status.as_str().into(),
         }));
     }
+    if let crate::model::SigningPayload::Message { hash, .. } = &s.input {
+        let ecdsa = key.scheme == crate::model::Scheme::EcdsaSecp256k1;
+        if ecdsa != hash.is_some() {
+            let reason = if ecdsa {
+                "an ECDSA key signs a digest: name the hash (keccak256 or sha256)".to_owned()
+            } else {
+                format!("a {} key signs the message itself: leave hash empty", key.scheme)
+            };
+            return Ok(Applied::rejected(Rejection::Invalid(
+                crate::ValidationError::new("hash", reason),
+            )));
+        }
+    }
     let session = SessionRecord {
         session_id: s.session_id.clone(),
         kind: SessionKind::Sign,
@@ -335,7 +362,9 @@ fn create_signing(
         key_id: key.key_id,
         threshold: key.threshold,
         parties: Vec::new(),
-        message_digest: Some(s.message_digest.clone()),
+        signing_input: Some(s.input.clone()),
+        attempt: 0,
+        presignature_id: None,
         status: SessionStatus::Pending,
         result: None,
         failure: None,
@@ -445,6 +474,7 @@ fn complete_session(
         (session.kind, result),
         (SessionKind::Keygen, SessionResult::PublicKey(_))
             | (SessionKind::Sign, SessionResult::Signature(_))
+            | (SessionKind::Presign, SessionResult::Presignature)
     );
     if !result_fits {
         return Ok(Applied::rejected(Rejection::Invalid(
@@ -476,13 +506,152 @@ fn complete_session(
             store(txn, Table::Keys, &key.key_id, "key", &key)?;
         }
     }
+    if session.kind == SessionKind::Presign && session.status == SessionStatus::Running {
+        let record = PresignatureRecord {
+            presignature_id: session.session_id.clone(),
+            key_id: session.key_id.clone(),
+            signers: session.parties.clone(),
+            status: PresignatureStatus::Available,
+            created_at_ms: at_ms,
+        };
+        let key = presignature_key(&record.key_id, &record.presignature_id);
+        store(txn, Table::Presignatures, &key, "presignature", &record)?;
+    }
     transition(txn, at_ms, session_id, "completed", |s| {
+        if s.status == SessionStatus::Completed && s.result.as_ref() == Some(result) {
+            return true; // a retried proposal of the same outcome
+        }
         if s.status != SessionStatus::Running {
             return false;
         }
         s.status = SessionStatus::Completed;
         s.result = Some(result.clone());
         s.finished_at_ms = Some(at_ms);
+        true
+    })
+}
+
+/// The presignature table's key.
+pub fn presignature_key(key_id: &str, presignature_id: &str) -> String {
+    format!("{key_id}/{presignature_id}")
+}
+
+fn create_presign(
+    txn: &mut impl StateTxn,
+    at_ms: u64,
+    actor: &str,
+    p: &CreatePresign,
+) -> Result<Applied, StoreError> {
+    let Some(key) = load::<KeyRecord>(txn, Table::Keys, &p.key_id, "key")? else {
+        return Ok(Applied::rejected(Rejection::NotFound {
+            kind: "key".into(),
+            id: p.key_id.clone(),
+        }));
+    };
+    let signers_fit = key.scheme == crate::model::Scheme::EcdsaSecp256k1
+        && p.signers.len() == usize::from(key.threshold)
+        && p.signers.iter().all(|s| key.parties.contains(s));
+    if !signers_fit {
+        return Ok(Applied::rejected(Rejection::Invalid(
+            crate::ValidationError::new(
+                "signers",
+                format!(
+                    "presignatures need {} of the ECDSA key's parties",
+                    key.threshold
+                ),
+            ),
+        )));
+    }
+    let session = SessionRecord {
+        session_id: p.session_id.clone(),
+        kind: SessionKind::Presign,
+        scheme: key.scheme,
+        key_id: key.key_id,
+        threshold: key.threshold,
+        parties: p.signers.clone(),
+        signing_input: None,
+        attempt: 0,
+        presignature_id: None,
+        status: SessionStatus::Pending,
+        result: None,
+        failure: None,
+        request_id: None,
+        requested_by: actor.to_owned(),
+        key_description: String::new(),
+        key_tags: Default::default(),
+        created_at_ms: at_ms,
+        updated_at_ms: at_ms,
+        deadline_ms: p.deadline_ms,
+        started_at_ms: None,
+        finished_at_ms: None,
+    };
+    insert_session(txn, session, None, [0; 32])
+}
+
+/// Hands a session to its parties. A presignature named here is marked used in the same
+/// write, before any party can issue a partial signature with it: it never serves twice.
+fn start_session(
+    txn: &mut impl StateTxn,
+    at_ms: u64,
+    session_id: &str,
+    parties: &[String],
+    presignature_id: Option<&str>,
+) -> Result<Applied, StoreError> {
+    let Some(session) = load::<SessionRecord>(txn, Table::Sessions, session_id, "session")? else {
+        return Ok(Applied::rejected(Rejection::NotFound {
+            kind: "session".into(),
+            id: session_id.to_owned(),
+        }));
+    };
+    let unavailable = |presignature_id: &str, reason: &str| {
+        Ok(Applied::rejected(Rejection::PresignatureUnavailable {
+            presignature_id: presignature_id.to_owned(),
+            session_id: session_id.to_owned(),
+            reason: reason.to_owned(),
+        }))
+    };
+    if let Some(presignature_id) = presignature_id {
+        if session.status != SessionStatus::Pending || session.kind != SessionKind::Sign {
+            return unavailable(presignature_id, "only a pending signing session takes one");
+        }
+        let may_use = matches!(
+            session.signing_input,
+            Some(crate::model::SigningPayload::Message { hash: Some(_), .. })
+        );
+        if !may_use {
+            return unavailable(
+                presignature_id,
+                "the request carries a raw digest, not a message and its hash",
+            );
+        }
+        let key = presignature_key(&session.key_id, presignature_id);
+        let Some(mut record) =
+            load::<PresignatureRecord>(txn, Table::Presignatures, &key, "presignature")?
+        else {
+            return unavailable(presignature_id, "no such presignature for this key");
+        };
+        if record.status != PresignatureStatus::Available {
+            return unavailable(presignature_id, "already used");
+        }
+        if record.signers != parties {
+            return unavailable(presignature_id, "its signer set differs from the parties");
+        }
+        record.status = PresignatureStatus::Used {
+            session_id: session_id.to_owned(),
+        };
+        store(txn, Table::Presignatures, &key, "presignature", &record)?;
+    }
+    transition(txn, at_ms, session_id, "started", |s| {
+        match s.status {
+            SessionStatus::Pending => {}
+            // A new leader re-dispatches what the old one had running: a new attempt.
+            SessionStatus::Running => s.attempt += 1,
+            _ => return false,
+        }
+        s.status = SessionStatus::Running;
+        s.parties = parties.to_vec();
+        s.presignature_id = presignature_id.map(str::to_owned).or(s.presignature_id.take());
+        s.started_at_ms.get_or_insert(at_ms);
         true
     })
 }
@@ -652,7 +821,7 @@ pub(crate) mod tests {
                     Operation::CreateSigning(CreateSigning {
                         session_id: format!("sig-{idx}"),
                         key_id: "k1".into(),
-                        message_digest: vec![7; 32],
+                        input: crate::model::SigningPayload::Digest(vec![7; 32]),
                         request_id: None,
                         deadline_ms: 9_000,
                     }),
@@ -675,6 +844,7 @@ pub(crate) mod tests {
                 Operation::StartSession {
                     session_id: "s1".into(),
                     parties,
+                    presignature_id: None,
                 },
             ),
         )
@@ -850,7 +1020,7 @@ mod properties {
                     Operation::CreateSigning(CreateSigning {
                         session_id,
                         key_id,
-                        message_digest: vec![1; 32],
+                        input: crate::model::SigningPayload::Digest(vec![1; 32]),
                         request_id,
                         deadline_ms: 50_000,
                     })
@@ -858,6 +1028,7 @@ mod properties {
             session_id().prop_map(|session_id| Operation::StartSession {
                 session_id,
                 parties: vec!["p1".into(), "p2".into()],
+                presignature_id: None,
             }),
             (session_id(), any::<bool>()).prop_map(|(session_id, keygen)| {
                 Operation::CompleteSession {

@@ -12,8 +12,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    KeyRecord, KeyStatus, PartyRecord, PartyStatus, Scheme, SessionFailure, SessionRecord,
-    SessionResult,
+    KeyRecord, KeyStatus, PartyRecord, PartyStatus, PresignatureRecord, Scheme, SessionFailure,
+    SessionRecord, SessionResult, SigningPayload,
 };
 
 pub const MAX_ID_LEN: usize = 64;
@@ -25,6 +25,7 @@ pub const MAX_TAG_KEY_LEN: usize = 63;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 pub const DIGEST_LEN: usize = 32;
 pub const MAX_REASON_LEN: usize = 1024;
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 
 /// What one Raft log entry carries: the commands a leader batched together, applied in order.
 /// Batching concurrent writes into one entry shares its fsyncs, replication messages and
@@ -52,10 +53,12 @@ pub struct Command {
 pub enum Operation {
     CreateKeygen(CreateKeygen),
     CreateSigning(CreateSigning),
-    /// The scheduler handed the session to these parties.
+    /// The scheduler handed the session to these parties. A running session may be started
+    /// again (a new attempt) after a leader change, never with a presignature.
     StartSession {
         session_id: String,
         parties: Vec<String>,
+        presignature_id: Option<String>,
     },
     /// The protocol finished and the leader verified its result. For a keygen this also
     /// creates the key record.
@@ -79,6 +82,16 @@ pub enum Operation {
         party_id: String,
         status: PartyStatus,
     },
+    /// The scheduler refills a key's presignature pool for one signer set.
+    CreatePresign(CreatePresign),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatePresign {
+    pub session_id: String,
+    pub key_id: String,
+    pub signers: Vec<String>,
+    pub deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +111,7 @@ pub struct CreateKeygen {
 pub struct CreateSigning {
     pub session_id: String,
     pub key_id: String,
-    pub message_digest: Vec<u8>,
+    pub input: SigningPayload,
     pub request_id: Option<String>,
     pub deadline_ms: u64,
 }
@@ -130,6 +143,7 @@ pub enum CommandResponse {
     },
     Key(Box<KeyRecord>),
     Party(Box<PartyRecord>),
+    Presignature(Box<PresignatureRecord>),
     Rejected(Rejection),
 }
 
@@ -154,6 +168,12 @@ pub enum Rejection {
         session_id: String,
         from: String,
         to: String,
+    },
+    #[error("presignature {presignature_id:?} cannot serve session {session_id}: {reason}")]
+    PresignatureUnavailable {
+        presignature_id: String,
+        session_id: String,
+        reason: String,
     },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -200,21 +220,26 @@ impl Command {
             Operation::CreateSigning(s) => {
                 check_id("session_id", &s.session_id)?;
                 check_id("key_id", &s.key_id)?;
-                if s.message_digest.len() != DIGEST_LEN {
-                    return Err(ValidationError::new(
-                        "digest",
-                        format!("must be {DIGEST_LEN} bytes, got {}", s.message_digest.len()),
-                    ));
-                }
+                check_signing_payload(&s.input)?;
                 check_request_id(s.request_id.as_deref())?;
                 check_deadline(self.at_ms, s.deadline_ms)
             }
             Operation::StartSession {
                 session_id,
                 parties,
+                presignature_id,
             } => {
                 check_id("session_id", session_id)?;
+                if let Some(p) = presignature_id {
+                    check_id("presignature_id", p)?;
+                }
                 check_parties("parties", parties)
+            }
+            Operation::CreatePresign(p) => {
+                check_id("session_id", &p.session_id)?;
+                check_id("key_id", &p.key_id)?;
+                check_parties("signers", &p.signers)?;
+                check_deadline(self.at_ms, p.deadline_ms)
             }
             Operation::CompleteSession {
                 session_id,
@@ -222,8 +247,9 @@ impl Command {
                 address,
             } => {
                 check_id("session_id", session_id)?;
-                let bytes = match result {
+                let bytes: &[u8] = match result {
                     SessionResult::PublicKey(b) | SessionResult::Signature(b) => b,
+                    SessionResult::Presignature => b"-",
                 };
                 if bytes.is_empty() || bytes.len() > 256 {
                     return Err(ValidationError::new("result", "must be 1 to 256 bytes"));
@@ -294,6 +320,22 @@ impl Command {
 }
 
 /// Session, key and party ids: short, printable, safe in a URL path and a RocksDB key.
+fn check_signing_payload(input: &SigningPayload) -> Result<(), ValidationError> {
+    match input {
+        SigningPayload::Digest(d) if d.len() != DIGEST_LEN => Err(ValidationError::new(
+            "digest",
+            format!("must be {DIGEST_LEN} bytes, got {}", d.len()),
+        )),
+        SigningPayload::Message { message, .. } if message.is_empty() || message.len() > MAX_MESSAGE_LEN => {
+            Err(ValidationError::new(
+                "message",
+                format!("must be 1 to {MAX_MESSAGE_LEN} bytes, got {}", message.len()),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn check_id(field: &str, id: &str) -> Result<(), ValidationError> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(ValidationError::new(
@@ -469,7 +511,7 @@ mod tests {
             op: Operation::CreateSigning(CreateSigning {
                 session_id: "s".into(),
                 key_id: "k".into(),
-                message_digest: vec![0; 31],
+                input: SigningPayload::Digest(vec![0; 31]),
                 request_id: None,
                 deadline_ms: 2,
             }),

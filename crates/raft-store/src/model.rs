@@ -108,6 +108,65 @@ pub enum SessionResult {
     PublicKey(Vec<u8>),
     /// A signature in the scheme's wire form.
     Signature(Vec<u8>),
+    /// A presign session stored a presignature at every signer.
+    Presignature,
+}
+
+/// The hash an ECDSA signer applies to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MessageHash {
+    Keccak256,
+    Sha256,
+}
+
+impl MessageHash {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageHash::Keccak256 => "keccak256",
+            MessageHash::Sha256 => "sha256",
+        }
+    }
+}
+
+impl FromStr for MessageHash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keccak256" => Ok(MessageHash::Keccak256),
+            "sha256" => Ok(MessageHash::Sha256),
+            other => Err(format!("unknown hash {other:?}; expected keccak256 or sha256")),
+        }
+    }
+}
+
+/// What a signing session signs: a raw 32-byte digest, or a message that every signer hashes
+/// itself (only the latter may be served from a presignature).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningPayload {
+    Digest(Vec<u8>),
+    Message {
+        message: Vec<u8>,
+        hash: Option<MessageHash>,
+    },
+}
+
+/// Where a presignature stands. It exists at its signers once its presign session completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PresignatureStatus {
+    Available,
+    /// Committed to a signing session before any signer issued a partial signature.
+    Used { session_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresignatureRecord {
+    /// The id of the presign session that produced it.
+    pub presignature_id: String,
+    pub key_id: String,
+    /// The signer set, in signing order; only these parties hold its shares.
+    pub signers: Vec<String>,
+    pub status: PresignatureStatus,
+    pub created_at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,8 +188,14 @@ pub struct SessionRecord {
     /// For keygen, every share holder; for signing, the chosen signers (empty until
     /// scheduled).
     pub parties: Vec<String>,
-    /// The 32-byte digest to sign (signing sessions only).
-    pub message_digest: Option<Vec<u8>>,
+    /// What to sign (signing sessions only).
+    pub signing_input: Option<SigningPayload>,
+    /// How many times the session was dispatched: a leader change re-dispatches a running
+    /// session under a new attempt, with a fresh execution id.
+    pub attempt: u32,
+    /// The presignature an ECDSA signing session was started with; once set, that
+    /// presignature is used up whatever happens to the session.
+    pub presignature_id: Option<String>,
     pub status: SessionStatus,
     pub result: Option<SessionResult>,
     pub failure: Option<SessionFailure>,

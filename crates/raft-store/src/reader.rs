@@ -9,7 +9,10 @@ use tokio::sync::broadcast;
 
 use crate::apply::Table;
 use crate::codec::decode;
-use crate::model::{AuditEvent, KeyRecord, PartyRecord, SessionKind, SessionRecord, SessionStatus};
+use crate::model::{
+    AuditEvent, KeyRecord, PartyRecord, PresignatureRecord, PresignatureStatus, SessionKind,
+    SessionRecord, SessionStatus,
+};
 use crate::state_machine::SessionUpdate;
 use crate::store::{blocking, cf};
 use crate::StoreError;
@@ -88,6 +91,50 @@ impl StateReader {
                 }
             }
             Ok(paginate(page, page_size, |s| s.session_id.clone()))
+        })
+        .await
+    }
+
+    /// Every session not yet finished (pending or running). A new leader's scheduler reads
+    /// this once to take over what its predecessor left.
+    pub async fn active_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let mut active = Vec::new();
+            for item in db.iterator_cf(cf(&db, Table::Sessions.cf_name())?, IteratorMode::Start) {
+                let (_, value) = item.map_err(StoreError::db("list sessions"))?;
+                let session: SessionRecord = decode("session", &value)?;
+                if !session.status.is_terminal() {
+                    active.push(session);
+                }
+            }
+            Ok(active)
+        })
+        .await
+    }
+
+    /// A key's presignatures that are still available, oldest first.
+    pub async fn available_presignatures(
+        &self,
+        key_id: &str,
+    ) -> Result<Vec<PresignatureRecord>, StoreError> {
+        let db = self.db.clone();
+        let prefix = format!("{key_id}/");
+        blocking(move || {
+            let mut found = Vec::new();
+            let mode = IteratorMode::From(prefix.as_bytes(), Direction::Forward);
+            for item in db.iterator_cf(cf(&db, Table::Presignatures.cf_name())?, mode) {
+                let (key, value) = item.map_err(StoreError::db("list presignatures"))?;
+                if !key.starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                let record: PresignatureRecord = decode("presignature", &value)?;
+                if record.status == PresignatureStatus::Available {
+                    found.push(record);
+                }
+            }
+            found.sort_by_key(|r| r.created_at_ms);
+            Ok(found)
         })
         .await
     }

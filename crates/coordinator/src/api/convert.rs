@@ -2,7 +2,7 @@
 
 use mpc_proto::v1 as pb;
 use mpc_raft_store::model::{
-    KeyRecord, KeyStatus, SessionKind, SessionRecord, SessionResult, SessionStatus,
+    KeyRecord, KeyStatus, SessionKind, SessionRecord, SessionResult, SessionStatus, SigningPayload,
 };
 
 use crate::node::{ClusterView, Consistency};
@@ -11,6 +11,7 @@ pub fn session(s: &SessionRecord) -> pb::Session {
     let (public_key, signature) = match &s.result {
         Some(SessionResult::PublicKey(k)) => (k.clone(), Vec::new()),
         Some(SessionResult::Signature(sig)) => (Vec::new(), sig.clone()),
+        Some(SessionResult::Presignature) => (Vec::new(), Vec::new()),
         None => (Vec::new(), Vec::new()),
     };
     pb::Session {
@@ -20,7 +21,20 @@ pub fn session(s: &SessionRecord) -> pb::Session {
         key_id: s.key_id.clone(),
         threshold: u32::from(s.threshold),
         parties: s.parties.clone(),
-        digest: s.message_digest.clone().unwrap_or_default(),
+        digest: match &s.signing_input {
+            Some(SigningPayload::Digest(d)) => d.clone(),
+            _ => Vec::new(),
+        },
+        message: match &s.signing_input {
+            Some(SigningPayload::Message { message, .. }) => message.clone(),
+            _ => Vec::new(),
+        },
+        hash: match &s.signing_input {
+            Some(SigningPayload::Message { hash: Some(h), .. }) => h.as_str().into(),
+            _ => String::new(),
+        },
+        attempt: s.attempt,
+        presignature_id: s.presignature_id.clone().unwrap_or_default(),
         status: session_status(s.status) as i32,
         public_key,
         signature,

@@ -5,7 +5,7 @@ use futures::Stream;
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::sessions_server::Sessions;
 use mpc_raft_store::command::{CreateKeygen, CreateSigning};
-use mpc_raft_store::model::{Scheme, SessionRecord};
+use mpc_raft_store::model::{MessageHash, Scheme, SessionRecord, SigningPayload};
 use mpc_raft_store::{CommandResponse, Operation, Rejection, SessionFilter, SessionUpdate};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
@@ -130,11 +130,28 @@ impl Sessions for SessionsService {
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
+        let input = match (req.digest.is_empty(), req.message.is_empty()) {
+            (false, true) if req.hash.is_empty() => SigningPayload::Digest(req.digest),
+            (false, true) => {
+                return Err(invalid("hash", "a digest is signed as it is: leave hash empty").into())
+            }
+            (true, false) => SigningPayload::Message {
+                message: req.message,
+                hash: optional(req.hash)
+                    .map(|h| h.parse::<MessageHash>())
+                    .transpose()
+                    .map_err(|e| invalid("hash", e))?,
+            },
+            (false, false) => {
+                return Err(invalid("message", "give either a digest or a message, not both").into())
+            }
+            (true, true) => return Err(invalid("digest", "give a digest or a message to sign").into()),
+        };
         let session_id = uuid::Uuid::now_v7().to_string();
         let op = Operation::CreateSigning(CreateSigning {
             session_id: session_id.clone(),
             key_id: req.key_id,
-            message_digest: req.digest,
+            input,
             request_id: optional(req.request_id),
             deadline_ms: self.deadline(req.timeout_seconds)?,
         });

@@ -1,0 +1,73 @@
+//! A party's settings: flags, each with an `MPC_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::master_key::MasterKey;
+use crate::PartyError;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PartyConfig {
+    /// This party's id, as keygen requests name it.
+    #[arg(long, env = "MPC_PARTY_ID")]
+    pub party_id: String,
+    /// Where the share store lives.
+    #[arg(long, env = "MPC_DATA_DIR", default_value = "data/party")]
+    pub data_dir: PathBuf,
+    /// Coordinator gRPC endpoints, comma separated; the party follows them to the leader.
+    #[arg(long, env = "MPC_COORDINATORS", value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
+    pub coordinators: Vec<String>,
+    #[arg(long, env = "MPC_HTTP_LISTEN", default_value = "127.0.0.1:8091")]
+    pub http_listen: SocketAddr,
+    /// A file holding the 256-bit master key (64 hex digits or 32 raw bytes). Without it,
+    /// MPC_MASTER_KEY (64 hex digits) is read.
+    #[arg(long, env = "MPC_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Prime pairs kept ready for auxiliary info (each takes about a minute of one core).
+    #[arg(long, env = "MPC_PRIME_POOL", default_value_t = 1)]
+    pub prime_pool_size: usize,
+    /// Imports prime pairs generated elsewhere (one encoded pair per line) into the pool.
+    #[arg(long, env = "MPC_IMPORT_PRIMES")]
+    pub import_primes: Option<PathBuf>,
+}
+
+impl PartyConfig {
+    /// The master key from the key file, or else from `MPC_MASTER_KEY`.
+    pub fn master_key(&self) -> Result<MasterKey, PartyError> {
+        if let Some(file) = &self.master_key_file {
+            return MasterKey::from_file(file);
+        }
+        match std::env::var("MPC_MASTER_KEY") {
+            Ok(value) => {
+                let value = zeroize::Zeroizing::new(value);
+                MasterKey::from_hex("MPC_MASTER_KEY", &value)
+            }
+            Err(_) => Err(PartyError::Config {
+                field: "master_key".into(),
+                reason: "set MPC_MASTER_KEY (64 hex digits) or --master-key-file".into(),
+            }),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), PartyError> {
+        let id_ok = !self.party_id.is_empty()
+            && self.party_id.len() <= 64
+            && self
+                .party_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !id_ok {
+            return Err(PartyError::Config {
+                field: "party_id".into(),
+                reason: "1 to 64 letters, digits, '-', '_' or '.'".into(),
+            });
+        }
+        if self.coordinators.is_empty() {
+            return Err(PartyError::Config {
+                field: "coordinators".into(),
+                reason: "name at least one coordinator endpoint".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! The HTTP face of a party: liveness, readiness, metrics and status.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+use crate::store::RecordKind;
+use crate::{PartyError, PartyState};
+
+#[derive(Clone)]
+struct HttpState {
+    party: Arc<PartyState>,
+    prometheus: PrometheusHandle,
+}
+
+pub fn router(party: Arc<PartyState>, prometheus: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/-/healthy", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .with_state(HttpState { party, prometheus })
+}
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn prometheus() -> Result<PrometheusHandle, PartyError> {
+    if let Some(handle) = PROMETHEUS.get() {
+        return Ok(handle.clone());
+    }
+    let buckets = [
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+    ];
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+        .map_err(|e| PartyError::Server(format!("metrics: {e}")))?
+        .build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        return PROMETHEUS
+            .get()
+            .cloned()
+            .ok_or_else(|| PartyError::Server("another metrics recorder is installed".into()));
+    }
+    Ok(PROMETHEUS.get_or_init(|| handle).clone())
+}
+
+async fn health(State(s): State<HttpState>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "role": "party", "id": s.party.party_id }))
+}
+
+/// Ready when the store is open (it is, or the process would not run) and the party holds a
+/// stream to the leader.
+async fn ready(State(s): State<HttpState>) -> Response {
+    let connected = s.party.connected.load(Ordering::Relaxed);
+    let code = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(json!({ "ready": connected, "connected": connected }))).into_response()
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    s.prometheus.run_upkeep();
+    metrics::gauge!("mpc_party_connected").set(f64::from(u8::from(
+        s.party.connected.load(Ordering::Relaxed),
+    )));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.prometheus.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(s): State<HttpState>) -> Json<serde_json::Value> {
+    let party = s.party.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        let count = |k| party.store.list(k).map_or(0, |v| v.len());
+        (
+            count(RecordKind::KeyShare),
+            count(RecordKind::Presignature),
+            count(RecordKind::PrimePair),
+            count(RecordKind::AuxInfo),
+        )
+    })
+    .await
+    .unwrap_or_default();
+    Json(json!({
+        "party_id": s.party.party_id,
+        "connected": s.party.connected.load(Ordering::Relaxed),
+        "running_sessions": s.party.running_sessions.load(Ordering::Relaxed),
+        "key_shares": counts.0,
+        "presignatures": counts.1,
+        "prime_pool": counts.2,
+        "aux_info_groups": counts.3,
+        "signing_public_key": hex::encode(s.party.identity.signing_public_key()),
+    }))
+}

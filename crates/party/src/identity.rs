@@ -1,0 +1,70 @@
+//! A party's long-term identity: an Ed25519 key that signs its envelopes and its Hello, and an
+//! X25519 key that peers encrypt point-to-point payloads to. Kept in the share store.
+
+use ed25519_dalek::{Signer, SigningKey};
+use rand_core::OsRng;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::store::{RecordKind, ShareStore};
+use crate::PartyError;
+
+const RECORD_ID: &str = "self";
+
+pub struct Identity {
+    signing: SigningKey,
+    encryption: StaticSecret,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("signing_public_key", &hex::encode(self.signing_public_key()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Loads the identity, creating and storing one on first start.
+    pub fn load_or_create(store: &ShareStore) -> Result<Self, PartyError> {
+        if let Some(bytes) = store.get(RecordKind::Identity, RECORD_ID)? {
+            let bytes: &[u8; 64] = bytes.as_slice().try_into().map_err(|_| PartyError::Unreadable {
+                path: RecordKind::Identity.as_str().into(),
+                reason: "identity record has the wrong length".into(),
+            })?;
+            let mut signing = Zeroizing::new([0u8; 32]);
+            let mut encryption = Zeroizing::new([0u8; 32]);
+            signing.copy_from_slice(&bytes[..32]);
+            encryption.copy_from_slice(&bytes[32..]);
+            return Ok(Identity {
+                signing: SigningKey::from_bytes(&signing),
+                encryption: StaticSecret::from(*encryption),
+            });
+        }
+        let identity = Identity {
+            signing: SigningKey::generate(&mut OsRng),
+            encryption: StaticSecret::random_from_rng(OsRng),
+        };
+        let mut bytes = Zeroizing::new([0u8; 64]);
+        bytes[..32].copy_from_slice(&identity.signing.to_bytes());
+        bytes[32..].copy_from_slice(identity.encryption.as_bytes());
+        store.put(RecordKind::Identity, RECORD_ID, &bytes[..])?;
+        Ok(identity)
+    }
+
+    pub fn signing_public_key(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    pub fn encryption_public_key(&self) -> [u8; 32] {
+        PublicKey::from(&self.encryption).to_bytes()
+    }
+
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
+    }
+
+    pub(crate) fn shared_secret(&self, peer: &PublicKey) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.encryption.diffie_hellman(peer).to_bytes())
+    }
+}

@@ -1,0 +1,44 @@
+use clap::Parser;
+use mpc_party::PartyConfig;
+
+/// An mpc party node: holds key shares and runs the signing protocols the leader assigns.
+#[derive(Debug, Parser)]
+#[command(name = "mpc-party", version)]
+struct Args {
+    #[command(flatten)]
+    config: PartyConfig,
+    /// "human" or "json".
+    #[arg(long, env = "MPC_LOG_FORMAT", default_value = "human")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MPC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    args.config.validate()?;
+    mpc_party::run(args.config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

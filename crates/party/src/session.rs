@@ -1,0 +1,470 @@
+//! Running one assignment: the protocol on a blocking thread, its messages pumped through the
+//! envelope codec to and from the coordinator stream.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::channel::mpsc as fmpsc;
+use futures::{FutureExt, StreamExt};
+use mpc_proto::v1 as pb;
+use mpc_tss::{
+    AuxInfo, Channel, HashFunction, Incoming, KeyShare, Presignature, Scheme, SigningInput,
+    TssError,
+};
+use sha2::Digest as _;
+use tokio::sync::mpsc;
+
+use crate::envelope::{EnvelopeCodec, PeerKeys};
+use crate::store::RecordKind;
+use crate::{blocking, PartyError, PartyState};
+
+const PHASE_AUX: u32 = 0;
+const PHASE_MAIN: u32 = 1;
+
+/// Why this party's part of a session failed, and whom it blames.
+#[derive(Debug)]
+pub struct Failure {
+    pub reason: String,
+    pub blamed: Vec<String>,
+}
+
+impl Failure {
+    fn new(reason: impl std::fmt::Display) -> Self {
+        Self {
+            reason: reason.to_string(),
+            blamed: Vec::new(),
+        }
+    }
+}
+
+impl From<PartyError> for Failure {
+    fn from(e: PartyError) -> Self {
+        Failure::new(e)
+    }
+}
+
+enum Output {
+    PublicKey(Vec<u8>),
+    Signature(Vec<u8>),
+    Partial(Vec<u8>),
+    PresignatureStored,
+}
+
+/// The parsed assignment.
+struct Run {
+    session_id: String,
+    attempt: u32,
+    kind: pb::SessionKind,
+    scheme: Scheme,
+    key_id: String,
+    threshold: u16,
+    key_parties: Vec<String>,
+    participants: Vec<String>,
+    my_position: u16,
+    generate_aux: bool,
+    input: Option<SigningInput>,
+    presignature_id: Option<String>,
+    peers: HashMap<String, PeerKeys>,
+}
+
+fn parse(me: &str, a: &pb::Assignment) -> Result<Run, Failure> {
+    let kind = pb::SessionKind::try_from(a.kind).map_err(|_| Failure::new("unknown session kind"))?;
+    let scheme: Scheme = a.scheme.parse().map_err(Failure::new)?;
+    let position = |list: &[String], who: &str| {
+        list.iter()
+            .position(|p| p == who)
+            .and_then(|p| u16::try_from(p).ok())
+    };
+    let my_position = position(&a.participants, me)
+        .ok_or_else(|| Failure::new("this party is not among the participants"))?;
+    for p in &a.participants {
+        if position(&a.key_parties, p).is_none() {
+            return Err(Failure::new(format!("participant {p} does not hold the key")));
+        }
+    }
+    let mut peers = HashMap::new();
+    for id in &a.identities {
+        let signing = <[u8; 32]>::try_from(id.signing_public_key.as_slice())
+            .ok()
+            .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+            .ok_or_else(|| Failure::new(format!("bad signing key for {}", id.party_id)))?;
+        let encryption = <[u8; 32]>::try_from(id.encryption_public_key.as_slice())
+            .map(x25519_dalek::PublicKey::from)
+            .map_err(|_| Failure::new(format!("bad encryption key for {}", id.party_id)))?;
+        peers.insert(id.party_id.clone(), PeerKeys { signing, encryption });
+    }
+    let input = if kind == pb::SessionKind::Sign {
+        Some(if a.message.is_empty() {
+            let digest: [u8; 32] = a
+                .digest
+                .as_slice()
+                .try_into()
+                .map_err(|_| Failure::new("digest must be 32 bytes"))?;
+            SigningInput::Digest(digest)
+        } else {
+            let hash = if a.hash.is_empty() {
+                None
+            } else {
+                Some(a.hash.parse::<HashFunction>().map_err(Failure::new)?)
+            };
+            SigningInput::Message {
+                message: a.message.clone(),
+                hash,
+            }
+        })
+    } else {
+        None
+    };
+    Ok(Run {
+        session_id: a.session_id.clone(),
+        attempt: a.attempt,
+        kind,
+        scheme,
+        key_id: a.key_id.clone(),
+        threshold: u16::try_from(a.threshold).map_err(|_| Failure::new("threshold out of range"))?,
+        key_parties: a.key_parties.clone(),
+        participants: a.participants.clone(),
+        my_position,
+        generate_aux: a.generate_aux_info,
+        input,
+        presignature_id: (!a.presignature_id.is_empty()).then(|| a.presignature_id.clone()),
+        peers,
+    })
+}
+
+/// The share store id of a group's auxiliary info: the group is the ordered list of parties.
+pub fn aux_group_id(key_parties: &[String]) -> String {
+    let mut h = sha2::Sha256::new();
+    for p in key_parties {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Runs an assignment to its end and returns the outcome to send to the leader.
+pub async fn run(
+    state: Arc<PartyState>,
+    assignment: pb::Assignment,
+    inbox: mpsc::UnboundedReceiver<pb::Envelope>,
+    out: mpsc::Sender<pb::PartyMessage>,
+) -> pb::SessionOutcome {
+    let started = Instant::now();
+    state.running_sessions.fetch_add(1, Ordering::Relaxed);
+    let kind = pb::SessionKind::try_from(assignment.kind)
+        .map(|k| k.as_str_name())
+        .unwrap_or("unknown");
+    let result = match parse(&state.party_id, &assignment) {
+        Ok(run) => execute(&state, run, inbox, out).await,
+        Err(f) => Err(f),
+    };
+    state.running_sessions.fetch_sub(1, Ordering::Relaxed);
+    let outcome_label = if result.is_ok() { "completed" } else { "failed" };
+    metrics::counter!("mpc_party_sessions_total", "kind" => kind, "outcome" => outcome_label)
+        .increment(1);
+    metrics::histogram!("mpc_party_session_seconds", "kind" => kind)
+        .record(started.elapsed().as_secs_f64());
+    let result = match result {
+        Ok(Output::PublicKey(k)) => pb::session_outcome::Result::PublicKey(k),
+        Ok(Output::Signature(s)) => pb::session_outcome::Result::Signature(s),
+        Ok(Output::Partial(p)) => pb::session_outcome::Result::PartialSignature(p),
+        Ok(Output::PresignatureStored) => pb::session_outcome::Result::PresignatureStored(true),
+        Err(f) => {
+            tracing::warn!(session = %assignment.session_id, reason = %f.reason, blamed = ?f.blamed, "session failed");
+            pb::session_outcome::Result::Failure(pb::Failure {
+                reason: f.reason,
+                blamed_parties: f.blamed,
+            })
+        }
+    };
+    pb::SessionOutcome {
+        session_id: assignment.session_id,
+        attempt: assignment.attempt,
+        result: Some(result),
+    }
+}
+
+async fn load_share(state: &PartyState, key_id: &str) -> Result<Arc<KeyShare>, Failure> {
+    let store = state.store.clone();
+    let key_id = key_id.to_owned();
+    let share = blocking(move || match store.get(RecordKind::KeyShare, &key_id)? {
+        Some(bytes) => Ok(KeyShare::from_bytes(&bytes)?),
+        None => Err(PartyError::Config {
+            field: "key_id".into(),
+            reason: format!("this party holds no share of key {key_id}"),
+        }),
+    })
+    .await?;
+    Ok(Arc::new(share))
+}
+
+async fn execute(
+    state: &Arc<PartyState>,
+    run: Run,
+    inbox: mpsc::UnboundedReceiver<pb::Envelope>,
+    out: mpsc::Sender<pb::PartyMessage>,
+) -> Result<Output, Failure> {
+    let eid = format!("{}/{}", run.session_id, run.attempt);
+    let n = u16::try_from(run.participants.len()).map_err(|_| Failure::new("too many parties"))?;
+    let i = run.my_position;
+    match run.kind {
+        pb::SessionKind::Keygen => {
+            let (scheme, t) = (run.scheme, run.threshold);
+            let group = aux_group_id(&run.key_parties);
+            let primes = if scheme.needs_aux_info() && run.generate_aux {
+                let session = run.session_id.clone();
+                Some(
+                    state
+                        .primes
+                        .take(|| tracing::info!(%session, "waiting for a prime pair"))
+                        .await?,
+                )
+            } else {
+                None
+            };
+            let stored_aux = if scheme.needs_aux_info() && primes.is_none() {
+                let store = state.store.clone();
+                let group = group.clone();
+                let aux = blocking(move || match store.get(RecordKind::AuxInfo, &group)? {
+                    Some(b) => Ok(AuxInfo::from_bytes(&b)?),
+                    None => Err(PartyError::Config {
+                        field: "aux_info".into(),
+                        reason: "no auxiliary info for this group of parties on this party".into(),
+                    }),
+                })
+                .await?;
+                Some(aux)
+            } else {
+                None
+            };
+            let store = state.store.clone();
+            let key_id = run.key_id.clone();
+            let share = pump(state, &run, inbox, out, move |aux_channel, main_channel| {
+                Box::pin(async move {
+                    let aux = match (primes, stored_aux) {
+                        (Some(primes), _) => {
+                            let aux_eid = format!("{eid}/aux");
+                            let aux = mpc_tss::generate_aux_info(aux_eid.as_bytes(), i, n, primes, aux_channel)
+                                .await?;
+                            store
+                                .put(RecordKind::AuxInfo, &group, &aux.to_bytes()?)
+                                .map_err(|e| TssError::Bug(e.to_string()))?;
+                            Some(aux)
+                        }
+                        (None, aux) => aux,
+                    };
+                    let share =
+                        mpc_tss::generate_key(scheme, eid.as_bytes(), i, n, t, aux.as_ref(), main_channel)
+                            .await?;
+                    store
+                        .put(RecordKind::KeyShare, &key_id, &share.to_bytes()?)
+                        .map_err(|e| TssError::Bug(e.to_string()))?;
+                    share.public_key()
+                })
+            })
+            .await?;
+            Ok(Output::PublicKey(share))
+        }
+        pb::SessionKind::Sign => {
+            let input = run.input.clone().ok_or_else(|| Failure::new("nothing to sign"))?;
+            let share = load_share(state, &run.key_id).await?;
+            if let Some(presignature_id) = &run.presignature_id {
+                return issue_partial(state, &run.key_id, presignature_id, &input).await;
+            }
+            let signers = signer_indices(&run)?;
+            let signature = pump(state, &run, inbox, out, move |_, channel| {
+                Box::pin(async move {
+                    mpc_tss::sign(&share, eid.as_bytes(), &signers, &input, channel)
+                        .await
+                        .map(|s| s.to_bytes())
+                })
+            })
+            .await?;
+            Ok(Output::Signature(signature))
+        }
+        pb::SessionKind::Presign => {
+            let share = load_share(state, &run.key_id).await?;
+            let signers = signer_indices(&run)?;
+            let store = state.store.clone();
+            let id = presignature_record_id(&run.key_id, &run.session_id);
+            pump(state, &run, inbox, out, move |_, channel| {
+                Box::pin(async move {
+                    let presignature =
+                        mpc_tss::presign(&share, eid.as_bytes(), &signers, channel).await?;
+                    store
+                        .put(RecordKind::Presignature, &id, &presignature.to_bytes()?)
+                        .map_err(|e| TssError::Bug(e.to_string()))?;
+                    Ok(())
+                })
+            })
+            .await?;
+            Ok(Output::PresignatureStored)
+        }
+        other => Err(Failure::new(format!(
+            "{} sessions are not supported by this party",
+            other.as_str_name()
+        ))),
+    }
+}
+
+fn presignature_record_id(key_id: &str, presignature_id: &str) -> String {
+    format!("{key_id}.{presignature_id}")
+}
+
+fn signer_indices(run: &Run) -> Result<Vec<u16>, Failure> {
+    run.participants
+        .iter()
+        .map(|p| {
+            run.key_parties
+                .iter()
+                .position(|k| k == p)
+                .and_then(|i| u16::try_from(i).ok())
+                .ok_or_else(|| Failure::new(format!("{p} does not hold the key")))
+        })
+        .collect()
+}
+
+/// Signs from a presignature: the presignature is deleted from disk (and the deletion synced)
+/// before the partial signature exists, so a crash can never lead to a second use.
+async fn issue_partial(
+    state: &PartyState,
+    key_id: &str,
+    presignature_id: &str,
+    input: &SigningInput,
+) -> Result<Output, Failure> {
+    let SigningInput::Message {
+        message,
+        hash: Some(hash),
+    } = input.clone()
+    else {
+        return Err(Failure::new(
+            "a presignature serves only a message with its hash function, never a raw digest",
+        ));
+    };
+    let store = state.store.clone();
+    let id = presignature_record_id(key_id, presignature_id);
+    let partial = blocking(move || {
+        let bytes = store
+            .get(RecordKind::Presignature, &id)?
+            .ok_or_else(|| PartyError::Config {
+                field: "presignature_id".into(),
+                reason: format!("presignature {id} is not on this party (used or never stored)"),
+            })?;
+        let presignature = Presignature::from_bytes(&bytes)?;
+        store.delete(RecordKind::Presignature, &id)?;
+        Ok(presignature.issue_partial(&message, hash).to_bytes()?)
+    })
+    .await?;
+    Ok(Output::Partial(partial))
+}
+
+type ProtocolFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, TssError>> + Send>>;
+
+/// Runs `protocol` on a blocking thread with one channel per phase, moving its messages
+/// through envelopes until it ends or an envelope is refused.
+async fn pump<T, F>(
+    state: &Arc<PartyState>,
+    run: &Run,
+    mut inbox: mpsc::UnboundedReceiver<pb::Envelope>,
+    out: mpsc::Sender<pb::PartyMessage>,
+    protocol: F,
+) -> Result<T, Failure>
+where
+    T: Send + 'static,
+    F: FnOnce(Channel, Channel) -> ProtocolFuture<T> + Send + 'static,
+{
+    let mut codec = EnvelopeCodec::new(
+        &run.session_id,
+        run.attempt,
+        &state.party_id,
+        state.identity.clone(),
+        run.peers.clone(),
+    );
+    let (aux_in_tx, aux_in_rx) = fmpsc::unbounded::<Incoming>();
+    let (main_in_tx, main_in_rx) = fmpsc::unbounded::<Incoming>();
+    let (aux_out_tx, aux_out_rx) = fmpsc::unbounded();
+    let (main_out_tx, main_out_rx) = fmpsc::unbounded();
+    let aux_channel = Channel::new(aux_in_rx, aux_out_tx);
+    let main_channel = Channel::new(main_in_rx, main_out_tx);
+    let mut job = tokio::task::spawn_blocking(move || {
+        futures::executor::block_on(protocol(aux_channel, main_channel))
+    });
+    let mut outgoing = futures::stream::select(
+        aux_out_rx.map(|m| (PHASE_AUX, m)),
+        main_out_rx.map(|m| (PHASE_MAIN, m)),
+    );
+    let mut inboxes = Some((aux_in_tx, main_in_tx));
+    loop {
+        tokio::select! {
+            done = &mut job => {
+                let result = done.map_err(|e| Failure::new(format!("protocol task: {e}")))?;
+                // Flush what the protocol sent on its last step before reporting.
+                while let Some(Some((phase, message))) = outgoing.next().now_or_never() {
+                    send(&mut codec, run, &out, phase, message).await?;
+                }
+                return result.map_err(|e| {
+                    let blamed = e
+                        .blamed()
+                        .iter()
+                        .filter_map(|&i| run.participants.get(usize::from(i)).cloned())
+                        .collect();
+                    Failure { reason: e.to_string(), blamed }
+                });
+            }
+            Some((phase, message)) = outgoing.next() => {
+                send(&mut codec, run, &out, phase, message).await?;
+            }
+            envelope = inbox.recv(), if inboxes.is_some() => {
+                let Some(envelope) = envelope else {
+                    inboxes = None;
+                    continue;
+                };
+                match codec.open(&envelope) {
+                    Ok((phase, payload)) => {
+                        let Some(sender) = run.participants.iter().position(|p| *p == envelope.sender)
+                            .and_then(|p| u16::try_from(p).ok()) else { continue };
+                        let incoming = Incoming { sender, broadcast: envelope.receiver.is_empty(), payload };
+                        if let Some((aux, main)) = &inboxes {
+                            let target = if phase == PHASE_AUX { aux } else { main };
+                            let _ = target.unbounded_send(incoming);
+                        }
+                    }
+                    Err(refused) => {
+                        // Closing the inboxes ends the protocol run on its thread.
+                        drop(inboxes.take());
+                        let _ = job.await;
+                        return Err(Failure { reason: refused.to_string(), blamed: vec![refused.sender] });
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn send(
+    codec: &mut EnvelopeCodec,
+    run: &Run,
+    out: &mpsc::Sender<pb::PartyMessage>,
+    phase: u32,
+    message: mpc_tss::Outgoing,
+) -> Result<(), Failure> {
+    let receiver = match message.receiver {
+        Some(i) => Some(
+            run.participants
+                .get(usize::from(i))
+                .ok_or_else(|| Failure::new(format!("protocol addressed unknown index {i}")))?
+                .as_str(),
+        ),
+        None => None,
+    };
+    let envelope = codec
+        .seal(phase, receiver, &message.payload)
+        .map_err(Failure::new)?;
+    out.send(pb::PartyMessage {
+        body: Some(pb::party_message::Body::Envelope(envelope)),
+    })
+    .await
+    .map_err(|_| Failure::new("the connection to the leader closed"))
+}
