@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Five coordinators as local processes on loopback.
+# Five coordinators and three parties as local processes on loopback.
 #   scripts/local-cluster.sh up            build if needed, start, wait until all are ready
 #   scripts/local-cluster.sh status        every node's role, term and readiness
 #   scripts/local-cluster.sh down [--clean] stop; --clean also deletes the data
-# gRPC 127.0.0.1:50051-50055, HTTP 127.0.0.1:8080-8084, data and logs under .local-cluster/.
+# Coordinators: gRPC 127.0.0.1:50051-50055, HTTP 127.0.0.1:8080-8084. Parties party-1..3: HTTP
+# 127.0.0.1:8091-8093, each with its own master key in .local-cluster/party-N.key (made once).
+# Data and logs under .local-cluster/. MPC_LOCAL_PRIMES=FILE gives party N line N of FILE as
+# its first prime pair (tests and benchmarks; such primes are public, never use them for keys
+# that matter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -12,6 +16,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mpc/target}
 PROFILE=${MPC_PROFILE:-release}
 BIN=$CARGO_TARGET_DIR/$PROFILE
 N=5
+PARTIES=3
+ENDPOINTS=$(seq -s, -f "http://127.0.0.1:%g" 50051 50055)
 MEMBERS=""
 for i in $(seq 1 $N); do
   MEMBERS+="${MEMBERS:+,}$i=127.0.0.1:$((50050 + i))=127.0.0.1:$((8079 + i))"
@@ -19,11 +25,12 @@ done
 
 build() {
   local flag=(); [[ $PROFILE == release ]] && flag=(--release)
-  cargo build "${flag[@]}" -q -p mpc-coordinator -p mpc-cli
+  cargo build "${flag[@]}" -q -p mpc-coordinator -p mpc-cli -p mpc-party
 }
 
-running_pid() { # node -> pid if alive (a killed node nobody reaped is a zombie: not alive)
-  local f=$DIR/node$1.pid pid state
+running_pid() { # node or party-N -> pid if alive (a killed node nobody reaped is a zombie: not alive)
+  local f=$DIR/$1.pid pid state
+  [[ $1 == party-* ]] || f=$DIR/node$1.pid
   [[ -f $f ]] || return 1
   pid=$(cat "$f")
   state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
@@ -54,9 +61,41 @@ up() {
       sleep 0.2
     done
   done
-  echo "5 coordinators ready (data and logs in $DIR)"
+  for p in $(seq 1 $PARTIES); do
+    local name=party-$p
+    if running_pid "$name" >/dev/null; then continue; fi
+    if [[ ! -f $DIR/$name.key ]]; then
+      (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/$name.key")
+    fi
+    local import=()
+    if [[ -n ${MPC_LOCAL_PRIMES:-} && ! -d $DIR/$name ]]; then
+      sed -n "${p}p" "$MPC_LOCAL_PRIMES" >"$DIR/$name.primes"
+      import=(--import-primes "$DIR/$name.primes")
+    fi
+    MPC_LOG=${MPC_LOG:-info} nohup "$BIN/mpc-party" \
+      --party-id "$name" \
+      --data-dir "$DIR/$name" \
+      --coordinators "$ENDPOINTS" \
+      --http-listen "127.0.0.1:$((8090 + p))" \
+      --master-key-file "$DIR/$name.key" "${import[@]}" >>"$DIR/$name.log" 2>&1 &
+    echo $! >"$DIR/$name.pid"
+  done
+  for p in $(seq 1 $PARTIES); do
+    until curl -sf "http://127.0.0.1:$((8090 + p))/ready" >/dev/null 2>&1; do
+      if ((SECONDS > deadline)); then
+        echo "party-$p is not connected after 60 s; its log: $DIR/party-$p.log" >&2
+        tail -n 20 "$DIR/party-$p.log" >&2 || true
+        exit 1
+      fi
+      sleep 0.2
+    done
+  done
+  echo "5 coordinators and $PARTIES parties ready (data and logs in $DIR)"
   for i in $(seq 1 $N); do
-    echo "  node $i: gRPC 127.0.0.1:$((50050 + i))  HTTP http://127.0.0.1:$((8079 + i))"
+    echo "  node $i:    gRPC 127.0.0.1:$((50050 + i))  HTTP http://127.0.0.1:$((8079 + i))"
+  done
+  for p in $(seq 1 $PARTIES); do
+    echo "  party-$p: HTTP http://127.0.0.1:$((8090 + p))"
   done
   status
 }
@@ -66,13 +105,20 @@ status() {
     --timeout 5s cluster status
 }
 
+stop_pid() {
+  local pid=$1
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 down() {
+  for p in $(seq 1 $PARTIES); do
+    if pid=$(running_pid "party-$p"); then stop_pid "$pid"; fi
+    rm -f "$DIR/party-$p.pid"
+  done
   for i in $(seq 1 $N); do
-    if pid=$(running_pid "$i"); then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
+    if pid=$(running_pid "$i"); then stop_pid "$pid"; fi
     rm -f "$DIR/node$i.pid"
   done
   if [[ ${1:-} == --clean ]]; then

@@ -65,10 +65,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(cmd) => cluster(&endpoints, cli.output, cmd).await,
         Command::Session(cmd) => session(&endpoints, cli.output, cmd).await,
         Command::Keygen(args) => keygen(&endpoints, cli.output, args).await,
+        Command::Sign(args) => crate::signing::sign(&endpoints, cli.output, args).await,
+        Command::Key(cmd) => crate::signing::key(&endpoints, cli.output, cmd).await,
     }
 }
 
-fn print(output: Output, value: &Value, text: impl FnOnce() -> String) {
+pub fn print(output: Output, value: &Value, text: impl FnOnce() -> String) {
     match output {
         Output::Json => println!("{value}"),
         Output::Text => println!("{}", text()),
@@ -367,6 +369,16 @@ pub async fn keygen(endpoints: &Endpoints, output: Output, args: KeygenArgs) -> 
         })
         .await?;
     let session = resp.session.context("the answer holds no session")?;
+    if !args.no_wait {
+        if cli_output_is_text(output) {
+            eprintln!(
+                "{} keygen session {}",
+                if resp.created { "created" } else { "found existing" },
+                session.session_id
+            );
+        }
+        return crate::signing::finish_keygen(endpoints, output, session, args.wait).await;
+    }
     let mut value = session_json(&session);
     value["created"] = json!(resp.created);
     print(output, &value, || {
@@ -405,4 +417,14 @@ pub struct KeygenArgs {
     /// Seconds until the session expires (0: the cluster's default).
     #[arg(long, default_value_t = 0)]
     timeout_seconds: u32,
+    /// Return once the session exists instead of waiting for the key.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for the key.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    wait: std::time::Duration,
+}
+
+fn cli_output_is_text(output: Output) -> bool {
+    output == Output::Text
 }

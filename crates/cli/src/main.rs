@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod output;
+mod signing;
 
 use std::time::Duration;
 
@@ -47,8 +48,13 @@ pub enum Command {
     /// Keygen and signing sessions.
     #[command(subcommand)]
     Session(commands::SessionCommand),
-    /// Start a distributed key generation.
+    /// Generate a key: start a distributed key generation and wait for the key.
     Keygen(commands::KeygenArgs),
+    /// Sign a message or a digest with a key and check the signature.
+    Sign(signing::SignArgs),
+    /// Keys the cluster holds.
+    #[command(subcommand)]
+    Key(signing::KeyCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]

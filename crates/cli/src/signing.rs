@@ -1,0 +1,375 @@
+//! `mpcctl keygen` (waiting for the key), `mpcctl sign` and `mpcctl key get|list`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use mpc_proto::v1 as pb;
+use mpc_proto::v1::keys_client::KeysClient;
+use mpc_proto::v1::sessions_client::SessionsClient;
+use serde_json::{json, Value};
+use tokio_stream::StreamExt;
+
+use crate::client::Endpoints;
+use crate::output::{session_kind, session_status};
+use crate::Output;
+
+fn parse_hex(field: &str, text: &str) -> anyhow::Result<Vec<u8>> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    hex::decode(digits).with_context(|| format!("--{field}: not hex ({text:?})"))
+}
+
+fn hex0x(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        json!(format!("0x{}", hex::encode(bytes)))
+    }
+}
+
+fn terminal(status: i32) -> bool {
+    matches!(
+        pb::SessionStatus::try_from(status),
+        Ok(pb::SessionStatus::Completed | pb::SessionStatus::Failed | pb::SessionStatus::Expired)
+    )
+}
+
+/// Follows a session until it ends, showing its progress on stderr for people. Survives a
+/// leader change: the watch is re-opened on whichever node answers.
+pub async fn wait_for(
+    endpoints: &Endpoints,
+    session_id: &str,
+    output: Output,
+    limit: Duration,
+) -> anyhow::Result<pb::Session> {
+    let started = Instant::now();
+    let mut last_status = -1;
+    let mut last_report = Instant::now();
+    loop {
+        if started.elapsed() > limit {
+            bail!("session {session_id} did not finish within {limit:?} (it may still)");
+        }
+        let stream = endpoints
+            .call(|ch| {
+                let id = session_id.to_owned();
+                async move {
+                    SessionsClient::new(ch)
+                        .watch_session(pb::WatchSessionRequest { session_id: id })
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await;
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if started.elapsed() > limit {
+                    return Err(e.into());
+                }
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+            let session = match next {
+                Ok(Some(Ok(s))) => s,
+                // Quiet for a while: report progress, keep waiting.
+                Err(_) => {
+                    if output == Output::Text {
+                        eprintln!("  ... still {} after {:.0?}", session_status(last_status), started.elapsed());
+                    }
+                    if started.elapsed() > limit {
+                        break;
+                    }
+                    continue;
+                }
+                // The node went away (leader change, restart): watch again elsewhere.
+                Ok(Some(Err(_))) | Ok(None) => break,
+            };
+            if session.status != last_status || last_report.elapsed() > Duration::from_secs(5) {
+                if output == Output::Text {
+                    let parties = if session.parties.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with {}", session.parties.join(","))
+                    };
+                    eprintln!(
+                        "  {} session {}: {}{} ({:.1?})",
+                        session_kind(session.kind),
+                        session.session_id,
+                        session_status(session.status),
+                        parties,
+                        started.elapsed()
+                    );
+                }
+                last_status = session.status;
+                last_report = Instant::now();
+            }
+            if terminal(session.status) {
+                return Ok(session);
+            }
+        }
+    }
+}
+
+fn ensure_completed(session: &pb::Session) -> anyhow::Result<()> {
+    match pb::SessionStatus::try_from(session.status) {
+        Ok(pb::SessionStatus::Completed) => Ok(()),
+        _ => {
+            let blamed = if session.blamed_parties.is_empty() {
+                String::new()
+            } else {
+                format!(" (blamed: {})", session.blamed_parties.join(", "))
+            };
+            bail!(
+                "session {} {}: {}{blamed}",
+                session.session_id,
+                session_status(session.status),
+                if session.failure_reason.is_empty() { "no reason given" } else { &session.failure_reason }
+            )
+        }
+    }
+}
+
+pub async fn get_key(endpoints: &Endpoints, key_id: &str) -> anyhow::Result<pb::Key> {
+    Ok(endpoints
+        .call(|ch| {
+            let key_id = key_id.to_owned();
+            async move {
+                KeysClient::new(ch)
+                    .get_key(pb::GetKeyRequest {
+                        key_id,
+                        consistency: 0,
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?)
+}
+
+pub fn key_json(k: &pb::Key) -> Value {
+    json!({
+        "key_id": k.key_id,
+        "scheme": k.scheme,
+        "threshold": k.threshold,
+        "parties": k.parties,
+        "public_key": hex0x(&k.public_key),
+        "address": if k.address.is_empty() { Value::Null } else { json!(k.address) },
+        "status": match pb::KeyStatus::try_from(k.status) {
+            Ok(pb::KeyStatus::Active) => "active",
+            Ok(pb::KeyStatus::Disabled) => "disabled",
+            _ => "unknown",
+        },
+        "description": k.description,
+        "keygen_session_id": k.keygen_session_id,
+        "created_at_ms": k.created_at_ms,
+    })
+}
+
+fn key_text(k: &pb::Key) -> String {
+    let mut s = format!(
+        "key {}\n  scheme      {}\n  threshold   {} of {} ({})\n  public key  0x{}",
+        k.key_id,
+        k.scheme,
+        k.threshold,
+        k.parties.len(),
+        k.parties.join(", "),
+        hex::encode(&k.public_key)
+    );
+    if !k.address.is_empty() {
+        s.push_str(&format!("\n  address     {}", k.address));
+    }
+    s
+}
+
+/// After `keygen` created its session: wait for the key and show it.
+pub async fn finish_keygen(
+    endpoints: &Endpoints,
+    output: Output,
+    session: pb::Session,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let session = wait_for(endpoints, &session.session_id, output, limit).await?;
+    ensure_completed(&session)?;
+    let key = get_key(endpoints, &session.key_id).await?;
+    let mut value = key_json(&key);
+    value["session_id"] = json!(session.session_id);
+    value["status"] = json!(session_status(session.status));
+    crate::commands::print(output, &value, || key_text(&key));
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    #[arg(long)]
+    key_id: String,
+    /// The message to sign, hex. ECDSA signers hash it with --hash; Schnorr keys sign it as is.
+    #[arg(long, conflicts_with = "digest", required_unless_present = "digest")]
+    message: Option<String>,
+    /// keccak256 or sha256 (ECDSA keys; default keccak256).
+    #[arg(long, requires = "message")]
+    hash: Option<String>,
+    /// A 32-byte digest to sign as it is, hex.
+    #[arg(long)]
+    digest: Option<String>,
+    /// Makes a retried command return the first session.
+    #[arg(long)]
+    request_id: Option<String>,
+    /// Return once the session exists instead of waiting for the signature.
+    #[arg(long)]
+    no_wait: bool,
+    /// Seconds until the session expires (0: the cluster's default).
+    #[arg(long, default_value_t = 0)]
+    timeout_seconds: u32,
+    /// How long to wait for the signature.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    wait: Duration,
+}
+
+pub async fn sign(endpoints: &Endpoints, output: Output, args: SignArgs) -> anyhow::Result<()> {
+    let key = get_key(endpoints, &args.key_id).await?;
+    let scheme: mpc_tss::Scheme = key.scheme.parse()?;
+    let (digest, message, hash) = match (&args.digest, &args.message) {
+        (Some(d), _) => {
+            let d = parse_hex("digest", d)?;
+            if d.len() != 32 {
+                bail!("--digest: must be 32 bytes, got {}", d.len());
+            }
+            (d, Vec::new(), String::new())
+        }
+        (None, Some(m)) => {
+            let hash = match (scheme, &args.hash) {
+                (mpc_tss::Scheme::EcdsaSecp256k1, None) => "keccak256".to_owned(),
+                (_, h) => h.clone().unwrap_or_default(),
+            };
+            (Vec::new(), parse_hex("message", m)?, hash)
+        }
+        (None, None) => bail!("give --message or --digest"),
+    };
+    let req = pb::CreateSigningRequest {
+        key_id: args.key_id.clone(),
+        digest: digest.clone(),
+        request_id: args
+            .request_id
+            .unwrap_or_else(|| format!("mpcctl-{}", uuid::Uuid::new_v4())),
+        timeout_seconds: args.timeout_seconds,
+        message: message.clone(),
+        hash: hash.clone(),
+    };
+    let created = endpoints
+        .call(|ch| {
+            let req = req.clone();
+            async move {
+                SessionsClient::new(ch)
+                    .create_signing(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?;
+    let session = created.session.context("the answer holds no session")?;
+    if args.no_wait {
+        let value = json!({ "session_id": session.session_id, "status": session_status(session.status), "key_id": args.key_id });
+        crate::commands::print(output, &value, || format!("signing session {} {}", session.session_id, session_status(session.status)));
+        return Ok(());
+    }
+    let session = wait_for(endpoints, &session.session_id, output, args.wait).await?;
+    ensure_completed(&session)?;
+
+    // Check the signature here too, with the key as the cluster reports it.
+    let input = if digest.is_empty() {
+        mpc_tss::SigningInput::Message {
+            message,
+            hash: if hash.is_empty() { None } else { Some(hash.parse()?) },
+        }
+    } else {
+        mpc_tss::SigningInput::Digest(digest.as_slice().try_into()?)
+    };
+    let signature = mpc_tss::Signature::from_bytes(scheme, &session.signature)?;
+    mpc_tss::verify(scheme, &key.public_key, &input, &signature)
+        .context("the cluster returned a signature that does not verify")?;
+
+    let mut value = json!({
+        "session_id": session.session_id,
+        "status": session_status(session.status),
+        "key_id": key.key_id,
+        "signature": hex0x(&session.signature),
+        "verified": true,
+        "presignature_id": if session.presignature_id.is_empty() { Value::Null } else { json!(session.presignature_id) },
+    });
+    let mut text = format!(
+        "signature  0x{}\nsession    {}",
+        hex::encode(&session.signature),
+        session.session_id
+    );
+    if let mpc_tss::Signature::Ecdsa { r, s, v } = signature {
+        value["r"] = hex0x(&r);
+        value["s"] = hex0x(&s);
+        value["v"] = json!(v);
+        value["address"] = json!(key.address);
+        value["digest"] = hex0x(&input.ecdsa_digest()?);
+        text.push_str(&format!(
+            "\nr          0x{}\ns          0x{}\nv          {v}\nverified   yes: ecrecover gives {}",
+            hex::encode(r),
+            hex::encode(s),
+            key.address
+        ));
+    } else {
+        text.push_str(&format!("\nverified   yes, against {} key 0x{}", key.scheme, hex::encode(&key.public_key)));
+    }
+    crate::commands::print(output, &value, || text);
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// One key.
+    Get { key_id: String },
+    /// Every key, in id order.
+    List,
+}
+
+pub async fn key(endpoints: &Endpoints, output: Output, cmd: KeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeyCommand::Get { key_id } => {
+            let key = get_key(endpoints, &key_id).await?;
+            crate::commands::print(output, &key_json(&key), || key_text(&key));
+        }
+        KeyCommand::List => {
+            let mut keys = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = endpoints
+                    .call(|ch| {
+                        let page_token = token.clone();
+                        async move {
+                            KeysClient::new(ch)
+                                .list_keys(pb::ListKeysRequest {
+                                    page_size: 1000,
+                                    page_token,
+                                    consistency: 0,
+                                })
+                                .await
+                                .map(|r| r.into_inner())
+                        }
+                    })
+                    .await?;
+                keys.extend(page.keys);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            let value = json!(keys.iter().map(key_json).collect::<Vec<_>>());
+            crate::commands::print(output, &value, || {
+                keys.iter()
+                    .map(|k| format!("{}  {:<16} {}-of-{}  {}", k.key_id, k.scheme, k.threshold, k.parties.len(), if k.address.is_empty() { format!("0x{}", hex::encode(&k.public_key)) } else { k.address.clone() }))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}
