@@ -298,3 +298,197 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
         .parse()?;
     Ok((code, body.to_owned()))
 }
+
+/// A party process.
+#[derive(Debug)]
+pub struct PartyProc {
+    pub id: String,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    pub key_file: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// Party processes attached to a [`Cluster`]; killed when dropped. Each party imports one
+/// prime pair from the test fixtures, so an ECDSA keygen does not wait for prime generation.
+#[derive(Debug)]
+pub struct Parties {
+    pub parties: BTreeMap<String, PartyProc>,
+    coordinators: String,
+    dir: tempfile::TempDir,
+}
+
+/// The fixture prime pairs (`crates/tss/testdata/primes.jsonl`).
+pub fn fixture_primes() -> anyhow::Result<Vec<String>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/tss/testdata/primes.jsonl");
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| path.display().to_string())?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+impl Parties {
+    /// Starts party-1..=n against every node of `cluster` and waits until each is attached.
+    pub async fn start(cluster: &Cluster, n: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let primes = fixture_primes()?;
+        let coordinators = cluster
+            .nodes
+            .values()
+            .map(|p| format!("http://{}", p.grpc))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut parties = Self {
+            parties: BTreeMap::new(),
+            coordinators,
+            dir,
+        };
+        for i in 1..=n {
+            let id = format!("party-{i}");
+            let key_file = parties.dir.path().join(format!("{id}.key"));
+            std::fs::write(&key_file, format!("{:064x}", 0x5eed_0000 + i))?;
+            let primes_file = parties.dir.path().join(format!("{id}.primes"));
+            let pair = primes.get(i - 1).context("not enough fixture prime pairs")?;
+            std::fs::write(&primes_file, pair)?;
+            let proc = PartyProc {
+                http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+                data_dir: parties.dir.path().join(&id),
+                log: parties.dir.path().join(format!("{id}.log")),
+                key_file,
+                id: id.clone(),
+                child: None,
+            };
+            parties.parties.insert(id.clone(), proc);
+            parties.spawn(&id, Some(&primes_file))?;
+        }
+        for id in parties.parties.keys() {
+            parties.wait_ready(id, Duration::from_secs(30)).await?;
+        }
+        Ok(parties)
+    }
+
+    /// Starts (or restarts, on its data) one party; returns the process for the caller to
+    /// watch when it is expected to exit.
+    pub fn spawn(&mut self, id: &str, import_primes: Option<&Path>) -> anyhow::Result<()> {
+        let bin = binary("mpc-party")?;
+        let coordinators = self.coordinators.clone();
+        let party = self.parties.get_mut(id).context("no such party")?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&party.log)?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--party-id")
+            .arg(id)
+            .arg("--data-dir")
+            .arg(&party.data_dir)
+            .arg("--coordinators")
+            .arg(coordinators)
+            .arg("--http-listen")
+            .arg(party.http.to_string())
+            .arg("--master-key-file")
+            .arg(&party.key_file)
+            .env("MPC_LOG", "info")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        if let Some(p) = import_primes {
+            cmd.arg("--import-primes").arg(p);
+        }
+        party.child = Some(cmd.spawn()?);
+        Ok(())
+    }
+
+    pub fn kill(&mut self, id: &str) -> anyhow::Result<()> {
+        let party = self.parties.get_mut(id).context("no such party")?;
+        if let Some(mut child) = party.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the party's process to exit on its own; its exit status and log tail.
+    pub fn wait_exit(&mut self, id: &str, timeout: Duration) -> anyhow::Result<(bool, String)> {
+        let deadline = Instant::now() + timeout;
+        let party = self.parties.get_mut(id).context("no such party")?;
+        let child = party.child.as_mut().context("not running")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                party.child = None;
+                let log = std::fs::read_to_string(&party.log).unwrap_or_default();
+                return Ok((status.success(), log));
+            }
+            if Instant::now() > deadline {
+                bail!("party {id} still runs after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub async fn wait_ready(&self, id: &str, timeout: Duration) -> anyhow::Result<()> {
+        let party = self.parties.get(id).context("no such party")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((200, _)) = http_get(party.http, "/ready").await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&party.log).unwrap_or_default();
+                bail!("party {id} not ready within {timeout:?}; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Parties {
+    fn drop(&mut self) {
+        for party in self.parties.values_mut() {
+            if let Some(mut child) = party.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Follows a session through any node until it ends (polling, so a leader change does not
+/// cut it short).
+pub async fn wait_session(
+    cluster: &Cluster,
+    session_id: &str,
+    timeout: Duration,
+) -> anyhow::Result<pb::Session> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for id in cluster.running() {
+            let Ok(mut client) = cluster.sessions(id) else {
+                continue;
+            };
+            let req = pb::GetSessionRequest {
+                session_id: session_id.to_owned(),
+                consistency: 0,
+            };
+            if let Ok(s) = client.get_session(req).await {
+                let s = s.into_inner();
+                let done = matches!(
+                    pb::SessionStatus::try_from(s.status),
+                    Ok(pb::SessionStatus::Completed
+                        | pb::SessionStatus::Failed
+                        | pb::SessionStatus::Expired)
+                );
+                if done {
+                    return Ok(s);
+                }
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("session {session_id} did not end within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
