@@ -351,7 +351,9 @@ impl Parties {
             let key_file = parties.dir.path().join(format!("{id}.key"));
             std::fs::write(&key_file, format!("{:064x}", 0x5eed_0000 + i))?;
             let primes_file = parties.dir.path().join(format!("{id}.primes"));
-            let pair = primes.get(i - 1).context("not enough fixture prime pairs")?;
+            let pair = primes
+                .get(i - 1)
+                .context("not enough fixture prime pairs")?;
             std::fs::write(&primes_file, pair)?;
             let proc = PartyProc {
                 http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),

@@ -373,7 +373,11 @@ pub async fn keygen(endpoints: &Endpoints, output: Output, args: KeygenArgs) -> 
         if cli_output_is_text(output) {
             eprintln!(
                 "{} keygen session {}",
-                if resp.created { "created" } else { "found existing" },
+                if resp.created {
+                    "created"
+                } else {
+                    "found existing"
+                },
                 session.session_id
             );
         }

@@ -77,7 +77,11 @@ pub async fn wait_for(
                 // Quiet for a while: report progress, keep waiting.
                 Err(_) => {
                     if output == Output::Text {
-                        eprintln!("  ... still {} after {:.0?}", session_status(last_status), started.elapsed());
+                        eprintln!(
+                            "  ... still {} after {:.0?}",
+                            session_status(last_status),
+                            started.elapsed()
+                        );
                     }
                     if started.elapsed() > limit {
                         break;
@@ -126,7 +130,11 @@ fn ensure_completed(session: &pb::Session) -> anyhow::Result<()> {
                 "session {} {}: {}{blamed}",
                 session.session_id,
                 session_status(session.status),
-                if session.failure_reason.is_empty() { "no reason given" } else { &session.failure_reason }
+                if session.failure_reason.is_empty() {
+                    "no reason given"
+                } else {
+                    &session.failure_reason
+                }
             )
         }
     }
@@ -272,7 +280,13 @@ pub async fn sign(endpoints: &Endpoints, output: Output, args: SignArgs) -> anyh
     let session = created.session.context("the answer holds no session")?;
     if args.no_wait {
         let value = json!({ "session_id": session.session_id, "status": session_status(session.status), "key_id": args.key_id });
-        crate::commands::print(output, &value, || format!("signing session {} {}", session.session_id, session_status(session.status)));
+        crate::commands::print(output, &value, || {
+            format!(
+                "signing session {} {}",
+                session.session_id,
+                session_status(session.status)
+            )
+        });
         return Ok(());
     }
     let session = wait_for(endpoints, &session.session_id, output, args.wait).await?;
@@ -282,7 +296,11 @@ pub async fn sign(endpoints: &Endpoints, output: Output, args: SignArgs) -> anyh
     let input = if digest.is_empty() {
         mpc_tss::SigningInput::Message {
             message,
-            hash: if hash.is_empty() { None } else { Some(hash.parse()?) },
+            hash: if hash.is_empty() {
+                None
+            } else {
+                Some(hash.parse()?)
+            },
         }
     } else {
         mpc_tss::SigningInput::Digest(digest.as_slice().try_into()?)
@@ -317,7 +335,11 @@ pub async fn sign(endpoints: &Endpoints, output: Output, args: SignArgs) -> anyh
             key.address
         ));
     } else {
-        text.push_str(&format!("\nverified   yes, against {} key 0x{}", key.scheme, hex::encode(&key.public_key)));
+        text.push_str(&format!(
+            "\nverified   yes, against {} key 0x{}",
+            key.scheme,
+            hex::encode(&key.public_key)
+        ));
     }
     crate::commands::print(output, &value, || text);
     Ok(())
@@ -365,7 +387,20 @@ pub async fn key(endpoints: &Endpoints, output: Output, cmd: KeyCommand) -> anyh
             let value = json!(keys.iter().map(key_json).collect::<Vec<_>>());
             crate::commands::print(output, &value, || {
                 keys.iter()
-                    .map(|k| format!("{}  {:<16} {}-of-{}  {}", k.key_id, k.scheme, k.threshold, k.parties.len(), if k.address.is_empty() { format!("0x{}", hex::encode(&k.public_key)) } else { k.address.clone() }))
+                    .map(|k| {
+                        format!(
+                            "{}  {:<16} {}-of-{}  {}",
+                            k.key_id,
+                            k.scheme,
+                            k.threshold,
+                            k.parties.len(),
+                            if k.address.is_empty() {
+                                format!("0x{}", hex::encode(&k.public_key))
+                            } else {
+                                k.address.clone()
+                            }
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });

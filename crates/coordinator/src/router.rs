@@ -203,7 +203,10 @@ mod tests {
         assert!(b_rx.try_recv().is_ok());
         router.route("a", envelope("a", "")).await.unwrap();
         assert!(b_rx.try_recv().is_ok());
-        assert!(c_rx.try_recv().is_err(), "a non-participant got a broadcast");
+        assert!(
+            c_rx.try_recv().is_err(),
+            "a non-participant got a broadcast"
+        );
 
         assert!(matches!(
             router.route("c", envelope("a", "b")).await,
@@ -215,7 +218,10 @@ mod tests {
         ));
         let mut old = envelope("a", "b");
         old.attempt = 0;
-        assert!(matches!(router.route("a", old).await, Err(RouteError::NoSuchRun { .. })));
+        assert!(matches!(
+            router.route("a", old).await,
+            Err(RouteError::NoSuchRun { .. })
+        ));
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl Scheduler {
                     ticks += 1;
                     self.expire_overdue();
                     self.retry_waiting();
-                    if ticks % 4 == 0 {
+                    if ticks.is_multiple_of(4) {
                         self.refill_presignatures();
                     }
                 },
@@ -169,11 +169,16 @@ impl Scheduler {
                 return;
             }
         };
-        tracing::info!(sessions = active.len(), "leading: taking over unfinished sessions");
+        tracing::info!(
+            sessions = active.len(),
+            "leading: taking over unfinished sessions"
+        );
         for session in active {
             let known = {
                 let book = self.book();
-                book.runs.get(&session.session_id).map(|d| d.session.attempt)
+                book.runs
+                    .get(&session.session_id)
+                    .map(|d| d.session.attempt)
             };
             match (session.status, known) {
                 (SessionStatus::Running, Some(attempt)) if attempt == session.attempt => {}
@@ -212,7 +217,9 @@ impl Scheduler {
                     .get(&id)
                     .is_some_and(|d| d.session.attempt == session.attempt)
         };
-        if ours || (session.status == SessionStatus::Running && session.kind == SessionKind::Presign) {
+        if ours
+            || (session.status == SessionStatus::Running && session.kind == SessionKind::Presign)
+        {
             return;
         }
         self.book().dispatching.insert(id.clone());
@@ -260,7 +267,11 @@ impl Scheduler {
             }
             (Some(_), SessionKind::Presign) => {
                 if !session.parties.iter().all(|p| self.hub.router.is_online(p)) {
-                    self.fail(&session.session_id, "a signer of the presignature is offline", Vec::new());
+                    self.fail(
+                        &session.session_id,
+                        "a signer of the presignature is offline",
+                        Vec::new(),
+                    );
                     return Ok(true);
                 }
                 session.parties.clone()
@@ -330,7 +341,9 @@ impl Scheduler {
         let started = match written {
             Ok(CommandResponse::Session { session, .. }) => *session,
             Ok(other) => {
-                return Err(CoordinatorError::Server(format!("start answered {other:?}")))
+                return Err(CoordinatorError::Server(format!(
+                    "start answered {other:?}"
+                )))
             }
             Err(e) => return Err(e),
         };
@@ -341,10 +354,13 @@ impl Scheduler {
         };
         let mut identities = Vec::with_capacity(participants.len());
         for p in &participants {
-            let party = reader.party(p).await?.ok_or_else(|| CoordinatorError::NotFound {
-                what: "party",
-                id: p.clone(),
-            })?;
+            let party = reader
+                .party(p)
+                .await?
+                .ok_or_else(|| CoordinatorError::NotFound {
+                    what: "party",
+                    id: p.clone(),
+                })?;
             identities.push(pb::PartyIdentity {
                 party_id: party.party_id,
                 signing_public_key: party.signing_public_key,
@@ -403,7 +419,9 @@ impl Scheduler {
         );
         for p in &participants {
             let message = pb::CoordinatorMessage {
-                body: Some(pb::coordinator_message::Body::Assignment(assignment.clone())),
+                body: Some(pb::coordinator_message::Body::Assignment(
+                    assignment.clone(),
+                )),
             };
             if !self.hub.router.send(p, message).await {
                 self.fail(
@@ -626,7 +644,10 @@ impl Scheduler {
     async fn refill(&self, target: usize, mut room: usize) -> Result<(), CoordinatorError> {
         let reader = self.node.reader();
         let (keys, _) = reader.keys(1000, None).await?;
-        for key in keys.into_iter().filter(|k| k.scheme == Scheme::EcdsaSecp256k1) {
+        for key in keys
+            .into_iter()
+            .filter(|k| k.scheme == Scheme::EcdsaSecp256k1)
+        {
             if room == 0 {
                 break;
             }
@@ -634,7 +655,9 @@ impl Scheduler {
                 .book()
                 .runs
                 .values()
-                .filter(|d| d.session.kind == SessionKind::Presign && d.session.key_id == key.key_id)
+                .filter(|d| {
+                    d.session.kind == SessionKind::Presign && d.session.key_id == key.key_id
+                })
                 .count();
             let available = reader.available_presignatures(&key.key_id).await?.len();
             if available + pending >= target {
@@ -673,7 +696,12 @@ enum Decision {
 
 fn verify(run: &Dispatch, signature: &[u8]) -> Result<(), String> {
     let key = run.key.as_ref().ok_or("no key for a signing session")?;
-    let input = tss_input(run.session.signing_input.as_ref().ok_or("nothing was to be signed")?)?;
+    let input = tss_input(
+        run.session
+            .signing_input
+            .as_ref()
+            .ok_or("nothing was to be signed")?,
+    )?;
     let scheme = tss_scheme(key.scheme);
     let signature = mpc_tss::Signature::from_bytes(scheme, signature).map_err(|e| e.to_string())?;
     mpc_tss::verify(scheme, &key.public_key, &input, &signature).map_err(|e| e.to_string())
@@ -681,13 +709,19 @@ fn verify(run: &Dispatch, signature: &[u8]) -> Result<(), String> {
 
 fn combine(run: &Dispatch) -> Result<Vec<u8>, String> {
     let key = run.key.as_ref().ok_or("no key for a signing session")?;
-    let Some(SigningPayload::Message { message, hash: Some(hash) }) = &run.session.signing_input
+    let Some(SigningPayload::Message {
+        message,
+        hash: Some(hash),
+    }) = &run.session.signing_input
     else {
         return Err("a presignature served a request without a message and hash".into());
     };
     let mut partials = Vec::with_capacity(run.participants.len());
     for p in &run.participants {
-        let bytes = run.partials.get(p).ok_or("a partial signature is missing")?;
+        let bytes = run
+            .partials
+            .get(p)
+            .ok_or("a partial signature is missing")?;
         partials.push(
             mpc_tss::PartialSignature::from_bytes(bytes)
                 .map_err(|e| format!("partial signature from {p}: {e}"))?,

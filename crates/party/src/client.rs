@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::transport::Endpoint;
 
-use mpc_proto::hello_message;
 use crate::PartyState;
+use mpc_proto::hello_message;
 
 struct Running {
     attempt: u32,
@@ -133,7 +133,8 @@ async fn connect_once(state: &Arc<PartyState>, target: &str) -> Ended {
                     let state = state.clone();
                     let tx = tx.clone();
                     async move {
-                        let outcome = crate::session::run(state, assignment, inbox_rx, tx.clone()).await;
+                        let outcome =
+                            crate::session::run(state, assignment, inbox_rx, tx.clone()).await;
                         let _ = tx
                             .send(pb::PartyMessage {
                                 body: Some(pb::party_message::Body::Outcome(outcome)),
@@ -141,14 +142,23 @@ async fn connect_once(state: &Arc<PartyState>, target: &str) -> Ended {
                             .await;
                     }
                 });
-                running.insert(session_id, Running { attempt, inbox: inbox_tx, task });
+                running.insert(
+                    session_id,
+                    Running {
+                        attempt,
+                        inbox: inbox_tx,
+                        task,
+                    },
+                );
             }
             Some(pb::coordinator_message::Body::Envelope(envelope)) => {
                 match running.get(&envelope.session_id) {
                     Some(r) if r.attempt == envelope.attempt => {
                         let _ = r.inbox.send(envelope);
                     }
-                    _ => tracing::debug!(session = %envelope.session_id, "envelope for no running attempt"),
+                    _ => {
+                        tracing::debug!(session = %envelope.session_id, "envelope for no running attempt")
+                    }
                 }
             }
             Some(pb::coordinator_message::Body::Cancel(cancel)) => {
@@ -178,7 +188,9 @@ fn ended_by(status: tonic::Status) -> Ended {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     match leader {
-        Some(l) if status.code() == tonic::Code::Unavailable && !l.is_empty() => Ended::LeaderElsewhere(l),
+        Some(l) if status.code() == tonic::Code::Unavailable && !l.is_empty() => {
+            Ended::LeaderElsewhere(l)
+        }
         _ => Ended::Failed(format!("{}: {}", status.code(), status.message())),
     }
 }

@@ -15,7 +15,12 @@ pub struct PartyConfig {
     #[arg(long, env = "MPC_DATA_DIR", default_value = "data/party")]
     pub data_dir: PathBuf,
     /// Coordinator gRPC endpoints, comma separated; the party follows them to the leader.
-    #[arg(long, env = "MPC_COORDINATORS", value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "MPC_COORDINATORS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub coordinators: Vec<String>,
     #[arg(long, env = "MPC_HTTP_LISTEN", default_value = "127.0.0.1:8091")]
     pub http_listen: SocketAddr,

@@ -217,7 +217,11 @@ impl EnvelopeCodec {
         keys.signing
             .verify(&signed, &signature)
             .map_err(|_| refuse("bad signature"))?;
-        let last = self.last_accepted.get(&envelope.sender).copied().unwrap_or(0);
+        let last = self
+            .last_accepted
+            .get(&envelope.sender)
+            .copied()
+            .unwrap_or(0);
         if envelope.sequence <= last {
             return Err(refuse(&format!(
                 "replayed: sequence {} after {last}",
@@ -263,7 +267,10 @@ mod tests {
 
     fn codecs() -> (EnvelopeCodec, EnvelopeCodec, EnvelopeCodec) {
         let dir = tempfile::tempdir().unwrap();
-        let ids: Vec<_> = ["a", "b", "c"].iter().map(|p| (p.to_string(), identity(dir.path(), p))).collect();
+        let ids: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|p| (p.to_string(), identity(dir.path(), p)))
+            .collect();
         let peers: HashMap<String, PeerKeys> = ids
             .iter()
             .map(|(id, i)| {
@@ -276,7 +283,8 @@ mod tests {
                 )
             })
             .collect();
-        let codec = |n: usize| EnvelopeCodec::new("s1", 0, &ids[n].0, ids[n].1.clone(), peers.clone());
+        let codec =
+            |n: usize| EnvelopeCodec::new("s1", 0, &ids[n].0, ids[n].1.clone(), peers.clone());
         (codec(0), codec(1), codec(2))
     }
 
@@ -285,7 +293,10 @@ mod tests {
         let (mut a, mut b, mut c) = codecs();
         let env = a.seal(1, Some("b"), b"secret round two share").unwrap();
         assert!(!env.payload.windows(6).any(|w| w == b"secret"));
-        assert_eq!(b.open(&env).unwrap(), (1, b"secret round two share".to_vec()));
+        assert_eq!(
+            b.open(&env).unwrap(),
+            (1, b"secret round two share".to_vec())
+        );
         assert!(c.open(&env).is_err(), "a third party opened a p2p envelope");
 
         let bc = a.seal(1, None, b"commitment").unwrap();

@@ -67,7 +67,11 @@ async fn ready(State(s): State<HttpState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(json!({ "ready": connected, "connected": connected }))).into_response()
+    (
+        code,
+        Json(json!({ "ready": connected, "connected": connected })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {

@@ -19,7 +19,10 @@ pub struct Identity {
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
-            .field("signing_public_key", &hex::encode(self.signing_public_key()))
+            .field(
+                "signing_public_key",
+                &hex::encode(self.signing_public_key()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -28,10 +31,14 @@ impl Identity {
     /// Loads the identity, creating and storing one on first start.
     pub fn load_or_create(store: &ShareStore) -> Result<Self, PartyError> {
         if let Some(bytes) = store.get(RecordKind::Identity, RECORD_ID)? {
-            let bytes: &[u8; 64] = bytes.as_slice().try_into().map_err(|_| PartyError::Unreadable {
-                path: RecordKind::Identity.as_str().into(),
-                reason: "identity record has the wrong length".into(),
-            })?;
+            let bytes: &[u8; 64] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| PartyError::Unreadable {
+                        path: RecordKind::Identity.as_str().into(),
+                        reason: "identity record has the wrong length".into(),
+                    })?;
             let mut signing = Zeroizing::new([0u8; 32]);
             let mut encryption = Zeroizing::new([0u8; 32]);
             signing.copy_from_slice(&bytes[..32]);

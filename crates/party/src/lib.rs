@@ -67,7 +67,10 @@ pub struct PartyState {
 }
 
 /// Runs a party until `shutdown` completes.
-pub async fn run(config: PartyConfig, shutdown: impl Future<Output = ()>) -> Result<(), PartyError> {
+pub async fn run(
+    config: PartyConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), PartyError> {
     let prometheus = http::prometheus()?;
     let opened = {
         let config = config.clone();

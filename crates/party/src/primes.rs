@@ -29,7 +29,9 @@ impl PrimePool {
     }
 
     pub fn available(&self) -> usize {
-        self.store.list(RecordKind::PrimePair).map_or(0, |ids| ids.len())
+        self.store
+            .list(RecordKind::PrimePair)
+            .map_or(0, |ids| ids.len())
     }
 
     /// Keeps the pool at its target size, one pair at a time on a blocking thread.
@@ -90,14 +92,19 @@ impl PrimePool {
 
 /// Imports prime pairs generated elsewhere (one encoded pair per line).
 pub fn import(store: &ShareStore, file: &Path) -> Result<usize, PartyError> {
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|e| {
-        PartyError::Config {
-            field: "import_primes".into(),
-            reason: format!("{}: {e}", file.display()),
-        }
-    })?);
+    let text =
+        zeroize::Zeroizing::new(
+            std::fs::read_to_string(file).map_err(|e| PartyError::Config {
+                field: "import_primes".into(),
+                reason: format!("{}: {e}", file.display()),
+            })?,
+        );
     let mut count = 0;
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let pair = PrimePair::from_bytes(line.as_bytes()).map_err(|e| PartyError::Config {
             field: "import_primes".into(),
             reason: format!("{} line {}: {e}", file.display(), n + 1),

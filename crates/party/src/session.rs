@@ -70,7 +70,8 @@ struct Run {
 }
 
 fn parse(me: &str, a: &pb::Assignment) -> Result<Run, Failure> {
-    let kind = pb::SessionKind::try_from(a.kind).map_err(|_| Failure::new("unknown session kind"))?;
+    let kind =
+        pb::SessionKind::try_from(a.kind).map_err(|_| Failure::new("unknown session kind"))?;
     let scheme: Scheme = a.scheme.parse().map_err(Failure::new)?;
     let position = |list: &[String], who: &str| {
         list.iter()
@@ -81,7 +82,9 @@ fn parse(me: &str, a: &pb::Assignment) -> Result<Run, Failure> {
         .ok_or_else(|| Failure::new("this party is not among the participants"))?;
     for p in &a.participants {
         if position(&a.key_parties, p).is_none() {
-            return Err(Failure::new(format!("participant {p} does not hold the key")));
+            return Err(Failure::new(format!(
+                "participant {p} does not hold the key"
+            )));
         }
     }
     let mut peers = HashMap::new();
@@ -93,7 +96,13 @@ fn parse(me: &str, a: &pb::Assignment) -> Result<Run, Failure> {
         let encryption = <[u8; 32]>::try_from(id.encryption_public_key.as_slice())
             .map(x25519_dalek::PublicKey::from)
             .map_err(|_| Failure::new(format!("bad encryption key for {}", id.party_id)))?;
-        peers.insert(id.party_id.clone(), PeerKeys { signing, encryption });
+        peers.insert(
+            id.party_id.clone(),
+            PeerKeys {
+                signing,
+                encryption,
+            },
+        );
     }
     let input = if kind == pb::SessionKind::Sign {
         Some(if a.message.is_empty() {
@@ -123,7 +132,8 @@ fn parse(me: &str, a: &pb::Assignment) -> Result<Run, Failure> {
         kind,
         scheme,
         key_id: a.key_id.clone(),
-        threshold: u16::try_from(a.threshold).map_err(|_| Failure::new("threshold out of range"))?,
+        threshold: u16::try_from(a.threshold)
+            .map_err(|_| Failure::new("threshold out of range"))?,
         key_parties: a.key_parties.clone(),
         participants: a.participants.clone(),
         my_position,
@@ -161,7 +171,11 @@ pub async fn run(
         Err(f) => Err(f),
     };
     state.running_sessions.fetch_sub(1, Ordering::Relaxed);
-    let outcome_label = if result.is_ok() { "completed" } else { "failed" };
+    let outcome_label = if result.is_ok() {
+        "completed"
+    } else {
+        "failed"
+    };
     metrics::counter!("mpc_party_sessions_total", "kind" => kind, "outcome" => outcome_label)
         .increment(1);
     metrics::histogram!("mpc_party_session_seconds", "kind" => kind)
@@ -246,8 +260,14 @@ async fn execute(
                     let aux = match (primes, stored_aux) {
                         (Some(primes), _) => {
                             let aux_eid = format!("{eid}/aux");
-                            let aux = mpc_tss::generate_aux_info(aux_eid.as_bytes(), i, n, primes, aux_channel)
-                                .await?;
+                            let aux = mpc_tss::generate_aux_info(
+                                aux_eid.as_bytes(),
+                                i,
+                                n,
+                                primes,
+                                aux_channel,
+                            )
+                            .await?;
                             store
                                 .put(RecordKind::AuxInfo, &group, &aux.to_bytes()?)
                                 .map_err(|e| TssError::Bug(e.to_string()))?;
@@ -255,9 +275,16 @@ async fn execute(
                         }
                         (None, aux) => aux,
                     };
-                    let share =
-                        mpc_tss::generate_key(scheme, eid.as_bytes(), i, n, t, aux.as_ref(), main_channel)
-                            .await?;
+                    let share = mpc_tss::generate_key(
+                        scheme,
+                        eid.as_bytes(),
+                        i,
+                        n,
+                        t,
+                        aux.as_ref(),
+                        main_channel,
+                    )
+                    .await?;
                     store
                         .put(RecordKind::KeyShare, &key_id, &share.to_bytes()?)
                         .map_err(|e| TssError::Bug(e.to_string()))?;
@@ -268,7 +295,10 @@ async fn execute(
             Ok(Output::PublicKey(share))
         }
         pb::SessionKind::Sign => {
-            let input = run.input.clone().ok_or_else(|| Failure::new("nothing to sign"))?;
+            let input = run
+                .input
+                .clone()
+                .ok_or_else(|| Failure::new("nothing to sign"))?;
             let share = load_share(state, &run.key_id).await?;
             if let Some(presignature_id) = &run.presignature_id {
                 return issue_partial(state, &run.key_id, presignature_id, &input).await;
@@ -346,12 +376,15 @@ async fn issue_partial(
     let store = state.store.clone();
     let id = presignature_record_id(key_id, presignature_id);
     let partial = blocking(move || {
-        let bytes = store
-            .get(RecordKind::Presignature, &id)?
-            .ok_or_else(|| PartyError::Config {
-                field: "presignature_id".into(),
-                reason: format!("presignature {id} is not on this party (used or never stored)"),
-            })?;
+        let bytes =
+            store
+                .get(RecordKind::Presignature, &id)?
+                .ok_or_else(|| PartyError::Config {
+                    field: "presignature_id".into(),
+                    reason: format!(
+                        "presignature {id} is not on this party (used or never stored)"
+                    ),
+                })?;
         let presignature = Presignature::from_bytes(&bytes)?;
         store.delete(RecordKind::Presignature, &id)?;
         Ok(presignature.issue_partial(&message, hash).to_bytes()?)
@@ -360,7 +393,8 @@ async fn issue_partial(
     Ok(Output::Partial(partial))
 }
 
-type ProtocolFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, TssError>> + Send>>;
+type ProtocolFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, TssError>> + Send>>;
 
 /// Runs `protocol` on a blocking thread with one channel per phase, moving its messages
 /// through envelopes until it ends or an envelope is refused.

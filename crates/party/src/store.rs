@@ -151,7 +151,11 @@ impl ShareStore {
     }
 
     /// Opens a record. A wrong master key and a tampered record both fail here, by name.
-    pub fn get(&self, kind: RecordKind, id: &str) -> Result<Option<Zeroizing<Vec<u8>>>, PartyError> {
+    pub fn get(
+        &self,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, PartyError> {
         check_id(id)?;
         let path = self.path(kind, id);
         let record = match fs::read(&path) {
@@ -259,10 +263,18 @@ mod tests {
     fn records_round_trip_and_list() {
         let dir = tempfile::tempdir().unwrap();
         let store = ShareStore::open(dir.path(), "party-1", &key(1)).unwrap();
-        store.put(RecordKind::KeyShare, "k1", b"secret share").unwrap();
+        store
+            .put(RecordKind::KeyShare, "k1", b"secret share")
+            .unwrap();
         store.put(RecordKind::KeyShare, "k1", b"replaced").unwrap();
-        assert_eq!(&**store.get(RecordKind::KeyShare, "k1").unwrap().unwrap(), b"replaced");
-        assert_eq!(store.list(RecordKind::KeyShare).unwrap(), vec!["k1".to_string()]);
+        assert_eq!(
+            &**store.get(RecordKind::KeyShare, "k1").unwrap().unwrap(),
+            b"replaced"
+        );
+        assert_eq!(
+            store.list(RecordKind::KeyShare).unwrap(),
+            vec!["k1".to_string()]
+        );
         assert!(store.get(RecordKind::KeyShare, "k2").unwrap().is_none());
         store.delete(RecordKind::KeyShare, "k1").unwrap();
         assert!(store.get(RecordKind::KeyShare, "k1").unwrap().is_none());
@@ -273,7 +285,9 @@ mod tests {
     fn the_plaintext_never_reaches_the_disk() {
         let dir = tempfile::tempdir().unwrap();
         let store = ShareStore::open(dir.path(), "party-1", &key(1)).unwrap();
-        store.put(RecordKind::KeyShare, "k1", b"very secret share bytes").unwrap();
+        store
+            .put(RecordKind::KeyShare, "k1", b"very secret share bytes")
+            .unwrap();
         let raw = fs::read(dir.path().join("store/key-share/k1")).unwrap();
         assert!(!raw.windows(6).any(|w| w == b"secret"));
     }
@@ -294,7 +308,10 @@ mod tests {
 
         let path = dir.path().join("store/key-share/k1");
         fs::copy(&path, dir.path().join("store/key-share/k2")).unwrap();
-        assert!(store.get(RecordKind::KeyShare, "k2").is_err(), "a renamed record opened");
+        assert!(
+            store.get(RecordKind::KeyShare, "k2").is_err(),
+            "a renamed record opened"
+        );
 
         let mut raw = fs::read(&path).unwrap();
         let last = raw.len() - 1;
@@ -308,7 +325,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ShareStore::open(dir.path(), "p", &key(1)).unwrap();
         for bad in ["../x", "", ".hidden", "a/b"] {
-            assert!(store.put(RecordKind::KeyShare, bad, b"x").is_err(), "{bad:?}");
+            assert!(
+                store.put(RecordKind::KeyShare, bad, b"x").is_err(),
+                "{bad:?}"
+            );
         }
     }
 

@@ -134,7 +134,13 @@ pub fn apply_command(
             parties,
             presignature_id,
         } => (
-            start_session(txn, cmd.at_ms, session_id, parties, presignature_id.as_deref())?,
+            start_session(
+                txn,
+                cmd.at_ms,
+                session_id,
+                parties,
+                presignature_id.as_deref(),
+            )?,
             "session.start",
             session_id.clone(),
         ),
@@ -348,7 +354,10 @@ fn create_signing(
             let reason = if ecdsa {
                 "an ECDSA key signs a digest: name the hash (keccak256 or sha256)".to_owned()
             } else {
-                format!("a {} key signs the message itself: leave hash empty", key.scheme)
+                format!(
+                    "a {} key signs the message itself: leave hash empty",
+                    key.scheme
+                )
             };
             return Ok(Applied::rejected(Rejection::Invalid(
                 crate::ValidationError::new("hash", reason),
@@ -650,7 +659,9 @@ fn start_session(
         }
         s.status = SessionStatus::Running;
         s.parties = parties.to_vec();
-        s.presignature_id = presignature_id.map(str::to_owned).or(s.presignature_id.take());
+        s.presignature_id = presignature_id
+            .map(str::to_owned)
+            .or(s.presignature_id.take());
         s.started_at_ms.get_or_insert(at_ms);
         true
     })

@@ -326,10 +326,15 @@ fn check_signing_payload(input: &SigningPayload) -> Result<(), ValidationError> 
             "digest",
             format!("must be {DIGEST_LEN} bytes, got {}", d.len()),
         )),
-        SigningPayload::Message { message, .. } if message.is_empty() || message.len() > MAX_MESSAGE_LEN => {
+        SigningPayload::Message { message, .. }
+            if message.is_empty() || message.len() > MAX_MESSAGE_LEN =>
+        {
             Err(ValidationError::new(
                 "message",
-                format!("must be 1 to {MAX_MESSAGE_LEN} bytes, got {}", message.len()),
+                format!(
+                    "must be 1 to {MAX_MESSAGE_LEN} bytes, got {}",
+                    message.len()
+                ),
             ))
         }
         _ => Ok(()),

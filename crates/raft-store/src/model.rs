@@ -134,7 +134,9 @@ impl FromStr for MessageHash {
         match s {
             "keccak256" => Ok(MessageHash::Keccak256),
             "sha256" => Ok(MessageHash::Sha256),
-            other => Err(format!("unknown hash {other:?}; expected keccak256 or sha256")),
+            other => Err(format!(
+                "unknown hash {other:?}; expected keccak256 or sha256"
+            )),
         }
     }
 }
@@ -155,7 +157,9 @@ pub enum SigningPayload {
 pub enum PresignatureStatus {
     Available,
     /// Committed to a signing session before any signer issued a partial signature.
-    Used { session_id: String },
+    Used {
+        session_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,10 @@ use std::io::Write;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let out = args.next().ok_or("usage: generate_primes OUT COUNT")?;
-    let count: usize = args.next().ok_or("usage: generate_primes OUT COUNT")?.parse()?;
+    let count: usize = args
+        .next()
+        .ok_or("usage: generate_primes OUT COUNT")?
+        .parse()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (tx, rx) = std::sync::mpsc::channel();
     let workers: Vec<_> = (0..threads)

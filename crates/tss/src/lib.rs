@@ -36,9 +36,7 @@ mod wire;
 pub(crate) use cggmp21::generic_ec;
 
 pub use error::TssError;
-pub use material::{
-    AuxInfo, KeyShare, PartialSignature, Presignature, PrimePair, MATERIAL_FORMAT,
-};
+pub use material::{AuxInfo, KeyShare, PartialSignature, Presignature, PrimePair, MATERIAL_FORMAT};
 pub use protocol::{generate_aux_info, generate_key, presign, sign};
 pub use scheme::{HashFunction, Scheme, SigningInput};
 pub use signature::{ethereum_address, verify, Signature};

@@ -5,12 +5,12 @@
 //! those positions for the parties taking part in one signing, and a signer's own index in
 //! the signing run is its position within `signers`.
 
+use cggmp21::round_based::MpcParty;
 use cggmp21::security_level::SecurityLevel128;
 use cggmp21::supported_curves::Secp256k1;
 use cggmp21::ExecutionId;
 use givre::ciphersuite::{Bitcoin, Ciphersuite, Ed25519};
 use rand_core::OsRng;
-use cggmp21::round_based::MpcParty;
 use sha2::Sha256;
 
 use crate::generic_ec;

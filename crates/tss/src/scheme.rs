@@ -126,12 +126,15 @@ impl SigningInput {
                         .into(),
                 })
             }
-            (Scheme::SchnorrEd25519 | Scheme::SchnorrBip340, SigningInput::Message { hash: Some(_), .. }) => {
-                Err(TssError::InvalidInput {
-                    field: "hash",
-                    reason: format!("{scheme} signs the message itself; a hash function does not apply"),
-                })
-            }
+            (
+                Scheme::SchnorrEd25519 | Scheme::SchnorrBip340,
+                SigningInput::Message { hash: Some(_), .. },
+            ) => Err(TssError::InvalidInput {
+                field: "hash",
+                reason: format!(
+                    "{scheme} signs the message itself; a hash function does not apply"
+                ),
+            }),
             _ => Ok(()),
         }
     }

@@ -34,7 +34,10 @@ impl Signature {
     pub fn from_bytes(scheme: Scheme, bytes: &[u8]) -> Result<Self, TssError> {
         let wrong_length = |expected: usize| TssError::InvalidInput {
             field: "signature",
-            reason: format!("{scheme} signatures are {expected} bytes, got {}", bytes.len()),
+            reason: format!(
+                "{scheme} signatures are {expected} bytes, got {}",
+                bytes.len()
+            ),
         };
         match scheme {
             Scheme::EcdsaSecp256k1 => {
@@ -106,8 +109,8 @@ pub fn verify(
             let digest = input.ecdsa_digest()?;
             let key = VerifyingKey::from_sec1_bytes(public_key)
                 .map_err(|e| invalid(format!("public key: {e}")))?;
-            let sig = k256::ecdsa::Signature::from_scalars(*r, *s)
-                .map_err(|e| invalid(e.to_string()))?;
+            let sig =
+                k256::ecdsa::Signature::from_scalars(*r, *s).map_err(|e| invalid(e.to_string()))?;
             if sig.normalize_s().is_some() {
                 return Err(invalid("s is not in the lower half of the order".into()));
             }

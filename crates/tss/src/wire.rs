@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use cggmp21::round_based::{self, MessageDestination, MessageType};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::{Sink, Stream, StreamExt};
-use cggmp21::round_based::{self, MessageDestination, MessageType};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::codec;
@@ -73,12 +73,18 @@ impl Blame {
     }
 
     pub(crate) fn take(&self) -> Vec<u16> {
-        self.0.lock().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
     }
 }
 
 /// Typed delivery over a [`Channel`] for protocol message type `M`.
-pub(crate) fn delivery<M>(channel: Channel, blame: Blame) -> (IncomingAdapter<M>, OutgoingAdapter<M>)
+pub(crate) fn delivery<M>(
+    channel: Channel,
+    blame: Blame,
+) -> (IncomingAdapter<M>, OutgoingAdapter<M>)
 where
     M: Serialize + DeserializeOwned,
 {

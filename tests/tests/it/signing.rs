@@ -24,7 +24,9 @@ async fn keygen(cluster: &Cluster, node: u64, scheme: &str) -> anyhow::Result<pb
         })
         .await?
         .into_inner();
-    let session = created.session.ok_or_else(|| anyhow::anyhow!("no session"))?;
+    let session = created
+        .session
+        .ok_or_else(|| anyhow::anyhow!("no session"))?;
     let done = wait_session(cluster, &session.session_id, SESSION_WAIT).await?;
     assert_eq!(
         done.status,
@@ -42,7 +44,11 @@ async fn keygen(cluster: &Cluster, node: u64, scheme: &str) -> anyhow::Result<pb
     Ok(key)
 }
 
-fn signing_request(key: &pb::Key, input: &SigningInput, request_id: &str) -> pb::CreateSigningRequest {
+fn signing_request(
+    key: &pb::Key,
+    input: &SigningInput,
+    request_id: &str,
+) -> pb::CreateSigningRequest {
     let (digest, message, hash) = match input {
         SigningInput::Digest(d) => (d.to_vec(), Vec::new(), String::new()),
         SigningInput::Message { message, hash } => (
@@ -74,7 +80,9 @@ async fn sign_and_verify(
         .create_signing(signing_request(key, &input, &request_id))
         .await?
         .into_inner();
-    let session = created.session.ok_or_else(|| anyhow::anyhow!("no session"))?;
+    let session = created
+        .session
+        .ok_or_else(|| anyhow::anyhow!("no session"))?;
     let done = wait_session(cluster, &session.session_id, SESSION_WAIT).await?;
     assert_eq!(
         done.status,
@@ -95,7 +103,11 @@ async fn every_scheme_generates_a_key_and_signs_and_two_parties_suffice() -> any
     let mut parties = Parties::start(&cluster, 3).await?;
 
     let mut keys = Vec::new();
-    for (node, scheme) in [(1, "ecdsa-secp256k1"), (2, "schnorr-ed25519"), (3, "schnorr-bip340")] {
+    for (node, scheme) in [
+        (1, "ecdsa-secp256k1"),
+        (2, "schnorr-ed25519"),
+        (3, "schnorr-bip340"),
+    ] {
         let key = keygen(&cluster, node, scheme).await?;
         if scheme == "ecdsa-secp256k1" {
             assert_eq!(key.public_key.len(), 33);
@@ -109,7 +121,10 @@ async fn every_scheme_generates_a_key_and_signs_and_two_parties_suffice() -> any
     let ecdsa = &keys[0];
     // A raw digest runs the full protocol; verify() also recovers (ecrecover) to the key.
     let full = sign_and_verify(&cluster, 4, ecdsa, SigningInput::Digest([0x42; 32])).await?;
-    assert!(full.presignature_id.is_empty(), "a raw digest met a presignature");
+    assert!(
+        full.presignature_id.is_empty(),
+        "a raw digest met a presignature"
+    );
     // A message with its hash may be served from the presignature pool.
     let message = SigningInput::Message {
         message: b"transfer 1 ETH".to_vec(),
@@ -136,18 +151,27 @@ async fn every_scheme_generates_a_key_and_signs_and_two_parties_suffice() -> any
             }
         };
         let done = sign_and_verify(&cluster, 2, key, input).await?;
-        assert!(!done.parties.contains(&"party-3".to_string()), "{:?}", done.parties);
+        assert!(
+            !done.parties.contains(&"party-3".to_string()),
+            "{:?}",
+            done.parties
+        );
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_leader_killed_mid_session_ends_in_one_signature_or_a_clear_failure() -> anyhow::Result<()> {
+async fn a_leader_killed_mid_session_ends_in_one_signature_or_a_clear_failure() -> anyhow::Result<()>
+{
     let mut cluster = Cluster::start(5, &[]).await?;
     let _parties = Parties::start(&cluster, 3).await?;
     let key = keygen(&cluster, 1, "ecdsa-secp256k1").await?;
     let leader = cluster.leader(Duration::from_secs(10)).await?;
-    let follower = cluster.running().into_iter().find(|&n| n != leader).unwrap_or(1);
+    let follower = cluster
+        .running()
+        .into_iter()
+        .find(|&n| n != leader)
+        .unwrap_or(1);
 
     // The full protocol takes long enough to be cut in the middle.
     let input = SigningInput::Digest([0x5a; 32]);
@@ -176,7 +200,11 @@ async fn a_leader_killed_mid_session_ends_in_one_signature_or_a_clear_failure() 
 
     // The request retried on another node is the same session with the same outcome: never
     // a second signature for one request.
-    let survivor = cluster.running().into_iter().find(|&n| n != follower).unwrap_or(follower);
+    let survivor = cluster
+        .running()
+        .into_iter()
+        .find(|&n| n != follower)
+        .unwrap_or(follower);
     let again = cluster
         .sessions(survivor)?
         .create_signing(request)
@@ -198,9 +226,8 @@ async fn a_party_given_a_wrong_master_key_refuses_to_start() -> anyhow::Result<(
     let key_file = parties.parties["party-1"].key_file.clone();
     std::fs::write(&key_file, "ff".repeat(32))?;
     parties.spawn("party-1", None)?;
-    let (success, log) = tokio::task::block_in_place(|| {
-        parties.wait_exit("party-1", Duration::from_secs(20))
-    })?;
+    let (success, log) =
+        tokio::task::block_in_place(|| parties.wait_exit("party-1", Duration::from_secs(20)))?;
     assert!(!success, "a party started with a wrong master key");
     assert!(log.contains("wrong master key"), "{log}");
     assert!(!log.contains(&"ff".repeat(32)), "the key reached the log");

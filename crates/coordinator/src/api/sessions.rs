@@ -143,9 +143,13 @@ impl Sessions for SessionsService {
                     .map_err(|e| invalid("hash", e))?,
             },
             (false, false) => {
-                return Err(invalid("message", "give either a digest or a message, not both").into())
+                return Err(
+                    invalid("message", "give either a digest or a message, not both").into(),
+                )
             }
-            (true, true) => return Err(invalid("digest", "give a digest or a message to sign").into()),
+            (true, true) => {
+                return Err(invalid("digest", "give a digest or a message to sign").into())
+            }
         };
         let session_id = uuid::Uuid::now_v7().to_string();
         let op = Operation::CreateSigning(CreateSigning {

@@ -10,7 +10,11 @@ pub fn primes(count: usize) -> Vec<PrimePair> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| PrimePair::from_bytes(l.as_bytes()).unwrap())
         .collect();
-    assert!(pairs.len() >= count, "testdata/primes.jsonl holds {} pairs, {count} needed", pairs.len());
+    assert!(
+        pairs.len() >= count,
+        "testdata/primes.jsonl holds {} pairs, {count} needed",
+        pairs.len()
+    );
     pairs.into_iter().take(count).collect()
 }
 
@@ -28,13 +32,22 @@ where
         .zip(0u16..)
         .map(|(ch, i)| tokio::spawn(party(i, ch)))
         .collect();
-    let results = join_all(handles).await.into_iter().map(|r| r.unwrap()).collect();
+    let results = join_all(handles)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     router.await.unwrap();
     results
 }
 
 pub async fn aux_infos(n: u16, eid: &'static [u8]) -> Vec<Arc<AuxInfo>> {
-    let primes = std::sync::Mutex::new(primes(usize::from(n)).into_iter().map(Some).collect::<Vec<_>>());
+    let primes = std::sync::Mutex::new(
+        primes(usize::from(n))
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>(),
+    );
     let primes = Arc::new(primes);
     run_all(n, move |i, ch| {
         let pair = primes.lock().unwrap()[usize::from(i)].take().unwrap();

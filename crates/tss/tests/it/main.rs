@@ -2,6 +2,9 @@
 //! verifier. ECDSA uses cached prime pairs (`testdata/primes.jsonl`, made by
 //! `scripts/gen-test-primes.sh`) so no test spends minutes on primes.
 
+// Test helpers may panic: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fixtures;
-mod protocols;
 mod material;
+mod protocols;

@@ -2,7 +2,10 @@ use mpc_tss::{KeyShare, Scheme, TssError};
 
 use crate::fixtures::keygen;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/keyshare-ed25519-v1.json");
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/testdata/keyshare-ed25519-v1.json"
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_shares_round_trip_through_their_encoding() {
@@ -31,11 +34,25 @@ async fn a_version_one_share_still_loads() {
     assert_eq!(share.scheme(), Scheme::SchnorrEd25519);
     assert_eq!((share.threshold(), share.parties()), (2, 3));
 
-    let text = String::from_utf8(bytes).unwrap().replacen("\"format\":1", "\"format\":7", 1);
+    let text = String::from_utf8(bytes)
+        .unwrap()
+        .replacen("\"format\":1", "\"format\":7", 1);
     let err = KeyShare::from_bytes(text.as_bytes()).unwrap_err();
-    assert!(matches!(err, TssError::UnsupportedFormat { found: 7, .. }), "{err}");
+    assert!(
+        matches!(err, TssError::UnsupportedFormat { found: 7, .. }),
+        "{err}"
+    );
     let err = KeyShare::from_bytes(b"{\"format\":1,\"scheme\":\"schnorr-ed25519\"}").unwrap_err();
-    assert!(matches!(err, TssError::Decode { what: "key share", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TssError::Decode {
+                what: "key share",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -16,7 +16,10 @@ async fn sign_with(
 ) -> Vec<Result<Signature, TssError>> {
     let t = u16::try_from(signers.len()).unwrap();
     let signers = signers.to_vec();
-    let shares: Vec<_> = signers.iter().map(|&s| shares[usize::from(s)].clone()).collect();
+    let shares: Vec<_> = signers
+        .iter()
+        .map(|&s| shares[usize::from(s)].clone())
+        .collect();
     let input = input.clone();
     let eid = format!("sign-{signers:?}").into_bytes();
     run_all(t, move |pos, ch| {
@@ -29,24 +32,35 @@ async fn sign_with(
 
 /// What `ecrecover(digest, v, r, s)` returns, computed with k256 alone.
 fn ecrecover(digest: &[u8; 32], signature: &Signature) -> String {
-    let Signature::Ecdsa { r, s, v } = signature else { panic!("not ECDSA") };
+    let Signature::Ecdsa { r, s, v } = signature else {
+        panic!("not ECDSA")
+    };
     let sig = k256::ecdsa::Signature::from_scalars(*r, *s).unwrap();
     let id = RecoveryId::from_byte(v - 27).unwrap();
     let key = VerifyingKey::recover_from_prehash(digest, &sig, id).unwrap();
     let point = key.to_encoded_point(false);
-    format!("0x{}", hex::encode(&sha3::Keccak256::digest(&point.as_bytes()[1..])[12..]))
+    format!(
+        "0x{}",
+        hex::encode(&sha3::Keccak256::digest(&point.as_bytes()[1..])[12..])
+    )
 }
 
 fn all_equal(results: Vec<Result<Signature, TssError>>) -> Signature {
     let sigs: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
-    assert!(sigs.windows(2).all(|w| w[0] == w[1]), "signers disagree on the signature");
+    assert!(
+        sigs.windows(2).all(|w| w[0] == w[1]),
+        "signers disagree on the signature"
+    );
     sigs.into_iter().next().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ecdsa_keys_of_one_group_share_aux_info_and_sign_for_every_signer_set() {
     let aux = aux_infos(3, b"aux-group-of-3").await;
-    for (t, signer_sets) in [(2u16, vec![vec![0u16, 1], vec![1, 2], vec![2, 0]]), (3, vec![vec![0, 1, 2]])] {
+    for (t, signer_sets) in [
+        (2u16, vec![vec![0u16, 1], vec![1, 2], vec![2, 0]]),
+        (3, vec![vec![0, 1, 2]]),
+    ] {
         let shares = keygen(Scheme::EcdsaSecp256k1, t, 3, Some(aux.clone())).await;
         let public_key = shares[0].public_key().unwrap();
         assert!(shares.iter().all(|s| s.public_key().unwrap() == public_key));
@@ -61,7 +75,11 @@ async fn ecdsa_keys_of_one_group_share_aux_info_and_sign_for_every_signer_set() 
             let signature = all_equal(sign_with(&shares, &signers, &input).await);
             verify(Scheme::EcdsaSecp256k1, &public_key, &input, &signature).unwrap();
             let digest = input.ecdsa_digest().unwrap();
-            assert_eq!(ecrecover(&digest, &signature), address, "{t}-of-3 {signers:?}");
+            assert_eq!(
+                ecrecover(&digest, &signature),
+                address,
+                "{t}-of-3 {signers:?}"
+            );
 
             let tampered = SigningInput::Message {
                 message: b"pay 100 ETH".to_vec(),
@@ -106,7 +124,10 @@ async fn ecdsa_presignatures_sign_a_message_without_interaction() {
         .collect();
     let signature =
         PartialSignature::combine(&partials, &public_key, &message, HashFunction::Sha256).unwrap();
-    let input = SigningInput::Message { message: message.clone(), hash: Some(HashFunction::Sha256) };
+    let input = SigningInput::Message {
+        message: message.clone(),
+        hash: Some(HashFunction::Sha256),
+    };
     verify(Scheme::EcdsaSecp256k1, &public_key, &input, &signature).unwrap();
     assert_eq!(
         ecrecover(&HashFunction::Sha256.digest(&message), &signature),
@@ -114,7 +135,10 @@ async fn ecdsa_presignatures_sign_a_message_without_interaction() {
     );
 
     // Partials over another message do not combine into a valid signature for this one.
-    assert!(PartialSignature::combine(&partials[..1], &public_key, &message, HashFunction::Sha256).is_err());
+    assert!(
+        PartialSignature::combine(&partials[..1], &public_key, &message, HashFunction::Sha256)
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -125,11 +149,20 @@ async fn frost_signs_for_several_thresholds() {
             let public_key = shares[0].public_key().unwrap();
             assert_eq!(public_key.len(), 32);
             let signers: Vec<u16> = (n - t..n).collect();
-            let input = SigningInput::Message { message: b"frost message".to_vec(), hash: None };
+            let input = SigningInput::Message {
+                message: b"frost message".to_vec(),
+                hash: None,
+            };
             let signature = all_equal(sign_with(&shares, &signers, &input).await);
             verify(scheme, &public_key, &input, &signature).unwrap();
-            let other = SigningInput::Message { message: b"other".to_vec(), hash: None };
-            assert!(verify(scheme, &public_key, &other, &signature).is_err(), "{scheme} {t}-of-{n}");
+            let other = SigningInput::Message {
+                message: b"other".to_vec(),
+                hash: None,
+            };
+            assert!(
+                verify(scheme, &public_key, &other, &signature).is_err(),
+                "{scheme} {t}-of-{n}"
+            );
         }
     }
 }
@@ -141,7 +174,10 @@ fn ed25519_signatures_verify_with_ed25519_dalek_directly() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
     use ed25519_dalek::Signer;
     let sig = key.sign(b"m");
-    let input = SigningInput::Message { message: b"m".to_vec(), hash: None };
+    let input = SigningInput::Message {
+        message: b"m".to_vec(),
+        hash: None,
+    };
     verify(
         Scheme::SchnorrEd25519,
         key.verifying_key().as_bytes(),
@@ -157,29 +193,76 @@ async fn a_malformed_message_aborts_the_run_and_blames_its_sender() {
     // Party index 1 sends garbage instead of its round-one commitment.
     let (inject, incoming) = futures::channel::mpsc::unbounded();
     inject
-        .unbounded_send(mpc_tss::Incoming { sender: 1, broadcast: true, payload: vec![0xff; 3] })
+        .unbounded_send(mpc_tss::Incoming {
+            sender: 1,
+            broadcast: true,
+            payload: vec![0xff; 3],
+        })
         .unwrap();
     let (outgoing, _sent) = futures::channel::mpsc::unbounded();
     let channel = mpc_tss::Channel::new(incoming, outgoing);
-    let input = SigningInput::Message { message: b"x".to_vec(), hash: None };
-    let err = mpc_tss::sign(&shares[0], b"eid", &[0, 1], &input, channel).await.unwrap_err();
+    let input = SigningInput::Message {
+        message: b"x".to_vec(),
+        hash: None,
+    };
+    let err = mpc_tss::sign(&shares[0], b"eid", &[0, 1], &input, channel)
+        .await
+        .unwrap_err();
     assert_eq!(err.blamed(), &[1], "{err}");
 }
 
 #[tokio::test]
 async fn bad_parameters_are_refused_naming_the_field() {
     let (mut channels, _router) = mpc_tss::local::network(2);
-    let err = mpc_tss::generate_key(Scheme::SchnorrEd25519, b"e", 0, 2, 3, None, channels.remove(0))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, TssError::InvalidInput { field: "threshold", .. }), "{err}");
+    let err = mpc_tss::generate_key(
+        Scheme::SchnorrEd25519,
+        b"e",
+        0,
+        2,
+        3,
+        None,
+        channels.remove(0),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TssError::InvalidInput {
+                field: "threshold",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let (mut channels, _router) = mpc_tss::local::network(2);
-    let err = mpc_tss::generate_key(Scheme::EcdsaSecp256k1, b"e", 0, 2, 2, None, channels.remove(0))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, TssError::InvalidInput { field: "aux_info", .. }), "{err}");
+    let err = mpc_tss::generate_key(
+        Scheme::EcdsaSecp256k1,
+        b"e",
+        0,
+        2,
+        2,
+        None,
+        channels.remove(0),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TssError::InvalidInput {
+                field: "aux_info",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(matches!(
-        SigningInput::Message { message: vec![1], hash: None }.validate_for(Scheme::EcdsaSecp256k1),
+        SigningInput::Message {
+            message: vec![1],
+            hash: None
+        }
+        .validate_for(Scheme::EcdsaSecp256k1),
         Err(TssError::InvalidInput { field: "hash", .. })
     ));
 }
