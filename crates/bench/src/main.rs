@@ -11,6 +11,8 @@ use hdrhistogram::Histogram;
 use mpc_proto::v1 as pb;
 use tonic::transport::{Channel, Endpoint};
 
+mod sign;
+
 mod etcd {
     #![allow(missing_debug_implementations, clippy::all)]
     tonic::include_proto!("etcdserverpb");
@@ -30,6 +32,25 @@ enum Target {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// The signing protocols in this process (all parties, no network); JSON lines.
+    SignInProcess {
+        /// Prime pairs (one per line) for the auxiliary info.
+        #[arg(long)]
+        primes: String,
+        #[arg(long, default_value_t = 100)]
+        iterations: usize,
+    },
+    /// The same through a running cluster with parties party-1..3; JSON lines.
+    SignCluster {
+        /// The leader's gRPC address.
+        #[arg(long)]
+        leader: String,
+        #[arg(long, default_value_t = 100)]
+        iterations: usize,
+        /// Presignatures to wait for before signing from them (the pool size).
+        #[arg(long, default_value_t = 32)]
+        presign_pool: usize,
+    },
     /// Concurrent writes of about `value_size` bytes for `duration`; prints one JSON line.
     Write {
         #[arg(long, value_enum)]
@@ -243,6 +264,12 @@ async fn failover(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
+        Cmd::SignInProcess { primes, iterations } => sign::in_process(&primes, iterations).await,
+        Cmd::SignCluster {
+            leader,
+            iterations,
+            presign_pool,
+        } => sign::cluster(&leader, iterations, presign_pool).await,
         Cmd::Write {
             target,
             endpoints,

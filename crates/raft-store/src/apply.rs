@@ -668,7 +668,8 @@ fn start_session(
 }
 
 /// Loads a session, lets `change` move it (returning false when the move is not allowed from
-/// its current status), and stores it.
+/// its current status), and stores it. A `change` that allows the move but changes nothing
+/// (the retry of a move already made) stores nothing.
 fn transition(
     txn: &mut impl StateTxn,
     at_ms: u64,
@@ -684,12 +685,23 @@ fn transition(
         }));
     };
     let from = session.status.as_str();
+    let before = session.clone();
     if !change(&mut session) {
         return Ok(Applied::rejected(Rejection::InvalidTransition {
             session_id: session_id.to_owned(),
             from: from.into(),
             to: to.into(),
         }));
+    }
+    if session == before {
+        // A retried proposal of a move already made: answer it, change nothing.
+        return Ok(Applied {
+            response: CommandResponse::Session {
+                session: Box::new(session),
+                created: false,
+            },
+            session: None,
+        });
     }
     session.updated_at_ms = at_ms;
     store(txn, Table::Sessions, session_id, "session", &session)?;
@@ -902,9 +914,20 @@ pub(crate) mod tests {
             session_of(&apply_command(&mut txn, pos(2), &fail).unwrap()).status,
             SessionStatus::Failed
         );
+        // The same failure proposed again (a retry) is answered and changes nothing...
         let again = apply_command(&mut txn, pos(3), &fail).unwrap();
+        assert!(again.session.is_none());
+        assert!(
+            matches!(again.response, CommandResponse::Session { ref session, .. }
+            if session.status == SessionStatus::Failed && session.updated_at_ms == 2_000)
+        );
+        // ... another outcome is refused.
+        let mut other = fail.clone();
+        if let Operation::FailSession { failure, .. } = &mut other.op {
+            failure.reason = "something else".into();
+        }
         assert!(matches!(
-            again.response,
+            apply_command(&mut txn, pos(3), &other).unwrap().response,
             CommandResponse::Rejected(Rejection::InvalidTransition { ref from, .. }) if from == "failed"
         ));
         let expire = cmd(

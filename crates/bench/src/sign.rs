@@ -1,0 +1,538 @@
+//! `mpc-bench sign`: the signing protocols in one process, then the same through a running
+//! cluster, printing one JSON line per measurement for scripts/bench-sign.sh.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::future::join_all;
+use hdrhistogram::Histogram;
+use mpc_proto::v1 as pb;
+use mpc_proto::v1::keys_client::KeysClient;
+use mpc_proto::v1::sessions_client::SessionsClient;
+use mpc_tss::{local, AuxInfo, Channel, HashFunction, KeyShare, Scheme, SigningInput, TssError};
+use serde_json::json;
+use tonic::transport::Channel as GrpcChannel;
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
+}
+
+fn summary(
+    name: &str,
+    place: &str,
+    hist: &Histogram<u64>,
+    wall: Duration,
+    extra: serde_json::Value,
+) {
+    let mut line = json!({
+        "bench": name,
+        "place": place,
+        "count": hist.len(),
+        "p50_ms": hist.value_at_quantile(0.5) as f64 / 1000.0,
+        "p99_ms": hist.value_at_quantile(0.99) as f64 / 1000.0,
+        "per_sec": hist.len() as f64 / wall.as_secs_f64(),
+    });
+    if let (Some(obj), Some(more)) = (line.as_object_mut(), extra.as_object()) {
+        obj.extend(more.clone());
+    }
+    println!("{line}");
+}
+
+async fn run_all<T, F, Fut>(n: u16, party: F) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(u16, Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, TssError>> + Send + 'static,
+{
+    let (channels, router) = local::network(n);
+    let router = tokio::spawn(router);
+    let handles: Vec<_> = channels
+        .into_iter()
+        .zip(0u16..)
+        .map(|(ch, i)| {
+            tokio::task::spawn_blocking({
+                let fut = party(i, ch);
+                move || futures::executor::block_on(fut)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in join_all(handles).await {
+        out.push(r??);
+    }
+    router.await?;
+    Ok(out)
+}
+
+fn primes(path: &str, count: usize) -> anyhow::Result<Vec<mpc_tss::PrimePair>> {
+    let text = std::fs::read_to_string(path).with_context(|| path.to_owned())?;
+    let pairs = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(count)
+        .map(|l| mpc_tss::PrimePair::from_bytes(l.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if pairs.len() < count {
+        bail!("{path} holds fewer than {count} prime pairs");
+    }
+    Ok(pairs)
+}
+
+async fn keygen(
+    scheme: Scheme,
+    aux: Option<&[Arc<AuxInfo>]>,
+) -> anyhow::Result<Vec<Arc<KeyShare>>> {
+    let aux: Option<Vec<Arc<AuxInfo>>> = aux.map(<[_]>::to_vec);
+    let shares =
+        run_all(3, move |i, ch| {
+            let aux = aux.as_ref().map(|a| a[usize::from(i)].clone());
+            async move {
+                mpc_tss::generate_key(scheme, b"bench-keygen", i, 3, 2, aux.as_deref(), ch).await
+            }
+        })
+        .await?;
+    Ok(shares.into_iter().map(Arc::new).collect())
+}
+
+async fn sign_once(
+    shares: &[Arc<KeyShare>],
+    input: &SigningInput,
+    eid: String,
+) -> anyhow::Result<()> {
+    let signers = vec![0u16, 1];
+    let parts: Vec<_> = signers
+        .iter()
+        .map(|&s| shares[usize::from(s)].clone())
+        .collect();
+    let input = input.clone();
+    run_all(2, move |pos, ch| {
+        let share = parts[usize::from(pos)].clone();
+        let (signers, input, eid) = (signers.clone(), input.clone(), eid.clone());
+        async move { mpc_tss::sign(&share, eid.as_bytes(), &signers, &input, ch).await }
+    })
+    .await?;
+    Ok(())
+}
+
+/// The protocols alone: every party in this process, messages through an in-memory router.
+pub async fn in_process(primes_file: &str, iterations: usize) -> anyhow::Result<()> {
+    let pairs = primes(primes_file, 3)?;
+    let started = Instant::now();
+    let pairs = Arc::new(std::sync::Mutex::new(
+        pairs.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
+    let aux: Vec<Arc<AuxInfo>> = run_all(3, move |i, ch| {
+        let pair = pairs.lock().ok().and_then(|mut p| p[usize::from(i)].take());
+        async move {
+            let pair = pair.ok_or_else(|| TssError::Bug("prime pair taken twice".into()))?;
+            mpc_tss::generate_aux_info(b"bench-aux", i, 3, pair, ch).await
+        }
+    })
+    .await?
+    .into_iter()
+    .map(Arc::new)
+    .collect();
+    println!(
+        "{}",
+        json!({"bench": "aux_info", "place": "in-process", "ms": started.elapsed().as_secs_f64() * 1000.0})
+    );
+
+    for scheme in Scheme::ALL {
+        let mut hist = histogram()?;
+        for _ in 0..3 {
+            let t = Instant::now();
+            keygen(scheme, scheme.needs_aux_info().then_some(aux.as_slice())).await?;
+            hist.record(t.elapsed().as_micros().max(1) as u64)?;
+        }
+        summary(
+            "keygen",
+            "in-process",
+            &hist,
+            Duration::from_secs(1),
+            json!({"scheme": scheme.as_str(), "aux_info": "existing"}),
+        );
+    }
+
+    for scheme in Scheme::ALL {
+        let shares = keygen(scheme, scheme.needs_aux_info().then_some(aux.as_slice())).await?;
+        let input = match scheme {
+            Scheme::EcdsaSecp256k1 => SigningInput::Digest([7; 32]),
+            _ => SigningInput::Message {
+                message: b"bench".to_vec(),
+                hash: None,
+            },
+        };
+        let n = if scheme == Scheme::EcdsaSecp256k1 {
+            iterations.min(30)
+        } else {
+            iterations
+        };
+        let mut hist = histogram()?;
+        let wall = Instant::now();
+        for i in 0..n {
+            let t = Instant::now();
+            sign_once(&shares, &input, format!("bench-sign-{i}")).await?;
+            hist.record(t.elapsed().as_micros().max(1) as u64)?;
+        }
+        let mode = if scheme == Scheme::EcdsaSecp256k1 {
+            "full protocol"
+        } else {
+            "FROST"
+        };
+        summary(
+            "sign",
+            "in-process",
+            &hist,
+            wall.elapsed(),
+            json!({"scheme": scheme.as_str(), "mode": mode, "concurrency": 1}),
+        );
+
+        // A burst: many signings at once.
+        let burst = if scheme == Scheme::EcdsaSecp256k1 {
+            8
+        } else {
+            64
+        };
+        let wall = Instant::now();
+        let mut hist = histogram()?;
+        let runs = (0..burst).map(|i| {
+            let shares = shares.clone();
+            let input = input.clone();
+            async move {
+                let t = Instant::now();
+                sign_once(&shares, &input, format!("bench-burst-{i}"))
+                    .await
+                    .map(|()| t.elapsed())
+            }
+        });
+        for d in join_all(runs).await {
+            hist.record(d?.as_micros().max(1) as u64)?;
+        }
+        summary(
+            "sign_burst",
+            "in-process",
+            &hist,
+            wall.elapsed(),
+            json!({"scheme": scheme.as_str(), "mode": mode, "concurrency": burst}),
+        );
+
+        if scheme == Scheme::EcdsaSecp256k1 {
+            let mut presign = histogram()?;
+            let mut from_presig = histogram()?;
+            let wall = Instant::now();
+            for i in 0..n {
+                let t = Instant::now();
+                let signers = vec![0u16, 1];
+                let parts = [shares[0].clone(), shares[1].clone()];
+                let eid = format!("bench-presign-{i}");
+                let presigs = run_all(2, move |pos, ch| {
+                    let share = parts[usize::from(pos)].clone();
+                    let (signers, eid) = (signers.clone(), eid.clone());
+                    async move { mpc_tss::presign(&share, eid.as_bytes(), &signers, ch).await }
+                })
+                .await?;
+                presign.record(t.elapsed().as_micros().max(1) as u64)?;
+                let t = Instant::now();
+                let message = format!("message {i}").into_bytes();
+                let partials: Vec<_> = presigs
+                    .into_iter()
+                    .map(|p| p.issue_partial(&message, HashFunction::Keccak256))
+                    .collect();
+                let pk = shares[0].public_key()?;
+                mpc_tss::PartialSignature::combine(
+                    &partials,
+                    &pk,
+                    &message,
+                    HashFunction::Keccak256,
+                )?;
+                from_presig.record(t.elapsed().as_micros().max(1) as u64)?;
+            }
+            summary(
+                "presign",
+                "in-process",
+                &presign,
+                wall.elapsed(),
+                json!({"scheme": "ecdsa-secp256k1"}),
+            );
+            summary(
+                "sign",
+                "in-process",
+                &from_presig,
+                Duration::from_secs_f64(from_presig.mean() * n as f64 / 1e6),
+                json!({"scheme": "ecdsa-secp256k1", "mode": "presignature", "concurrency": 1}),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn grpc(addr: &str) -> anyhow::Result<GrpcChannel> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(tonic::transport::Endpoint::from_shared(uri)?
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(600))
+        .connect_lazy())
+}
+
+/// Creates a session and follows it to its end; the session as it ended.
+async fn run_session(
+    sessions: &mut SessionsClient<GrpcChannel>,
+    create: impl std::future::Future<
+        Output = Result<tonic::Response<pb::CreateSessionResponse>, tonic::Status>,
+    >,
+) -> anyhow::Result<pb::Session> {
+    let created = create.await?.into_inner();
+    let session = created.session.context("no session")?;
+    let mut watch = sessions
+        .watch_session(pb::WatchSessionRequest {
+            session_id: session.session_id.clone(),
+        })
+        .await?
+        .into_inner();
+    while let Some(s) = watch.message().await? {
+        if s.status == pb::SessionStatus::Completed as i32 {
+            return Ok(s);
+        }
+        if s.status == pb::SessionStatus::Failed as i32
+            || s.status == pb::SessionStatus::Expired as i32
+        {
+            bail!("session {} ended: {}", s.session_id, s.failure_reason);
+        }
+    }
+    bail!("watch ended early")
+}
+
+async fn cluster_keygen(
+    sessions: &mut SessionsClient<GrpcChannel>,
+    scheme: &str,
+) -> anyhow::Result<(pb::Session, Duration)> {
+    let t = Instant::now();
+    let mut client = sessions.clone();
+    let req = pb::CreateKeygenRequest {
+        scheme: scheme.into(),
+        threshold: 2,
+        parties: vec!["party-1".into(), "party-2".into(), "party-3".into()],
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    let s = run_session(sessions, async move { client.create_keygen(req).await }).await?;
+    Ok((s, t.elapsed()))
+}
+
+fn signing(key_id: &str, input: &SigningInput) -> pb::CreateSigningRequest {
+    let (digest, message, hash) = match input {
+        SigningInput::Digest(d) => (d.to_vec(), Vec::new(), String::new()),
+        SigningInput::Message { message, hash } => (
+            Vec::new(),
+            message.clone(),
+            hash.map(|h| h.as_str().to_owned()).unwrap_or_default(),
+        ),
+    };
+    pb::CreateSigningRequest {
+        key_id: key_id.into(),
+        digest,
+        message,
+        hash,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        timeout_seconds: 0,
+    }
+}
+
+async fn cluster_sign(
+    leader: &str,
+    key_id: &str,
+    input: SigningInput,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<(Histogram<u64>, Duration, usize)> {
+    let channel = grpc(leader)?;
+    let wall = Instant::now();
+    let per_worker = count.div_ceil(concurrency);
+    let workers = (0..concurrency).map(|w| {
+        let channel = channel.clone();
+        let key_id = key_id.to_owned();
+        let input = input.clone();
+        async move {
+            let mut sessions = SessionsClient::new(channel);
+            let mut times = Vec::new();
+            let mut presigned = 0usize;
+            for i in 0..per_worker {
+                let input = match &input {
+                    SigningInput::Message { message, hash } => {
+                        let mut m = message.clone();
+                        m.extend_from_slice(format!(" {w}/{i}").as_bytes());
+                        SigningInput::Message {
+                            message: m,
+                            hash: *hash,
+                        }
+                    }
+                    other => other.clone(),
+                };
+                let req = signing(&key_id, &input);
+                let mut client = sessions.clone();
+                let t = Instant::now();
+                let s = run_session(
+                    &mut sessions,
+                    async move { client.create_signing(req).await },
+                )
+                .await?;
+                times.push(t.elapsed());
+                presigned += usize::from(!s.presignature_id.is_empty());
+            }
+            anyhow::Ok((times, presigned))
+        }
+    });
+    let mut hist = histogram()?;
+    let mut presigned = 0;
+    for r in join_all(workers).await {
+        let (times, p) = r?;
+        presigned += p;
+        for t in times {
+            hist.record(t.as_micros().max(1) as u64)?;
+        }
+    }
+    Ok((hist, wall.elapsed(), presigned))
+}
+
+async fn presignatures_done(
+    sessions: &mut SessionsClient<GrpcChannel>,
+    key_id: &str,
+) -> anyhow::Result<usize> {
+    let mut count = 0;
+    let mut token = String::new();
+    loop {
+        let page = sessions
+            .list_sessions(pb::ListSessionsRequest {
+                status: pb::SessionStatus::Completed as i32,
+                kind: pb::SessionKind::Presign as i32,
+                key_id: key_id.into(),
+                page_size: 1000,
+                page_token: token.clone(),
+                consistency: 0,
+            })
+            .await?
+            .into_inner();
+        count += page.sessions.len();
+        if page.next_page_token.is_empty() {
+            return Ok(count);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The same through a running cluster of coordinators and parties on loopback.
+pub async fn cluster(leader: &str, iterations: usize, presign_pool: usize) -> anyhow::Result<()> {
+    let mut sessions = SessionsClient::new(grpc(leader)?);
+    let mut keys = KeysClient::new(grpc(leader)?);
+    let (first, took) = cluster_keygen(&mut sessions, "ecdsa-secp256k1").await?;
+    println!(
+        "{}",
+        json!({"bench": "keygen", "place": "cluster", "scheme": "ecdsa-secp256k1", "aux_info": "generated", "ms": took.as_secs_f64() * 1000.0})
+    );
+    for scheme in Scheme::ALL {
+        let mut hist = histogram()?;
+        for _ in 0..3 {
+            let (_, took) = cluster_keygen(&mut sessions, scheme.as_str()).await?;
+            hist.record(took.as_micros().max(1) as u64)?;
+        }
+        summary(
+            "keygen",
+            "cluster",
+            &hist,
+            Duration::from_secs(1),
+            json!({"scheme": scheme.as_str(), "aux_info": "existing"}),
+        );
+    }
+    let ecdsa_key = first.key_id.clone();
+
+    // The presignature pool of the first key: its refill rate, then signing from it.
+    let t0 = presignatures_done(&mut sessions, &ecdsa_key).await?;
+    let wait = Instant::now();
+    loop {
+        let done = presignatures_done(&mut sessions, &ecdsa_key).await?;
+        if done >= presign_pool || wait.elapsed() > Duration::from_secs(120) {
+            println!(
+                "{}",
+                json!({"bench": "presign_refill", "place": "cluster", "per_sec": (done - t0) as f64 / wait.elapsed().as_secs_f64(), "count": done - t0})
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let n = presign_pool.min(iterations);
+    let message = SigningInput::Message {
+        message: b"bench message".to_vec(),
+        hash: Some(HashFunction::Keccak256),
+    };
+    let (hist, wall, presigned) = cluster_sign(leader, &ecdsa_key, message, n, 1).await?;
+    summary(
+        "sign",
+        "cluster",
+        &hist,
+        wall,
+        json!({"scheme": "ecdsa-secp256k1", "mode": "presignature", "concurrency": 1, "presignature_hits": presigned}),
+    );
+
+    let (hist, wall, _) = cluster_sign(
+        leader,
+        &ecdsa_key,
+        SigningInput::Digest([9; 32]),
+        iterations.min(30),
+        1,
+    )
+    .await?;
+    summary(
+        "sign",
+        "cluster",
+        &hist,
+        wall,
+        json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 1}),
+    );
+    let (hist, wall, _) =
+        cluster_sign(leader, &ecdsa_key, SigningInput::Digest([9; 32]), 8, 8).await?;
+    summary(
+        "sign_burst",
+        "cluster",
+        &hist,
+        wall,
+        json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 8}),
+    );
+
+    for scheme in [Scheme::SchnorrEd25519, Scheme::SchnorrBip340] {
+        let (s, _) = cluster_keygen(&mut sessions, scheme.as_str()).await?;
+        let key = keys
+            .get_key(pb::GetKeyRequest {
+                key_id: s.key_id.clone(),
+                consistency: 0,
+            })
+            .await?
+            .into_inner();
+        let input = SigningInput::Message {
+            message: b"bench".to_vec(),
+            hash: None,
+        };
+        let (hist, wall, _) =
+            cluster_sign(leader, &key.key_id, input.clone(), iterations, 1).await?;
+        summary(
+            "sign",
+            "cluster",
+            &hist,
+            wall,
+            json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 1}),
+        );
+        let (hist, wall, _) = cluster_sign(leader, &key.key_id, input, 4 * iterations, 64).await?;
+        summary(
+            "sign_burst",
+            "cluster",
+            &hist,
+            wall,
+            json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 64}),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Signing speed, in one run: the protocols alone in one process (all parties, no network),
+# then the same through a local cluster (five coordinators, three parties, loopback gRPC).
+# 2-of-3 keys: ECDSA with and without a ready presignature, FROST Ed25519 and BIP-340;
+# p50/p99, signatures per second one at a time and in a burst, the presignature refill
+# rate, and key generation with and without existing auxiliary info. Writes
+# docs/benchmarks/sign.md. Prime pairs come from the test fixtures, so no run waits for
+# prime generation (it happens in the parties' background pool in production).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+scripts/install-deps.sh
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mpc/target}
+cargo build --release -q -p mpc-coordinator -p mpc-cli -p mpc-party -p mpc-bench
+BIN=$CARGO_TARGET_DIR/release
+ITERATIONS=${BENCH_ITERATIONS:-100}
+POOL=${BENCH_PRESIGNATURES:-32}
+PRIMES=$ROOT/crates/tss/testdata/primes.jsonl
+WORK=$(mktemp -d)
+RAW=$WORK/results.jsonl
+export MPC_LOCAL_CLUSTER_DIR=$WORK/cluster
+cleanup() { MPC_PROFILE=release scripts/local-cluster.sh down --clean >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+echo "== in process"
+"$BIN/mpc-bench" sign-in-process --primes "$PRIMES" --iterations "$ITERATIONS" | tee "$RAW"
+
+echo "== through the cluster"
+MPC_SESSIONS__PRESIGNATURES_PER_KEY=$POOL MPC_SESSIONS__PRESIGN_CONCURRENCY=2 MPC_LOG__FILTER=warn MPC_LOG=warn \
+  MPC_LOCAL_PRIMES=$PRIMES MPC_PROFILE=release scripts/local-cluster.sh up >/dev/null
+leader=$("$BIN/mpcctl" --endpoints 127.0.0.1:50051 --output json cluster status |
+  python3 -c 'import json,sys; print(next(n["addr"] for n in json.load(sys.stdin)["nodes"] if n["is_leader"]))')
+"$BIN/mpc-bench" sign-cluster --leader "$leader" --iterations "$ITERATIONS" --presign-pool "$POOL" | tee -a "$RAW"
+
+python3 scripts/bench_sign_report.py "$RAW" "$(nproc)" "scripts/bench-sign.sh (BENCH_ITERATIONS=$ITERATIONS BENCH_PRESIGNATURES=$POOL)" > docs/benchmarks/sign.md
+echo "wrote docs/benchmarks/sign.md"
