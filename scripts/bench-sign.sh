@@ -26,7 +26,7 @@ echo "== in process"
 "$BIN/mpc-bench" sign-in-process --primes "$PRIMES" --iterations "$ITERATIONS" | tee "$RAW"
 
 echo "== through the cluster"
-MPC_SESSIONS__PRESIGNATURES_PER_KEY=$POOL MPC_SESSIONS__PRESIGN_CONCURRENCY=2 MPC_LOG__FILTER=warn MPC_LOG=warn \
+MPC_SESSIONS__PRESIGNATURES_PER_KEY=$POOL MPC_SESSIONS__PRESIGN_CONCURRENCY=2 MPC_LOG__FILTER=warn \
   MPC_LOCAL_PRIMES=$PRIMES MPC_PROFILE=release scripts/local-cluster.sh up >/dev/null
 leader=$("$BIN/mpcctl" --endpoints 127.0.0.1:50051 --output json cluster status |
   python3 -c 'import json,sys; print(next(n["addr"] for n in json.load(sys.stdin)["nodes"] if n["is_leader"]))')

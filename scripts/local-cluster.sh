@@ -72,7 +72,7 @@ up() {
       sed -n "${p}p" "$MPC_LOCAL_PRIMES" >"$DIR/$name.primes"
       import=(--import-primes "$DIR/$name.primes")
     fi
-    MPC_LOG=${MPC_LOG:-info} nohup "$BIN/mpc-party" \
+    MPC_LOG__FILTER=${MPC_LOG__FILTER:-info} nohup "$BIN/mpc-party" \
       --party-id "$name" \
       --data-dir "$DIR/$name" \
       --coordinators "$ENDPOINTS" \

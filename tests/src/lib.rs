@@ -393,7 +393,7 @@ impl Parties {
             .arg(party.http.to_string())
             .arg("--master-key-file")
             .arg(&party.key_file)
-            .env("MPC_LOG", "info")
+            .env("MPC_LOG__FILTER", "info")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         if let Some(p) = import_primes {

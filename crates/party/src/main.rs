@@ -8,14 +8,14 @@ struct Args {
     #[command(flatten)]
     config: PartyConfig,
     /// "human" or "json".
-    #[arg(long, env = "MPC_LOG_FORMAT", default_value = "human")]
+    #[arg(long, env = "MPC_LOG__FORMAT", default_value = "human")]
     log_format: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MPC_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MPC_LOG__FILTER")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if args.log_format == "json" {
