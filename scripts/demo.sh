@@ -25,7 +25,7 @@ digest=0x$(printf 'mpc demo %s' "$(date +%s%N)" | sha256sum | cut -d' ' -f1)
 "${CTL[@]}" sign --key-id "$key_id" --digest "$digest"
 
 echo
-echo "== sign a message: served from a presignature the parties prepared in the background"
+echo "== sign a message with its hash: served from a presignature once the pool (filled in the background) has one, else by the full protocol"
 "${CTL[@]}" sign --key-id "$key_id" --message 0x$(printf 'hello mpc' | od -An -tx1 | tr -d ' \n') --hash keccak256
 
 echo
