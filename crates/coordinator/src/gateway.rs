@@ -175,8 +175,22 @@ impl PartyGateway for GatewayService {
             tracing::info!(party = %party_id, "party attached");
             set_status(&node, &party_id, PartyStatus::Online);
             hub.attached.notify_waiters();
+            let term = node.leading_term();
+            let mut metrics = node.raft().metrics();
             loop {
-                let message = match inbound.message().await {
+                let next = tokio::select! {
+                    next = inbound.message() => next,
+                    // A deposed leader schedules nothing: end the stream so the party follows
+                    // the hint to the new leader.
+                    changed = metrics.changed() => {
+                        if changed.is_err() || node.leading_term() != term {
+                            let _ = tx.send(Err(node.not_leader("PartyGateway.Attach").into())).await;
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let message = match next {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
                     Err(status) => {

@@ -25,7 +25,7 @@ use mpc_raft_store::model::{
     KeyRecord, Scheme, SessionFailure, SessionKind, SessionRecord, SessionResult, SessionStatus,
     SigningPayload,
 };
-use mpc_raft_store::{CommandResponse, Operation, SessionUpdate};
+use mpc_raft_store::{CommandResponse, Operation, Rejection, SessionUpdate};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::convert;
@@ -232,7 +232,16 @@ impl Scheduler {
                 Ok(false) => {
                     this.book().waiting.insert(id, session);
                 }
-                Err(e) => tracing::warn!(session = %id, error = %e, "dispatch failed"),
+                // The session moved on meanwhile (another attempt, or it ended): nothing to do.
+                Err(CoordinatorError::Rejected(Rejection::InvalidTransition { .. })) => {}
+                Err(e @ CoordinatorError::NotFound { .. }) => {
+                    this.fail(&id, &format!("cannot dispatch: {e}"), Vec::new());
+                }
+                // Lost a race for a presignature, or the write timed out: try again.
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "dispatch failed; will retry");
+                    this.book().waiting.insert(id, session);
+                }
             }
         });
     }
@@ -709,10 +718,16 @@ fn verify(run: &Dispatch, signature: &[u8]) -> Result<(), String> {
 
 fn combine(run: &Dispatch) -> Result<Vec<u8>, String> {
     let key = run.key.as_ref().ok_or("no key for a signing session")?;
-    let Some(SigningPayload::Message {
+    let input = tss_input(
+        run.session
+            .signing_input
+            .as_ref()
+            .ok_or("nothing was to be signed")?,
+    )?;
+    let mpc_tss::SigningInput::Message {
         message,
         hash: Some(hash),
-    }) = &run.session.signing_input
+    } = &input
     else {
         return Err("a presignature served a request without a message and hash".into());
     };
@@ -727,14 +742,8 @@ fn combine(run: &Dispatch) -> Result<Vec<u8>, String> {
                 .map_err(|e| format!("partial signature from {p}: {e}"))?,
         );
     }
-    let hash = match hash {
-        mpc_raft_store::model::MessageHash::Keccak256 => mpc_tss::HashFunction::Keccak256,
-        mpc_raft_store::model::MessageHash::Sha256 => mpc_tss::HashFunction::Sha256,
-    };
-    let signature = mpc_tss::PartialSignature::combine(&partials, &key.public_key, message, hash)
+    // combine() verifies the result against the key (k256) before returning it.
+    let signature = mpc_tss::PartialSignature::combine(&partials, &key.public_key, message, *hash)
         .map_err(|e| format!("combining partial signatures: {e}"))?;
-    let input = tss_input(run.session.signing_input.as_ref().ok_or("no input")?)?;
-    mpc_tss::verify(tss_scheme(key.scheme), &key.public_key, &input, &signature)
-        .map_err(|e| e.to_string())?;
     Ok(signature.to_bytes())
 }

@@ -28,17 +28,20 @@ impl PrimePool {
         }
     }
 
-    pub fn available(&self) -> usize {
-        self.store
-            .list(RecordKind::PrimePair)
+    /// Pairs in the pool now.
+    pub async fn available(&self) -> usize {
+        let store = self.store.clone();
+        blocking(move || store.list(RecordKind::PrimePair))
+            .await
             .map_or(0, |ids| ids.len())
     }
 
     /// Keeps the pool at its target size, one pair at a time on a blocking thread.
     pub async fn fill(self) {
         loop {
-            metrics::gauge!("mpc_party_prime_pool").set(self.available() as f64);
-            if self.available() >= self.target {
+            let available = self.available().await;
+            metrics::gauge!("mpc_party_prime_pool").set(available as f64);
+            if available >= self.target {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }

@@ -299,10 +299,11 @@ async fn execute(
                 .input
                 .clone()
                 .ok_or_else(|| Failure::new("nothing to sign"))?;
-            let share = load_share(state, &run.key_id).await?;
             if let Some(presignature_id) = &run.presignature_id {
+                // The presignature is all this path needs: no key share is read.
                 return issue_partial(state, &run.key_id, presignature_id, &input).await;
             }
+            let share = load_share(state, &run.key_id).await?;
             let signers = signer_indices(&run)?;
             let signature = pump(state, &run, inbox, out, move |_, channel| {
                 Box::pin(async move {

@@ -7,7 +7,6 @@
 
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -91,7 +90,7 @@ where
     (
         IncomingAdapter {
             inner: channel.incoming,
-            next_id: AtomicU64::new(0),
+            next_id: 0,
             blame,
             _msg: PhantomData,
         },
@@ -104,7 +103,7 @@ where
 
 pub(crate) struct IncomingAdapter<M> {
     inner: UnboundedReceiver<Incoming>,
-    next_id: AtomicU64,
+    next_id: u64,
     blame: Blame,
     _msg: PhantomData<fn() -> M>,
 }
@@ -118,7 +117,8 @@ impl<M: DeserializeOwned> Stream for IncomingAdapter<M> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Ready(Some(message)) => {
-                let id = this.next_id.fetch_add(1, Ordering::Relaxed);
+                let id = this.next_id;
+                this.next_id += 1;
                 let item = match codec::decode::<M>(&message.payload) {
                     Ok(msg) => Ok(round_based::Incoming {
                         id,
