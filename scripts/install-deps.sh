@@ -6,6 +6,7 @@ PACKAGES=(
   build-essential   # RocksDB's C++ sources
   clang libclang-dev  # bindgen for librocksdb-sys
   m4 pkg-config curl ca-certificates
+  binutils  # strip, for the image
   etcd-server etcd-client python3  # the comparison in scripts/bench-raft.sh
 )
 missing=()
@@ -17,6 +18,14 @@ if ((${#missing[@]})); then
   SUDO=(); ((EUID == 0)) || SUDO=(sudo)
   "${SUDO[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The docker tests need a compose tool beside the engine (Debian's docker-compose works).
+if command -v docker >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 \
+  && ! command -v docker-compose >/dev/null 2>&1; then
+  echo "installing: docker-compose"
+  SUDO=(); ((EUID == 0)) || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"

@@ -67,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => keygen(&endpoints, cli.output, args).await,
         Command::Sign(args) => crate::signing::sign(&endpoints, cli.output, args).await,
         Command::Key(cmd) => crate::signing::key(&endpoints, cli.output, cmd).await,
+        Command::Probe(args) => crate::probe::probe(args, cli.timeout).await,
     }
 }
 

@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod output;
+mod probe;
 mod signing;
 
 use std::time::Duration;
@@ -55,6 +56,8 @@ pub enum Command {
     /// Keys the cluster holds.
     #[command(subcommand)]
     Key(signing::KeyCommand),
+    /// Check a node's HTTP health endpoint (the container images' health check).
+    Probe(probe::ProbeArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -46,9 +46,9 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::Invalid(_) => Code::InvalidArgument,
             CoordinatorError::Rejected(r) => match r {
                 Rejection::NotFound { .. } => Code::NotFound,
-                Rejection::AlreadyExists { .. } | Rejection::RequestIdReused { .. } => {
-                    Code::AlreadyExists
-                }
+                Rejection::AlreadyExists { .. }
+                | Rejection::RequestIdReused { .. }
+                | Rejection::KeyUpdateIdReused { .. } => Code::AlreadyExists,
                 Rejection::KeyNotActive { .. }
                 | Rejection::InvalidTransition { .. }
                 | Rejection::PresignatureUnavailable { .. } => Code::FailedPrecondition,

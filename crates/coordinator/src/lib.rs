@@ -37,6 +37,7 @@ pub mod telemetry;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use config::Config;
 pub use error::CoordinatorError;
@@ -80,6 +81,8 @@ pub async fn run(
         snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_after_entries),
         max_in_snapshot_log_to_keep: r.entries_kept_after_snapshot,
         install_snapshot_timeout: 2_000,
+        // Turned on by `enable_elections` once the node knows whether it is rejoining.
+        enable_elect: false,
         ..Default::default()
     }
     .validate()
@@ -95,6 +98,12 @@ pub async fn run(
     )
     .await
     .map_err(|e| CoordinatorError::RaftStopped(e.to_string()))?;
+    // Asked before the servers start: once they run, the first leader's replication makes a
+    // pristine member look initialised too, and it would sit out elections it belongs in.
+    let had_state = raft
+        .is_initialized()
+        .await
+        .map_err(|e| CoordinatorError::RaftStopped(e.to_string()))?;
     let node = Coordinator::new(config.clone(), raft.clone(), reader, peers);
 
     let hub = Arc::new(gateway::PartyHub::default());
@@ -128,23 +137,50 @@ pub async fn run(
         "coordinator started"
     );
 
-    initialize(&raft, &config).await?;
+    let rejoining = had_state || config.initial_members.is_empty();
+    if !had_state {
+        initialize(&raft, &config).await?;
+    }
+    let elections = tokio::spawn(enable_elections(
+        raft.clone(),
+        rejoining,
+        Duration::from_millis(4 * config.raft.election_timeout_max_ms).max(Duration::from_secs(2)),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
     exporter.abort();
     scheduler.abort();
-    let grpc_result = grpc.await;
-    let http_result = http.await;
+    elections.abort();
+    // Raft first: a leader that stops sending heartbeats is replaced within an election
+    // timeout. Draining the servers first kept it leading, and refusing writes, for as long as
+    // a party's stream or a session watch stayed open (until the orchestrator killed it).
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "Raft did not stop cleanly");
     }
-    for result in [grpc_result, http_result] {
+    let _ = stop_tx.send(true);
+    let mut results = Vec::new();
+    for (what, server) in [("gRPC", grpc), ("HTTP", http)] {
+        let abort = server.abort_handle();
+        match tokio::time::timeout(SERVER_DRAIN, server).await {
+            Ok(result) => results.push(result),
+            Err(_) => {
+                tracing::info!(
+                    server = what,
+                    "connections still open after the drain; closing them"
+                );
+                abort.abort();
+            }
+        }
+    }
+    for result in results {
         result.map_err(|e| CoordinatorError::Server(e.to_string()))??;
     }
     Ok(())
 }
+
+/// How long requests in flight get to finish at shutdown; long-lived streams are cut after it.
+const SERVER_DRAIN: Duration = Duration::from_secs(2);
 
 async fn bind(
     what: &'static str,
@@ -186,6 +222,11 @@ async fn serve_grpc(
         .max_encoding_message_size(256 << 20);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // A party or peer whose host vanished (a killed container, a cut cable) sends no FIN:
+        // pings find it within seconds, so its party stream ends and it stops being assigned
+        // work, instead of waiting for TCP's retransmission timeout (minutes).
+        .http2_keepalive_interval(Some(Duration::from_secs(2)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(raft_rpc)
@@ -215,17 +256,24 @@ fn incoming_nodelay(
     })
 }
 
-/// Initialises a pristine node with the configured members. Every member may do this with the
-/// same list; a node that already holds state skips it.
+/// A node coming back with state stays out of elections for `grace`. Its election timer
+/// would otherwise fire before the leader's replication, backing off after the failures while
+/// the node was away, reaches it, and its vote request, carrying a higher term, would depose a
+/// healthy leader (openraft 0.9 has no pre-vote). Heartbeats that arrive meanwhile keep it a
+/// follower; if the whole group restarted, the first election waits `grace` once. (Waiting for
+/// a leader in the metrics is no shortcut: a restarted follower reports the leader of its
+/// persisted vote, alive or not.)
+async fn enable_elections(raft: Raft, rejoining: bool, grace: Duration) {
+    if rejoining {
+        tokio::time::sleep(grace).await;
+    }
+    raft.runtime_config().elect(true);
+}
+
+/// Initialises a pristine node with the configured members (none: it waits to be added by a
+/// leader). Every member may do this with the same list; the first one's wins.
 async fn initialize(raft: &Raft, config: &Config) -> Result<(), CoordinatorError> {
     if config.initial_members.is_empty() {
-        return Ok(());
-    }
-    let initialized = raft
-        .is_initialized()
-        .await
-        .map_err(|e| CoordinatorError::RaftStopped(e.to_string()))?;
-    if initialized {
         return Ok(());
     }
     let members: BTreeMap<u64, NodeInfo> = config

@@ -240,7 +240,16 @@ impl Coordinator {
                     Err(ForwardError::Unconfirmed) => return Err(unconfirmed()),
                     Ok(resp) => return Ok(resp),
                 },
-                Some((id, node)) => match self.forward(node, &req).await {
+                // A forward to a leader that died can hang (a connection that went silent, a
+                // name that no longer resolves) long after a successor is known: give it up
+                // then and carry the request to the successor. Every write is safe to repeat.
+                Some((id, node)) => match tokio::select! {
+                    result = self.forward(node, &req) => result,
+                    () = self.leader_other_than(*id) => Err(CoordinatorError::NoLeader {
+                        reason: format!("leader {id} was replaced during the forward"),
+                        leader_grpc_addr: None,
+                    }),
+                } {
                     Ok(Ok(resp)) => return Ok(resp),
                     Ok(Err(ForwardError::Membership(m))) => {
                         return Err(CoordinatorError::Membership(m))
@@ -264,6 +273,22 @@ impl Coordinator {
             }
             self.wait_for_leader_other_than(failed_leader, deadline)
                 .await;
+        }
+    }
+
+    /// Resolves once a leader other than `stale` is known (never, if Raft stops).
+    async fn leader_other_than(&self, stale: NodeId) {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.current_leader.is_some_and(|l| l != stale) {
+                    return;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return std::future::pending().await;
+            }
         }
     }
 

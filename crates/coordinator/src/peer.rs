@@ -70,8 +70,12 @@ impl Peers {
         let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
+            // A peer that restarts under a new address (a replaced container or pod) leaves
+            // the old connection silent, not closed: pings find that within about three
+            // seconds, and the channel reconnects by name. Every RPC fails until then.
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true)
             .connect_lazy();
         channels.insert(grpc_addr.to_owned(), channel.clone());
         // Snapshots and large batches exceed tonic's 4 MiB default.

@@ -35,6 +35,11 @@ enum Ended {
     Failed(String),
 }
 
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connection that lasted this long was a working attachment, not a failed attempt.
+const HELD_CONNECTION: Duration = Duration::from_secs(5);
+
 /// Keeps a stream to the leader open for as long as the party runs.
 pub async fn run(state: Arc<PartyState>, endpoints: Vec<String>) {
     let endpoints: Vec<String> = endpoints.iter().map(|e| normalise(e)).collect();
@@ -47,6 +52,7 @@ pub async fn run(state: Arc<PartyState>, endpoints: Vec<String>) {
             next += 1;
             e
         });
+        let started = std::time::Instant::now();
         match connect_once(&state, &target).await {
             Ended::LeaderElsewhere(leader) => {
                 tracing::debug!(from = %target, to = %leader, "following the leader");
@@ -56,6 +62,11 @@ pub async fn run(state: Arc<PartyState>, endpoints: Vec<String>) {
             }
             Ended::Failed(reason) => {
                 tracing::info!(endpoint = %target, %reason, "coordinator connection ended");
+                // A stream that had been up ended (its leader died or stepped down): look for
+                // the next leader at once, not after the backoff earlier failures built up.
+                if started.elapsed() > HELD_CONNECTION {
+                    backoff = Duration::from_millis(100);
+                }
             }
         }
         tokio::time::sleep(backoff).await;
@@ -65,12 +76,23 @@ pub async fn run(state: Arc<PartyState>, endpoints: Vec<String>) {
 
 async fn connect_once(state: &Arc<PartyState>, target: &str) -> Ended {
     let channel = match Endpoint::from_shared(target.to_owned()) {
-        Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+        // Pings notice a leader whose host vanished without closing the connection.
+        Ok(e) => e
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true),
         Err(e) => return Ended::Failed(format!("bad endpoint: {e}")),
     };
-    let channel = match channel.connect().await {
-        Ok(c) => c,
-        Err(e) => return Ended::Failed(format!("connect: {e}")),
+    // Bounded as a whole: the connect timeout does not cover name resolution, which can hang
+    // for seconds for a coordinator whose container is gone.
+    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, channel.connect()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Ended::Failed(format!("connect: {e}")),
+        Err(_) => {
+            return Ended::Failed(format!("connect: no connection within {CONNECT_TIMEOUT:?}"))
+        }
     };
     let mut client = PartyGatewayClient::new(channel)
         .max_decoding_message_size(64 << 20)

@@ -9,11 +9,12 @@ use sha3::{Digest, Sha3_256};
 use crate::codec::{decode, encode};
 use crate::command::{
     Command, CommandResponse, CreateKeygen, CreatePresign, CreateSigning, Operation, Rejection,
+    UpdateKey,
 };
 use crate::model::{
-    AuditEvent, IdempotencyRecord, KeyRecord, KeyStatus, PartyRecord, PartyStatus,
-    PresignatureRecord, PresignatureStatus, SessionKind, SessionRecord, SessionResult,
-    SessionStatus,
+    AuditEvent, IdempotencyRecord, KeyRecord, KeyStatus, KeyUpdateRecord, PartyRecord, PartyStatus,
+    PresignatureRecord, PresignatureStatus, SessionFailure, SessionKind, SessionRecord,
+    SessionResult, SessionStatus,
 };
 use crate::StoreError;
 
@@ -27,16 +28,19 @@ pub enum Table {
     Audit,
     /// Keyed by key id, a slash, and presignature id.
     Presignatures,
+    /// Applied key updates, by update id.
+    KeyUpdates,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Keys,
         Table::Sessions,
         Table::Parties,
         Table::Idempotency,
         Table::Audit,
         Table::Presignatures,
+        Table::KeyUpdates,
     ];
 
     pub fn cf_name(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Table {
             Table::Idempotency => "sm_idempotency",
             Table::Audit => "sm_audit",
             Table::Presignatures => "sm_presignatures",
+            Table::KeyUpdates => "sm_key_updates",
         }
     }
 
@@ -59,6 +64,7 @@ impl Table {
             Table::Idempotency => 4,
             Table::Audit => 5,
             Table::Presignatures => 6,
+            Table::KeyUpdates => 7,
         }
     }
 
@@ -185,6 +191,24 @@ pub fn apply_command(
                 if s.status.is_terminal() || cmd.at_ms < s.deadline_ms {
                     return false;
                 }
+                // Say why: a client that finds an expired session should not have to guess
+                // whether it never started or stalled.
+                let reason = if s.status == SessionStatus::Pending {
+                    format!(
+                        "expired before it started: no {} online parties took it before the deadline",
+                        s.threshold
+                    )
+                } else {
+                    format!(
+                        "expired while running (attempt {}): parties {} did not finish before the deadline",
+                        s.attempt,
+                        s.parties.join(", ")
+                    )
+                };
+                s.failure = Some(SessionFailure {
+                    reason,
+                    blamed_parties: Vec::new(),
+                });
                 s.status = SessionStatus::Expired;
                 s.finished_at_ms = Some(cmd.at_ms);
                 true
@@ -192,32 +216,11 @@ pub fn apply_command(
             "session.expire",
             session_id.clone(),
         ),
-        Operation::UpdateKey(u) => {
-            let applied = match load::<KeyRecord>(txn, Table::Keys, &u.key_id, "key")? {
-                None => Applied::rejected(Rejection::NotFound {
-                    kind: "key".into(),
-                    id: u.key_id.clone(),
-                }),
-                Some(mut key) => {
-                    if let Some(d) = &u.description {
-                        key.description.clone_from(d);
-                    }
-                    if let Some(t) = &u.tags {
-                        key.tags.clone_from(t);
-                    }
-                    if let Some(status) = u.status {
-                        key.status = status;
-                    }
-                    key.updated_at_ms = cmd.at_ms;
-                    store(txn, Table::Keys, &key.key_id, "key", &key)?;
-                    Applied {
-                        response: CommandResponse::Key(Box::new(key)),
-                        session: None,
-                    }
-                }
-            };
-            (applied, "key.update", u.key_id.clone())
-        }
+        Operation::UpdateKey(u) => (
+            update_key(txn, u, cmd.at_ms)?,
+            "key.update",
+            u.key_id.clone(),
+        ),
         Operation::RegisterParty(p) => {
             let existing = load::<PartyRecord>(txn, Table::Parties, &p.party_id, "party")?;
             let party = PartyRecord {
@@ -388,6 +391,58 @@ fn create_signing(
         finished_at_ms: None,
     };
     insert_session(txn, session, s.request_id.as_deref(), fingerprint)
+}
+
+/// Applies a key update once per update id: a second copy of the same update answers the key
+/// as it stands and writes nothing.
+fn update_key(txn: &mut impl StateTxn, u: &UpdateKey, at_ms: u64) -> Result<Applied, StoreError> {
+    let fingerprint = fingerprint(&(&u.key_id, &u.description, &u.tags, &u.status));
+    let Some(mut key) = load::<KeyRecord>(txn, Table::Keys, &u.key_id, "key")? else {
+        return Ok(Applied::rejected(Rejection::NotFound {
+            kind: "key".into(),
+            id: u.key_id.clone(),
+        }));
+    };
+    if let Some(done) =
+        load::<KeyUpdateRecord>(txn, Table::KeyUpdates, &u.update_id, "key update record")?
+    {
+        if done.fingerprint != fingerprint {
+            return Ok(Applied::rejected(Rejection::KeyUpdateIdReused {
+                request_id: u.update_id.clone(),
+                key_id: done.key_id,
+            }));
+        }
+        return Ok(Applied {
+            response: CommandResponse::Key(Box::new(key)),
+            session: None,
+        });
+    }
+    if let Some(d) = &u.description {
+        key.description.clone_from(d);
+    }
+    if let Some(t) = &u.tags {
+        key.tags.clone_from(t);
+    }
+    if let Some(status) = u.status {
+        key.status = status;
+    }
+    key.updated_at_ms = at_ms;
+    store(txn, Table::Keys, &key.key_id, "key", &key)?;
+    let record = KeyUpdateRecord {
+        key_id: key.key_id.clone(),
+        fingerprint,
+    };
+    store(
+        txn,
+        Table::KeyUpdates,
+        &u.update_id,
+        "key update record",
+        &record,
+    )?;
+    Ok(Applied {
+        response: CommandResponse::Key(Box::new(key)),
+        session: None,
+    })
 }
 
 /// A retried request: answers the session it created the first time, or refuses an id reused
@@ -749,7 +804,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::command::{CreateKeygen, CreateSigning};
-    use crate::model::{Scheme, SessionFailure};
+    use crate::model::Scheme;
 
     /// The state as a plain map: the same apply code, no RocksDB.
     #[derive(Default)]
@@ -897,6 +952,67 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_key_update_applies_once_per_update_id() {
+        let mut txn = MemTxn::default();
+        apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
+        let start = Operation::StartSession {
+            session_id: "s1".into(),
+            parties: vec!["p1".into(), "p2".into(), "p3".into()],
+            presignature_id: None,
+        };
+        apply_command(&mut txn, pos(2), &cmd(2_000, start)).unwrap();
+        let complete = Operation::CompleteSession {
+            session_id: "s1".into(),
+            result: SessionResult::PublicKey(vec![2; 33]),
+            address: None,
+        };
+        apply_command(&mut txn, pos(3), &cmd(3_000, complete)).unwrap();
+        let update = |id: &str, description: &str| {
+            cmd(
+                4_000,
+                Operation::UpdateKey(UpdateKey {
+                    key_id: "k1".into(),
+                    description: Some(description.into()),
+                    tags: None,
+                    status: None,
+                    update_id: id.into(),
+                }),
+            )
+        };
+        let description = |txn: &MemTxn| {
+            load::<KeyRecord>(txn, Table::Keys, "k1", "key")
+                .unwrap()
+                .unwrap()
+                .description
+        };
+        apply_command(&mut txn, pos(4), &update("a", "first")).unwrap();
+        apply_command(&mut txn, pos(5), &update("b", "second")).unwrap();
+        // A's second copy (a forward retried after the leader had committed it) arrives late:
+        // it must not undo B.
+        let before = txn.0.clone();
+        let replay = apply_command(&mut txn, pos(6), &update("a", "first")).unwrap();
+        assert!(
+            matches!(&replay.response, CommandResponse::Key(k) if k.description == "second"),
+            "{:?}",
+            replay.response
+        );
+        assert_eq!(description(&txn), "second");
+        let changed: Vec<_> = txn
+            .0
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v) && k.0 != Table::Audit)
+            .collect();
+        assert!(changed.is_empty(), "a replayed update wrote {changed:?}");
+
+        let reused = apply_command(&mut txn, pos(7), &update("a", "other")).unwrap();
+        assert!(matches!(
+            reused.response,
+            CommandResponse::Rejected(Rejection::KeyUpdateIdReused { .. })
+        ));
+        assert_eq!(description(&txn), "second");
+    }
+
+    #[test]
     fn terminal_sessions_do_not_move() {
         let mut txn = MemTxn::default();
         apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
@@ -962,10 +1078,10 @@ pub(crate) mod tests {
                 session_id: "s1".into(),
             },
         );
-        assert_eq!(
-            session_of(&apply_command(&mut txn, pos(3), &late).unwrap()).status,
-            SessionStatus::Expired
-        );
+        let expired = session_of(&apply_command(&mut txn, pos(3), &late).unwrap());
+        assert_eq!(expired.status, SessionStatus::Expired);
+        let reason = expired.failure.map(|f| f.reason).unwrap_or_default();
+        assert!(reason.contains("before it started"), "{reason}");
     }
 
     #[test]

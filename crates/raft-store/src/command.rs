@@ -122,6 +122,9 @@ pub struct UpdateKey {
     pub description: Option<String>,
     pub tags: Option<BTreeMap<String, String>>,
     pub status: Option<KeyStatus>,
+    /// Names this change: an entry that reaches the log twice (a retried forward or client
+    /// call) applies once, so a retry cannot undo an update committed in between.
+    pub update_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +164,10 @@ pub enum Rejection {
         request_id: String,
         session_id: String,
     },
+    #[error(
+        "request_id {request_id:?} was already used for an update of key {key_id} with other changes"
+    )]
+    KeyUpdateIdReused { request_id: String, key_id: String },
     #[error("key {key_id:?} is {status} and cannot sign")]
     KeyNotActive { key_id: String, status: String },
     #[error("session {session_id} is {from} and cannot be {to}")]
@@ -281,6 +288,7 @@ impl Command {
             Operation::ExpireSession { session_id } => check_id("session_id", session_id),
             Operation::UpdateKey(u) => {
                 check_id("key_id", &u.key_id)?;
+                check_request_id(Some(&u.update_id))?;
                 if let Some(d) = &u.description {
                     check_description(d)?;
                 }

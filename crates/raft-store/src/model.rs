@@ -276,6 +276,14 @@ pub struct IdempotencyRecord {
     pub fingerprint: [u8; 32],
 }
 
+/// A key update that was applied, by its update id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUpdateRecord {
+    pub key_id: String,
+    /// A digest of the key id and the changes: the same id with other changes is refused.
+    pub fingerprint: [u8; 32],
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// The Raft log index and the command's position in that entry: a total order across the

@@ -2,5 +2,6 @@
 
 mod api;
 mod cluster;
+mod image;
 mod ops;
 mod signing;

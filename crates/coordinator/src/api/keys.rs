@@ -71,11 +71,19 @@ impl Keys for KeysService {
     ) -> Result<Response<pb::Key>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
+        // Every update gets an id before it leaves this node: a forward to the leader that
+        // fails after the leader committed it is retried, and must not apply twice.
+        let update_id = if req.request_id.is_empty() {
+            format!("auto-{}", uuid::Uuid::new_v4().simple())
+        } else {
+            req.request_id
+        };
         let op = Operation::UpdateKey(UpdateKey {
             key_id: req.key_id,
             description: req.description,
             tags: req.tags.map(|t| t.tags.into_iter().collect()),
             status: convert::key_status_filter(req.status)?,
+            update_id,
         });
         match self.node.write(self.node.command(actor, op)).await? {
             CommandResponse::Key(key) => Ok(Response::new(convert::key(&key))),

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Kills the leader coordinator (SIGKILL) while the load runs, measures how long until writes
+# are acknowledged again, restarts it, and repeats MPC_CHAOS_ROUNDS times (default 3).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+start_run leader-kill
+start_load
+sleep 3
+for round in $(seq 1 "$ROUNDS"); do
+  read -r old term < <(leader)
+  victim=coordinator-$old
+  docker kill -s KILL "$(container_of "$victim")" >/dev/null
+  nemesis kill "$victim"
+  survivor=$(any_running_coordinator)
+  read -r new new_term < <(wait_new_leader "$old" "$term" "$survivor")
+  log "round $round: coordinator-$new leads term $new_term (was coordinator-$old, term $term)"
+  sleep 2
+  # The restart policy may already have brought it back.
+  docker start "$(container_of "$victim")" >/dev/null
+  nemesis start "$victim"
+  converge
+  sleep 2
+done
+stop_load
+check

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Rolling restart (SIGTERM, then start) of every coordinator, then of every party, one at a
+# time, each back to healthy before the next, while the load runs. Repeated
+# MPC_CHAOS_ROUNDS times (default 1: a rolling restart is already eight faults).
+set -euo pipefail
+DEFAULT_ROUNDS=1
+source "$(dirname "$0")/lib.sh"
+start_run restart
+start_load
+sleep 3
+for round in $(seq 1 "$ROUNDS"); do
+  for s in "${COORDINATORS[@]}" "${PARTIES[@]}"; do
+    nemesis restart "$s"
+    docker restart -t 10 "$(container_of "$s")" >/dev/null
+    wait_healthy 120 "$s" || die "$s did not come back"
+    [[ $s == coordinator-* ]] && converge
+    sleep 1
+  done
+done
+stop_load
+check

@@ -1,0 +1,591 @@
+//! The load a scenario runs under: register clients writing and reading key descriptions,
+//! signers creating signing sessions and waiting for their outcome, and an observer asking
+//! every coordinator who leads. Every operation is recorded with its invocation and response
+//! times; the run is bounded in time and in operations.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mpc_proto::v1 as pb;
+use mpc_proto::v1::keys_client::KeysClient;
+use mpc_proto::v1::party_gateway_client::PartyGatewayClient;
+use mpc_proto::v1::sessions_client::SessionsClient;
+use rand::Rng;
+
+use crate::client::{CallError, Coordinators};
+use crate::history::{now_us, Event, LoadPhase, Op, OpKind, Outcome, Recorder, SignDetail};
+
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
+    pub run_id: String,
+    pub duration: Duration,
+    pub max_ops: u64,
+    pub register_clients: usize,
+    pub signers: usize,
+    pub keys: usize,
+    pub scheme: String,
+    /// Pause between one client's operations.
+    pub think: Duration,
+    /// Budget of one register operation, retries included.
+    pub op_budget: Duration,
+    pub sign_timeout_secs: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegisterKey {
+    pub key_id: String,
+}
+
+/// Operation budget shared by every client.
+#[derive(Debug)]
+struct Budget {
+    deadline: Instant,
+    ops_left: AtomicU64,
+    /// Set by SIGTERM or SIGINT: clients finish the operation in hand and stop.
+    stopped: AtomicBool,
+    /// When the first client was refused: the load's end for the checker, which would
+    /// otherwise count the signers' last waits as time without writes.
+    closed_at_us: AtomicU64,
+}
+
+impl Budget {
+    fn take(&self) -> bool {
+        let open = !self.stopped.load(Ordering::Relaxed)
+            && Instant::now() < self.deadline
+            && self
+                .ops_left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+        if !open {
+            let _ = self.closed_at_us.compare_exchange(
+                0,
+                now_us(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        open
+    }
+}
+
+pub async fn run(
+    coords: Coordinators,
+    settings: LoadSettings,
+    rec: Recorder,
+) -> anyhow::Result<()> {
+    let keys = setup_keys(&coords, &settings, &rec).await?;
+    let budget = Arc::new(Budget {
+        deadline: Instant::now() + settings.duration,
+        ops_left: AtomicU64::new(settings.max_ops),
+        stopped: AtomicBool::new(false),
+        closed_at_us: AtomicU64::new(0),
+    });
+    // `docker stop` ends a scenario's load when its faults are done.
+    let stopper = tokio::spawn({
+        let budget = budget.clone();
+        async move {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            eprintln!("load: stopping: finishing the operations in hand");
+            budget.stopped.store(true, Ordering::Relaxed);
+        }
+    });
+    rec.record(Event::Load {
+        at_us: now_us(),
+        phase: LoadPhase::Start,
+    });
+    let observer = tokio::spawn(observe(
+        coords.clone(),
+        settings.duration,
+        Duration::from_millis(100),
+        rec.clone(),
+    ));
+    let mut clients = Vec::new();
+    for c in 0..settings.register_clients {
+        clients.push(tokio::spawn(register_client(
+            format!("r{c}"),
+            c,
+            coords.clone(),
+            keys.clone(),
+            settings.clone(),
+            budget.clone(),
+            rec.clone(),
+        )));
+    }
+    for s in 0..settings.signers {
+        clients.push(tokio::spawn(signer(
+            format!("s{s}"),
+            s,
+            coords.clone(),
+            keys.clone(),
+            settings.clone(),
+            budget.clone(),
+            rec.clone(),
+        )));
+    }
+    for c in clients {
+        c.await.context("a load client panicked")?;
+    }
+    let closed = budget.closed_at_us.load(Ordering::Relaxed);
+    rec.record(Event::Load {
+        at_us: if closed == 0 { now_us() } else { closed },
+        phase: LoadPhase::End,
+    });
+    observer.abort();
+    stopper.abort();
+    Ok(())
+}
+
+fn unreachable(e: CallError, what: &str) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {} (last tried {})", e.message, e.endpoint)
+}
+
+/// Generates the run's keys (Ed25519 keygen is milliseconds) and records each one's
+/// description as the register's initial value.
+async fn setup_keys(
+    coords: &Coordinators,
+    settings: &LoadSettings,
+    rec: &Recorder,
+) -> anyhow::Result<Vec<RegisterKey>> {
+    let patience = Duration::from_secs(60);
+    let (parties, _) = coords
+        .call(0, patience, |ch| async move {
+            PartyGatewayClient::new(ch)
+                .list_parties(pb::ListPartiesRequest {})
+                .await
+                .map(|r| r.into_inner().parties)
+        })
+        .await
+        .map_err(|e| unreachable(e, "list parties"))?;
+    let mut party_ids: Vec<String> = parties.into_iter().map(|p| p.party_id).collect();
+    party_ids.sort();
+    if party_ids.len() < 2 {
+        bail!(
+            "the cluster has {} registered parties; keygen needs at least 2",
+            party_ids.len()
+        );
+    }
+    let mut keys = Vec::new();
+    for i in 0..settings.keys {
+        let req = pb::CreateKeygenRequest {
+            scheme: settings.scheme.clone(),
+            threshold: 2,
+            parties: party_ids.clone(),
+            request_id: format!("chaos-{}-key-{i}", settings.run_id),
+            description: "initial".into(),
+            tags: Default::default(),
+            timeout_seconds: 60,
+        };
+        let (created, _) = coords
+            .call(i, patience, |ch| {
+                let req = req.clone();
+                async move {
+                    SessionsClient::new(ch)
+                        .create_keygen(req)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await
+            .map_err(|e| unreachable(e, "create keygen"))?;
+        let session_id = created
+            .session
+            .context("create keygen answered no session")?
+            .session_id;
+        let session = wait_terminal(coords, &session_id, patience).await?;
+        if session.status != pb::SessionStatus::Completed as i32 {
+            bail!(
+                "keygen {session_id} did not complete: {}",
+                session.failure_reason
+            );
+        }
+        let (key, _) = get_key(coords, i, &session.key_id, patience)
+            .await
+            .map_err(|e| unreachable(e, "get key"))?;
+        rec.record(Event::Register {
+            key_id: key.key_id.clone(),
+            scheme: key.scheme.clone(),
+            public_key: hex::encode(&key.public_key),
+            initial: key.description.clone(),
+        });
+        keys.push(RegisterKey { key_id: key.key_id });
+    }
+    Ok(keys)
+}
+
+pub fn is_terminal(status: i32) -> bool {
+    status == pb::SessionStatus::Completed as i32
+        || status == pb::SessionStatus::Failed as i32
+        || status == pb::SessionStatus::Expired as i32
+}
+
+pub fn status_name(status: i32) -> String {
+    pb::SessionStatus::try_from(status)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("SESSION_STATUS_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| format!("status-{status}"))
+}
+
+/// One linearizable read of a key from whichever coordinator answers.
+async fn get_key(
+    coords: &Coordinators,
+    first: usize,
+    key_id: &str,
+    budget: Duration,
+) -> Result<(pb::Key, String), CallError> {
+    coords
+        .call(first, budget, |ch| {
+            let req = pb::GetKeyRequest {
+                key_id: key_id.to_owned(),
+                consistency: pb::ReadConsistency::Linearizable as i32,
+            };
+            async move {
+                KeysClient::new(ch)
+                    .get_key(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+}
+
+/// One linearizable read of a session from whichever coordinator answers.
+pub async fn get_session(
+    coords: &Coordinators,
+    first: usize,
+    session_id: &str,
+    budget: Duration,
+) -> Result<(pb::Session, String), CallError> {
+    coords
+        .call(first, budget, |ch| {
+            let session_id = session_id.to_owned();
+            async move {
+                SessionsClient::new(ch)
+                    .get_session(pb::GetSessionRequest {
+                        session_id,
+                        consistency: pb::ReadConsistency::Linearizable as i32,
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+}
+
+/// Polls a session (linearizable reads, any coordinator) until it ends or `patience` runs
+/// out; returns the last state seen.
+pub async fn wait_terminal(
+    coords: &Coordinators,
+    session_id: &str,
+    patience: Duration,
+) -> anyhow::Result<pb::Session> {
+    let deadline = Instant::now() + patience;
+    let mut last: Option<pb::Session> = None;
+    let mut i = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = get_session(coords, i, session_id, left.min(Duration::from_secs(2))).await;
+        i += 1;
+        match got {
+            Ok((session, _)) if is_terminal(session.status) => return Ok(session),
+            Ok((session, _)) => last = Some(session),
+            Err(e) if e.outcome == Outcome::Fail => {
+                bail!("session {session_id}: {}", e.message)
+            }
+            Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return last.with_context(|| {
+                format!("session {session_id}: no coordinator answered within {patience:?}")
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn register_client(
+    name: String,
+    index: usize,
+    coords: Coordinators,
+    keys: Vec<RegisterKey>,
+    settings: LoadSettings,
+    budget: Arc<Budget>,
+    rec: Recorder,
+) {
+    let mut n = 0u64;
+    // Start at a different coordinator per client, so that followers forward too.
+    let first = index;
+    while budget.take() {
+        n += 1;
+        let (key, write) = {
+            let mut rng = rand::thread_rng();
+            (
+                keys[rng.gen_range(0..keys.len())].key_id.clone(),
+                rng.gen_bool(0.5),
+            )
+        };
+        let op = if write {
+            let request_id = format!("chaos-{}-{name}-{n}", settings.run_id);
+            write_description(
+                &coords,
+                first,
+                &key,
+                format!("{name}-{n}"),
+                request_id,
+                settings.op_budget,
+            )
+            .await
+        } else {
+            read_description(&coords, first, &key, settings.op_budget).await
+        };
+        rec.record(Event::Op(Op {
+            client: name.clone(),
+            ..op
+        }));
+        tokio::time::sleep(settings.think).await;
+    }
+}
+
+/// Sets a key's description. Retries carry the same request id, so the update applies once
+/// even when an attempt that seemed to fail was committed.
+pub async fn write_description(
+    coords: &Coordinators,
+    first: usize,
+    key_id: &str,
+    value: String,
+    request_id: String,
+    budget: Duration,
+) -> Op {
+    let start_us = now_us();
+    let result = coords
+        .call(first, budget, |ch| {
+            let req = pb::UpdateKeyRequest {
+                key_id: key_id.to_owned(),
+                description: Some(value.clone()),
+                tags: None,
+                status: 0,
+                request_id: request_id.clone(),
+            };
+            async move { KeysClient::new(ch).update_key(req).await }
+        })
+        .await;
+    let end_us = now_us();
+    let (outcome, endpoint, error) = match result {
+        Ok((_, endpoint)) => (Outcome::Ok, endpoint, None),
+        Err(e) => (e.outcome, e.endpoint, Some(e.message)),
+    };
+    Op {
+        client: String::new(),
+        kind: OpKind::Write,
+        key_id: key_id.to_owned(),
+        value: Some(value),
+        start_us,
+        end_us,
+        outcome,
+        endpoint,
+        error,
+        expect: None,
+        sign: None,
+    }
+}
+
+pub async fn read_description(
+    coords: &Coordinators,
+    first: usize,
+    key_id: &str,
+    budget: Duration,
+) -> Op {
+    let start_us = now_us();
+    let result = get_key(coords, first, key_id, budget).await;
+    let end_us = now_us();
+    let (outcome, value, endpoint, error) = match result {
+        Ok((key, endpoint)) => (Outcome::Ok, Some(key.description), endpoint, None),
+        Err(e) => (e.outcome, None, e.endpoint, Some(e.message)),
+    };
+    Op {
+        client: String::new(),
+        kind: OpKind::Read,
+        key_id: key_id.to_owned(),
+        value,
+        start_us,
+        end_us,
+        outcome,
+        endpoint,
+        error,
+        expect: None,
+        sign: None,
+    }
+}
+
+async fn signer(
+    name: String,
+    index: usize,
+    coords: Coordinators,
+    keys: Vec<RegisterKey>,
+    settings: LoadSettings,
+    budget: Arc<Budget>,
+    rec: Recorder,
+) {
+    let mut n = 0u64;
+    while budget.take() {
+        n += 1;
+        let (key, message) = {
+            let mut rng = rand::thread_rng();
+            let key = keys[rng.gen_range(0..keys.len())].key_id.clone();
+            let message: [u8; 32] = rng.gen();
+            (key, message.to_vec())
+        };
+        let request_id = format!("chaos-{}-{name}-{n}", settings.run_id);
+        let op = sign(&coords, index, &key, &message, request_id, &settings).await;
+        rec.record(Event::Op(Op {
+            client: name.clone(),
+            ..op
+        }));
+        tokio::time::sleep(settings.think).await;
+    }
+}
+
+/// Creates a signing session (retrying the same request id, so at most one session exists
+/// for it) and follows it to its end.
+pub async fn sign(
+    coords: &Coordinators,
+    first: usize,
+    key_id: &str,
+    message: &[u8],
+    request_id: String,
+    settings: &LoadSettings,
+) -> Op {
+    let start_us = now_us();
+    let mut detail = SignDetail {
+        request_id: request_id.clone(),
+        message: hex::encode(message),
+        session_id: None,
+        status: None,
+        signature: None,
+        failure_reason: None,
+        attempt: 0,
+    };
+    let req = pb::CreateSigningRequest {
+        key_id: key_id.to_owned(),
+        digest: Vec::new(),
+        request_id,
+        timeout_seconds: settings.sign_timeout_secs,
+        message: message.to_vec(),
+        hash: String::new(),
+    };
+    let created = coords
+        .call(first, settings.op_budget, |ch| {
+            let req = req.clone();
+            async move {
+                SessionsClient::new(ch)
+                    .create_signing(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await;
+    let (outcome, endpoint, error) = match created {
+        Err(e) => (e.outcome, e.endpoint, Some(e.message)),
+        Ok((resp, endpoint)) => match resp.session {
+            None => (
+                Outcome::Unknown,
+                endpoint,
+                Some("create signing answered no session".into()),
+            ),
+            Some(session) => {
+                detail.session_id = Some(session.session_id.clone());
+                // The session's own timeout, then a margin for a leader change.
+                let patience = Duration::from_secs(u64::from(settings.sign_timeout_secs) + 10);
+                match wait_terminal(coords, &session.session_id, patience).await {
+                    Ok(s) => {
+                        detail.status = Some(status_name(s.status));
+                        detail.attempt = s.attempt;
+                        if s.status == pb::SessionStatus::Completed as i32 {
+                            detail.signature = Some(hex::encode(&s.signature));
+                            (Outcome::Ok, endpoint, None)
+                        } else if is_terminal(s.status) {
+                            detail.failure_reason = Some(s.failure_reason.clone());
+                            (Outcome::Fail, endpoint, Some(s.failure_reason))
+                        } else {
+                            (
+                                Outcome::Unknown,
+                                endpoint,
+                                Some(format!("still {} at the end", status_name(s.status))),
+                            )
+                        }
+                    }
+                    Err(e) => (Outcome::Unknown, endpoint, Some(format!("{e:#}"))),
+                }
+            }
+        },
+    };
+    Op {
+        client: String::new(),
+        kind: OpKind::Sign,
+        key_id: key_id.to_owned(),
+        value: None,
+        start_us,
+        end_us: now_us(),
+        outcome,
+        endpoint,
+        error,
+        expect: None,
+        sign: Some(detail),
+    }
+}
+
+/// Asks every coordinator for its state every `every`, recording each (node, term) that
+/// claims leadership once.
+pub async fn observe(coords: Coordinators, duration: Duration, every: Duration, rec: Recorder) {
+    let deadline = Instant::now() + duration;
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let views = coords.statuses().await;
+        let at_us = now_us();
+        for view in views.into_iter().flatten() {
+            if view.state == "leader" && seen.insert((view.id, view.term)) {
+                rec.record(Event::Leader {
+                    at_us,
+                    node: view.id,
+                    term: view.term,
+                });
+            }
+        }
+    }
+}
+
+/// The leader of the highest term any coordinator reports, waiting up to `wait` for one.
+pub async fn current_leader(coords: &Coordinators, wait: Duration) -> anyhow::Result<(u64, u64)> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let views = coords.statuses().await;
+        let best = views
+            .into_iter()
+            .flatten()
+            .filter(|v| v.state == "leader")
+            .max_by_key(|v| v.term);
+        if let Some(v) = best {
+            return Ok((v.id, v.term));
+        }
+        if Instant::now() >= deadline {
+            bail!("no coordinator reported itself leader within {wait:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,307 @@
+//! mpc-chaos: the client side of the chaos scenarios in `chaos/*.sh`.
+//!
+//!   load         keys, then register writes/reads and signings, all recorded, for a bounded time
+//!   observe      who claims leadership, from nodes the load cannot reach (cut-off containers)
+//!   probe-write  one write with an expected outcome (minority: refused; majority: acknowledged)
+//!   leader       the current leader's id and term
+//!   check        final reads after healing, then the verdict, a summary line and a report
+
+mod check;
+mod client;
+mod history;
+mod linearizable;
+mod load;
+mod report;
+mod settle;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::client::Coordinators;
+use crate::history::{Event, Op, Outcome, Recorder};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mpc-chaos",
+    version,
+    about = "Load, observation and history checking for the chaos scenarios"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// Coordinator gRPC endpoints.
+    #[arg(long, env = "MPC_ENDPOINTS", value_delimiter = ',', required = true)]
+    endpoints: Vec<String>,
+    /// Deadline of a single RPC.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    rpc_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Expect {
+    Ok,
+    Fail,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Load {
+        #[command(flatten)]
+        target: Target,
+        /// History file to append to.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Stop after this many operations even if time is left.
+        #[arg(long, default_value_t = 50_000)]
+        max_ops: u64,
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[arg(long, default_value_t = 2)]
+        signers: usize,
+        #[arg(long, default_value_t = 4)]
+        keys: usize,
+        #[arg(long, default_value = "schnorr-ed25519")]
+        scheme: String,
+        #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+        think: Duration,
+        /// Budget of one operation, retries on other coordinators included.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        op_budget: Duration,
+        #[arg(long, default_value_t = 15)]
+        sign_timeout_secs: u32,
+        /// Names this run's keys and request ids; defaults to a fresh id.
+        #[arg(long)]
+        run_id: Option<String>,
+    },
+    Observe {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Appends here; standard output when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    ProbeWrite {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        key_id: String,
+        #[arg(long, value_enum)]
+        expect: Expect,
+        /// Names the probe in the history, e.g. "minority@coordinator-2".
+        #[arg(long)]
+        label: String,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        budget: Duration,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    Leader {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    Check {
+        /// History files (load, nemesis events, probes, observations).
+        #[arg(long = "history", required = true)]
+        histories: Vec<PathBuf>,
+        /// Make the final reads against these coordinators first (else judge the files as
+        /// they are).
+        #[arg(long, env = "MPC_ENDPOINTS", value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// Where the final reads are recorded.
+        #[arg(long)]
+        final_out: Option<PathBuf>,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        patience: Duration,
+        #[arg(long)]
+        scenario: String,
+        /// Markdown report; a JSON twin is written beside it.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Search steps per key before the linearizability check gives up.
+        #[arg(long, default_value_t = 20_000_000)]
+        max_steps: u64,
+        /// Fail unless every fault is followed by a signing that began after it and completed.
+        #[arg(long)]
+        require_signing_after_faults: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Load {
+            target,
+            out,
+            duration,
+            max_ops,
+            clients,
+            signers,
+            keys,
+            scheme,
+            think,
+            op_budget,
+            sign_timeout_secs,
+            run_id,
+        } => {
+            anyhow::ensure!(keys > 0, "keys: must be at least 1");
+            let coords = Coordinators::new(&target.endpoints, target.rpc_timeout)?;
+            let (rec, writer) = Recorder::start(Some(&out))?;
+            let settings = load::LoadSettings {
+                run_id: run_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+                duration,
+                max_ops,
+                register_clients: clients,
+                signers,
+                keys,
+                scheme,
+                think,
+                op_budget,
+                sign_timeout_secs,
+            };
+            let result = load::run(coords, settings, rec).await;
+            let written = writer.finish()?;
+            result?;
+            eprintln!("load: {written} events in {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Observe {
+            target,
+            duration,
+            out,
+        } => {
+            let coords = Coordinators::new(&target.endpoints, target.rpc_timeout)?;
+            let (rec, writer) = Recorder::start(out.as_deref())?;
+            load::observe(coords, duration, Duration::from_millis(100), rec).await;
+            writer.finish()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ProbeWrite {
+            target,
+            key_id,
+            expect,
+            label,
+            budget,
+            out,
+        } => {
+            let coords = Coordinators::new(&target.endpoints, target.rpc_timeout)?;
+            let value = format!("{label}-{}", uuid::Uuid::new_v4().simple());
+            let op =
+                load::write_description(&coords, 0, &key_id, value.clone(), value, budget).await;
+            let expect = match expect {
+                Expect::Ok => Outcome::Ok,
+                Expect::Fail => Outcome::Fail,
+            };
+            let met = (expect == Outcome::Ok) == (op.outcome == Outcome::Ok);
+            eprintln!(
+                "probe {label}: {:?} (expected {}) {}",
+                op.outcome,
+                if expect == Outcome::Ok {
+                    "acknowledged"
+                } else {
+                    "refused"
+                },
+                op.error.as_deref().unwrap_or("")
+            );
+            let (rec, writer) = Recorder::start(out.as_deref())?;
+            rec.record(Event::Op(Op {
+                client: label,
+                expect: Some(expect),
+                ..op
+            }));
+            drop(rec);
+            writer.finish()?;
+            Ok(if met {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Command::Leader { target, wait } => {
+            let coords = Coordinators::new(&target.endpoints, target.rpc_timeout)?;
+            let (id, term) = load::current_leader(&coords, wait).await?;
+            println!("{id} {term}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            histories,
+            endpoints,
+            final_out,
+            patience,
+            scenario,
+            report,
+            max_steps,
+            require_signing_after_faults,
+        } => {
+            let mut files = histories.clone();
+            if !endpoints.is_empty() {
+                let events = history::read(&histories)?;
+                let coords = Coordinators::new(&endpoints, Duration::from_secs(2))?;
+                let path = final_out.context(
+                    "final_out: required with endpoints (the final reads are recorded there)",
+                )?;
+                let (rec, writer) = Recorder::start(Some(&path))?;
+                settle::final_reads(&coords, &events, patience, &rec).await;
+                drop(rec);
+                writer.finish()?;
+                files.push(path);
+            }
+            let events = history::read(&files)?;
+            let findings = tokio::task::spawn_blocking(move || {
+                check::check(
+                    &events,
+                    check::CheckOptions {
+                        max_steps,
+                        require_signing_after_faults,
+                    },
+                )
+            })
+            .await
+            .context("the checker panicked")?;
+            let line = findings.summary(&scenario);
+            if let Some(path) = report {
+                report::write(&path, &scenario, &files, &findings, &line)?;
+            }
+            println!("{line}");
+            Ok(if findings.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

@@ -1,0 +1,198 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! The deployment files agree with each other and with the workspace: the offline image and
+//! the conventional Dockerfile ship the same binaries, and docker-compose.yml is valid for the
+//! compose tool this machine has and refuses to start parties without master keys.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// `BINARIES=(a b c)` in scripts/build-image.sh.
+fn offline_binaries() -> BTreeSet<String> {
+    let script = read("scripts/build-image.sh");
+    let line = script
+        .lines()
+        .find(|l| l.starts_with("BINARIES=("))
+        .expect("build-image.sh defines BINARIES=(...)");
+    line.trim_start_matches("BINARIES=(")
+        .trim_end_matches(')')
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every `--bin X` of the Dockerfile's cargo build, and every binary its loop copies out.
+fn dockerfile_binaries() -> (BTreeSet<String>, BTreeSet<String>) {
+    let dockerfile = read("Dockerfile");
+    let words: Vec<&str> = dockerfile.split_whitespace().collect();
+    let built = words
+        .windows(2)
+        .filter(|w| w[0] == "--bin")
+        .map(|w| w[1].to_owned())
+        .collect();
+    // `&& for b in a b c; do \`
+    let loop_line = dockerfile
+        .lines()
+        .find(|l| l.trim_start().starts_with("&& for b in"))
+        .expect("the Dockerfile copies binaries in a `for b in ...; do` loop");
+    let list = loop_line
+        .split_once(" in ")
+        .and_then(|(_, rest)| rest.split_once(';'))
+        .expect("for b in ...;")
+        .0;
+    let copied = list.split_whitespace().map(str::to_owned).collect();
+    (built, copied)
+}
+
+/// Names of the workspace's `[[bin]]` targets.
+fn workspace_binaries() -> BTreeSet<String> {
+    let mut manifests = vec![root().join("chaos/Cargo.toml")];
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        manifests.push(entry.unwrap().path().join("Cargo.toml"));
+    }
+    let mut bins = BTreeSet::new();
+    for manifest in manifests {
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let mut in_bin = false;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                in_bin = line == "[[bin]]";
+            } else if in_bin {
+                if let Some(name) = line.strip_prefix("name = ") {
+                    bins.insert(name.trim_matches('"').to_owned());
+                }
+            }
+        }
+    }
+    bins
+}
+
+#[test]
+fn offline_image_and_dockerfile_ship_the_same_workspace_binaries() {
+    let offline = offline_binaries();
+    let (built, copied) = dockerfile_binaries();
+    assert_eq!(
+        offline, built,
+        "Dockerfile --bin list vs build-image.sh BINARIES"
+    );
+    assert_eq!(
+        offline, copied,
+        "Dockerfile copy loop vs build-image.sh BINARIES"
+    );
+    let workspace = workspace_binaries();
+    for bin in &offline {
+        assert!(
+            workspace.contains(bin),
+            "{bin} is no [[bin]] of the workspace ({workspace:?})"
+        );
+    }
+    for needed in ["mpc-coordinator", "mpc-party", "mpcctl", "mpc-chaos"] {
+        assert!(offline.contains(needed), "the image lacks {needed}");
+    }
+}
+
+fn compose_tool() -> Option<Vec<&'static str>> {
+    let works = |cmd: &[&str]| {
+        Command::new(cmd[0])
+            .args(&cmd[1..])
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works(&["docker", "compose"]) {
+        Some(vec!["docker", "compose"])
+    } else if works(&["docker-compose"]) {
+        Some(vec!["docker-compose"])
+    } else {
+        None
+    }
+}
+
+fn compose_config(tool: &[&str], keys: bool) -> std::process::Output {
+    // An empty env file: the test must not depend on a developer's .env.
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("empty.env");
+    std::fs::write(&env_file, "").unwrap();
+    let mut cmd = Command::new(tool[0]);
+    cmd.args(&tool[1..])
+        .current_dir(root())
+        .args([
+            "-p",
+            "mpc-config-test",
+            "-f",
+            "docker-compose.yml",
+            "--env-file",
+        ])
+        .arg(&env_file)
+        .arg("config")
+        .env_remove("MPC_PARTY_1_MASTER_KEY")
+        .env_remove("MPC_PARTY_2_MASTER_KEY")
+        .env_remove("MPC_PARTY_3_MASTER_KEY");
+    if keys {
+        for p in 1..=3 {
+            cmd.env(format!("MPC_PARTY_{p}_MASTER_KEY"), "11".repeat(32));
+        }
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn compose_file_is_valid_and_demands_master_keys() {
+    let Some(tool) = compose_tool() else {
+        eprintln!("SKIP: neither `docker compose` nor `docker-compose` is installed; scripts/test.sh installs docker-compose");
+        return;
+    };
+    let out = compose_config(&tool, true);
+    let config = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{tool:?} config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for service in [
+        "coordinator-1",
+        "coordinator-2",
+        "coordinator-3",
+        "coordinator-4",
+        "coordinator-5",
+        "party-1",
+        "party-2",
+        "party-3",
+    ] {
+        assert!(
+            config.contains(&format!("  {service}:")),
+            "no service {service}"
+        );
+    }
+    for port in ["50051", "50055", "8080", "8084", "8091", "8093"] {
+        assert!(config.contains(port), "port {port} is not published");
+    }
+    assert!(
+        config.contains("service_healthy"),
+        "parties must wait for healthy coordinators"
+    );
+    assert!(config.contains("unless-stopped"));
+
+    let out = compose_config(&tool, false);
+    assert!(
+        !out.status.success(),
+        "compose accepted parties without master keys"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("MPC_PARTY_1_MASTER_KEY"), "{err}");
+}
