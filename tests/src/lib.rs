@@ -5,7 +5,7 @@
 //! binary was built into (`cargo build --bins` first; the README's test command does).
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,8 +42,11 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+mod ports;
+pub use ports::PortLease;
+
+fn loopback(lease: &PortLease) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], lease.port()))
 }
 
 #[derive(Debug)]
@@ -54,6 +57,8 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    /// gRPC and HTTP, held for the life of the cluster: a restart binds them again.
+    _ports: [PortLease; 2],
 }
 
 /// A coordinator cluster of processes; killed when dropped.
@@ -97,10 +102,12 @@ impl Cluster {
     }
 
     fn node(dir: &Path, id: u64) -> anyhow::Result<NodeProc> {
+        let ports = [PortLease::take()?, PortLease::take()?];
         Ok(NodeProc {
             id,
-            grpc: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-            http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+            grpc: loopback(&ports[0]),
+            http: loopback(&ports[1]),
+            _ports: ports,
             data_dir: dir.join(format!("node{id}")),
             log: dir.join(format!("node{id}.log")),
             child: None,
@@ -308,6 +315,7 @@ pub struct PartyProc {
     pub key_file: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    _port: PortLease,
 }
 
 /// Party processes attached to a [`Cluster`]; killed when dropped. Each party imports one
@@ -355,8 +363,10 @@ impl Parties {
                 .get(i - 1)
                 .context("not enough fixture prime pairs")?;
             std::fs::write(&primes_file, pair)?;
+            let port = PortLease::take()?;
             let proc = PartyProc {
-                http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+                http: loopback(&port),
+                _port: port,
                 data_dir: parties.dir.path().join(&id),
                 log: parties.dir.path().join(format!("{id}.log")),
                 key_file,
