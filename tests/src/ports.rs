@@ -86,7 +86,7 @@ fn claim(file: &Path) -> anyhow::Result<bool> {
     Ok(false)
 }
 
-/// Up to 12 000 ports just below the ephemeral range (Linux: 32768–60999 by default).
+/// The 10 000 ports just below the ephemeral range (Linux: 32768–60999 by default).
 fn lease_range() -> (u16, u16) {
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
