@@ -169,11 +169,11 @@ mod tests {
 
     #[tokio::test]
     async fn nobody_listening_is_an_unknown_outcome_after_the_budget() {
-        // Bind then drop: the port refuses connections.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        // Bound but not listening: the port refuses connections, and stays ours meanwhile
+        // (a port that is merely closed again may be handed to another test's server).
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
         let coords = Coordinators::new(&[addr.to_string()], Duration::from_millis(200)).unwrap();
         let started = Instant::now();
         let err = coords
