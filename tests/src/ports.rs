@@ -5,14 +5,13 @@
 //! next test asking, or to an outgoing connection as its local port, before our node binds it
 //! (and again while a killed node is down before its restart). Then a test talks to another
 //! test's node. Leases are taken below the kernel's ephemeral range, which outgoing
-//! connections draw from, and recorded as files under the temp directory that hold the
-//! leasing process's id, so they are unique across processes and a crashed test's leases are
-//! reclaimed.
+//! connections draw from, and held as an exclusive lock on a file per port under the temp
+//! directory: the lock is unique across processes, and the kernel drops it when the holder
+//! exits, however it exits.
 
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -21,7 +20,9 @@ use anyhow::{bail, Context};
 #[derive(Debug)]
 pub struct PortLease {
     port: u16,
-    file: PathBuf,
+    // The lock lives as long as the open file. The file itself stays: removing it would let
+    // the next process lock a fresh file of the same name while this lock still stands.
+    _lock: File,
 }
 
 impl PortLease {
@@ -34,56 +35,38 @@ impl PortLease {
         let dir = std::env::temp_dir().join("mpc-test-ports");
         std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
         let (first, end) = lease_range();
-        let span = u32::from(end - first);
+        let span = end - first;
         let mut offset = seed() % span;
         for _ in 0..span {
-            // Lossless: offset < span, which fits in u16.
-            let port = first + u16::try_from(offset).unwrap_or(0);
+            let port = first + offset;
             offset = (offset + 1) % span;
-            let file = dir.join(port.to_string());
-            if !claim(&file)? {
+            let Some(lock) = lock(&dir.join(port.to_string()))? else {
                 continue;
-            }
-            let lease = Self { port, file };
+            };
             // Something outside the tests may listen there.
             if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                return Ok(lease);
+                return Ok(Self { port, _lock: lock });
             }
         }
         bail!("no free port left in {first}..{end}")
     }
 }
 
-impl Drop for PortLease {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
-    }
-}
-
-/// Creates the lease file, or takes it over from a process that no longer runs.
-fn claim(file: &Path) -> anyhow::Result<bool> {
-    for _ in 0..2 {
-        match OpenOptions::new().write(true).create_new(true).open(file) {
-            Ok(mut f) => {
-                write!(f, "{}", std::process::id())?;
-                return Ok(true);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let holder = std::fs::read_to_string(file).unwrap_or_default();
-                let alive = holder
-                    .trim()
-                    .parse::<u32>()
-                    .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-                // A holder that has not written its id yet is treated as alive.
-                if alive || holder.is_empty() {
-                    return Ok(false);
-                }
-                let _ = std::fs::remove_file(file);
-            }
-            Err(e) => return Err(e).with_context(|| file.display().to_string()),
+/// The file locked for this process, or `None` when another process holds it.
+fn lock(path: &Path) -> anyhow::Result<Option<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| path.display().to_string())?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
         }
     }
-    Ok(false)
 }
 
 /// The 10 000 ports just below the ephemeral range (Linux: 32768–60999 by default).
@@ -97,11 +80,13 @@ fn lease_range() -> (u16, u16) {
 }
 
 /// Where a process starts looking, so concurrent tests rarely contend for the same files.
-fn seed() -> u32 {
+fn seed() -> u16 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    std::process::id().wrapping_mul(7_919) ^ nanos
+    let mixed = std::process::id().wrapping_mul(7_919) ^ nanos;
+    // Truncation is the point: any 16 bits of the mix will do.
+    (mixed ^ (mixed >> 16)) as u16
 }
 
 #[cfg(test)]
@@ -109,29 +94,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leases_are_distinct_until_dropped() {
+    fn leases_are_distinct_and_in_range() {
         let a = PortLease::take().unwrap();
         let b = PortLease::take().unwrap();
         assert_ne!(a.port(), b.port());
         let (first, end) = lease_range();
         assert!((first..end).contains(&a.port()));
-        let file = a.file.clone();
-        assert!(file.exists());
-        drop(a);
-        assert!(!file.exists());
     }
 
     #[test]
-    fn a_dead_holder_loses_its_lease() {
+    fn a_held_lock_refuses_others_until_released() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("20000");
-        // No process has this id (above the kernel's pid_max limit of 2^22).
-        std::fs::write(&file, "4194305").unwrap();
-        assert!(claim(&file).unwrap());
-        assert_eq!(
-            std::fs::read_to_string(&file).unwrap(),
-            std::process::id().to_string()
-        );
-        assert!(!claim(&file).unwrap(), "a live holder keeps its lease");
+        let path = dir.path().join("20000");
+        let held = lock(&path).unwrap().expect("a fresh file locks");
+        // A second open file description conflicts like another process would.
+        assert!(lock(&path).unwrap().is_none());
+        drop(held);
+        assert!(lock(&path).unwrap().is_some());
     }
 }
