@@ -18,19 +18,32 @@ use rand::Rng;
 use crate::client::{CallError, Coordinators};
 use crate::history::{now_us, Event, LoadPhase, Op, OpKind, Outcome, Recorder, SignDetail};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct LoadSettings {
+    /// Names this run's keys and request ids; a fresh id by default.
+    #[arg(long, default_value_t = uuid::Uuid::new_v4().simple().to_string(), hide_default_value = true)]
     pub run_id: String,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Stop after this many operations even if time is left.
+    #[arg(long, default_value_t = 50_000)]
     pub max_ops: u64,
+    /// Clients writing and reading key descriptions.
+    #[arg(long = "clients", value_name = "N", default_value_t = 4)]
     pub register_clients: usize,
+    #[arg(long, default_value_t = 2)]
     pub signers: usize,
+    #[arg(long, default_value_t = 4)]
     pub keys: usize,
+    #[arg(long, default_value = "schnorr-ed25519")]
     pub scheme: String,
     /// Pause between one client's operations.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     pub think: Duration,
-    /// Budget of one register operation, retries included.
+    /// Budget of one operation, retries on other coordinators included.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub op_budget: Duration,
+    #[arg(long, default_value_t = 15)]
     pub sign_timeout_secs: u32,
 }
 
@@ -76,6 +89,7 @@ pub async fn run(
     settings: LoadSettings,
     rec: Recorder,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(settings.keys > 0, "keys: must be at least 1");
     let keys = setup_keys(&coords, &settings, &rec).await?;
     let budget = Arc::new(Budget {
         deadline: Instant::now() + settings.duration,
@@ -316,6 +330,30 @@ pub async fn wait_terminal(
     }
 }
 
+/// One client of the load: an operation at a time while the budget lasts, each recorded under
+/// the client's name. `next` is given the operation's number, from 1.
+async fn run_client<F, Fut>(
+    name: String,
+    budget: &Budget,
+    rec: &Recorder,
+    think: Duration,
+    mut next: F,
+) where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Op>,
+{
+    let mut n = 0u64;
+    while budget.take() {
+        n += 1;
+        let op = next(n).await;
+        rec.record(Event::Op(Op {
+            client: name.clone(),
+            ..op
+        }));
+        tokio::time::sleep(think).await;
+    }
+}
+
 async fn register_client(
     name: String,
     index: usize,
@@ -325,11 +363,8 @@ async fn register_client(
     budget: Arc<Budget>,
     rec: Recorder,
 ) {
-    let mut n = 0u64;
-    // Start at a different coordinator per client, so that followers forward too.
-    let first = index;
-    while budget.take() {
-        n += 1;
+    let (coords, keys, settings, prefix) = (&coords, &keys, &settings, name.clone());
+    run_client(name, &budget, &rec, settings.think, |n| {
         let (key, write) = {
             let mut rng = rand::thread_rng();
             (
@@ -337,26 +372,19 @@ async fn register_client(
                 rng.gen_bool(0.5),
             )
         };
-        let op = if write {
-            let request_id = format!("chaos-{}-{name}-{n}", settings.run_id);
-            write_description(
-                &coords,
-                first,
-                &key,
-                format!("{name}-{n}"),
-                request_id,
-                settings.op_budget,
-            )
-            .await
-        } else {
-            read_description(&coords, first, &key, settings.op_budget).await
-        };
-        rec.record(Event::Op(Op {
-            client: name.clone(),
-            ..op
-        }));
-        tokio::time::sleep(settings.think).await;
-    }
+        let prefix = &prefix;
+        // Each client starts at its own coordinator, so that followers forward too.
+        async move {
+            if write {
+                let request_id = format!("chaos-{}-{prefix}-{n}", settings.run_id);
+                let value = format!("{prefix}-{n}");
+                write_description(coords, index, &key, value, request_id, settings.op_budget).await
+            } else {
+                read_description(coords, index, &key, settings.op_budget).await
+            }
+        }
+    })
+    .await;
 }
 
 /// Sets a key's description. Retries carry the same request id, so the update applies once
@@ -439,23 +467,18 @@ async fn signer(
     budget: Arc<Budget>,
     rec: Recorder,
 ) {
-    let mut n = 0u64;
-    while budget.take() {
-        n += 1;
+    let (coords, keys, settings, prefix) = (&coords, &keys, &settings, name.clone());
+    run_client(name, &budget, &rec, settings.think, |n| {
         let (key, message) = {
             let mut rng = rand::thread_rng();
             let key = keys[rng.gen_range(0..keys.len())].key_id.clone();
             let message: [u8; 32] = rng.gen();
-            (key, message.to_vec())
+            (key, message)
         };
-        let request_id = format!("chaos-{}-{name}-{n}", settings.run_id);
-        let op = sign(&coords, index, &key, &message, request_id, &settings).await;
-        rec.record(Event::Op(Op {
-            client: name.clone(),
-            ..op
-        }));
-        tokio::time::sleep(settings.think).await;
-    }
+        let request_id = format!("chaos-{}-{prefix}-{n}", settings.run_id);
+        async move { sign(coords, index, &key, &message, request_id, settings).await }
+    })
+    .await;
 }
 
 /// Creates a signing session (retrying the same request id, so at most one session exists

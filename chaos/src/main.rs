@@ -59,29 +59,8 @@ enum Command {
         /// History file to append to.
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-        /// Stop after this many operations even if time is left.
-        #[arg(long, default_value_t = 50_000)]
-        max_ops: u64,
-        #[arg(long, default_value_t = 4)]
-        clients: usize,
-        #[arg(long, default_value_t = 2)]
-        signers: usize,
-        #[arg(long, default_value_t = 4)]
-        keys: usize,
-        #[arg(long, default_value = "schnorr-ed25519")]
-        scheme: String,
-        #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
-        think: Duration,
-        /// Budget of one operation, retries on other coordinators included.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        op_budget: Duration,
-        #[arg(long, default_value_t = 15)]
-        sign_timeout_secs: u32,
-        /// Names this run's keys and request ids; defaults to a fresh id.
-        #[arg(long)]
-        run_id: Option<String>,
+        #[command(flatten)]
+        settings: load::LoadSettings,
     },
     Observe {
         #[command(flatten)]
@@ -167,32 +146,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load {
             target,
             out,
-            duration,
-            max_ops,
-            clients,
-            signers,
-            keys,
-            scheme,
-            think,
-            op_budget,
-            sign_timeout_secs,
-            run_id,
+            settings,
         } => {
-            anyhow::ensure!(keys > 0, "keys: must be at least 1");
             let coords = Coordinators::new(&target.endpoints, target.rpc_timeout)?;
             let (rec, writer) = Recorder::start(Some(&out))?;
-            let settings = load::LoadSettings {
-                run_id: run_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
-                duration,
-                max_ops,
-                register_clients: clients,
-                signers,
-                keys,
-                scheme,
-                think,
-                op_budget,
-                sign_timeout_secs,
-            };
             let result = load::run(coords, settings, rec).await;
             let written = writer.finish()?;
             result?;
