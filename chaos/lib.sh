@@ -13,12 +13,6 @@ ROUNDS=${MPC_CHAOS_ROUNDS:-${DEFAULT_ROUNDS:-3}}
 LOAD_MAX_SECONDS=${MPC_CHAOS_LOAD_MAX_SECONDS:-600}
 LOAD=""
 
-image_name() {
-  local img=""
-  [[ -f .env ]] && img=$(sed -n 's/^MPC_IMAGE=//p' .env | tail -n1)
-  echo "${MPC_IMAGE:-${img:-mpc:latest}}"
-}
-
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 die() { echo "chaos: $*" >&2; exit 1; }
 
@@ -49,7 +43,8 @@ nemesis() { # action target
 start_load() { # extra mpc-chaos load args...
   docker rm -f "$LOAD" >/dev/null 2>&1 || true
   docker run -d --name "$LOAD" --network "$(network_name)" \
-    --user "$(id -u):$(id -g)" -v "$RUN_DIR:/results" \
+    --user "$(id -u):$(id -g)" -v "$RUN_DIR:/results" -v "$MPC_CLUSTER_DIR/admin:/admin:ro" \
+    -e MPC_CA_CERT=/admin/ca.crt -e MPC_CLIENT_CERT=/admin/admin.crt -e MPC_CLIENT_KEY=/admin/admin.key \
     "$(image_name)" mpc-chaos load --endpoints "$IN_NETWORK_ENDPOINTS" \
     --out /results/history.jsonl --duration "${LOAD_MAX_SECONDS}s" "$@" >/dev/null
   # The first register key appears once the load's keys exist.
@@ -88,10 +83,10 @@ cleanup() {
   done
 }
 
-# mpc-chaos inside a running container of the cluster (its own network view).
+# mpc-chaos in the network namespace of a running container of the cluster (its own view).
 chaos_in() { # service args...
   local s=$1; shift
-  docker exec "$(container_of "$s")" mpc-chaos "$@"
+  tool_in "$s" mpc-chaos "$@"
 }
 
 leader() { # [service to ask from] -> "id term"
@@ -175,6 +170,8 @@ observe_inside() { # service seconds
 check() { # extra checker args...
   local line code=0
   docker run --rm --network "$(network_name)" --user "$(id -u):$(id -g)" -v "$RUN_DIR:/results" \
+    -v "$MPC_CLUSTER_DIR/admin:/admin:ro" \
+    -e MPC_CA_CERT=/admin/ca.crt -e MPC_CLIENT_CERT=/admin/admin.crt -e MPC_CLIENT_KEY=/admin/admin.key \
     "$(image_name)" mpc-chaos check --scenario "$SCENARIO" \
     --history /results/history.jsonl --history /results/events.jsonl \
     --endpoints "$IN_NETWORK_ENDPOINTS" --final-out /results/final.jsonl \

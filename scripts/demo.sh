@@ -12,12 +12,16 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mpc/target}
 MPC_PROFILE=release scripts/local-cluster.sh up
-CTL=("$CARGO_TARGET_DIR/release/mpcctl" --endpoints "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053,127.0.0.1:50054,127.0.0.1:50055")
+# TLS and the admin's client certificate, as the operator's shell would have them.
+# shellcheck source=/dev/null
+source .local-cluster/admin.env
+CTL=("$CARGO_TARGET_DIR/release/mpcctl")
 
 echo
 echo "== generate a 2-of-3 ECDSA key across party-1, party-2 and party-3"
-"${CTL[@]}" keygen --scheme ecdsa-secp256k1 --threshold 2 --parties 3 --description "demo key" --tag env=demo
-key_id=$("${CTL[@]}" --output json key list | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["key_id"])')
+key_id=$("${CTL[@]}" --output json keygen --scheme ecdsa-secp256k1 --threshold 2 --parties 3 \
+  --description "demo key" --tag env=demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
+"${CTL[@]}" key get "$key_id"
 
 echo
 echo "== sign a digest with it (two parties run CGGMP21; the leader verifies before committing)"
@@ -29,4 +33,4 @@ echo "== sign a message with its hash: served from a presignature once the pool 
 "${CTL[@]}" sign --key-id "$key_id" --message 0x$(printf 'hello mpc' | od -An -tx1 | tr -d ' \n') --hash keccak256
 
 echo
-echo "Keys: ${CTL[*]} key list.  Stop with: scripts/local-cluster.sh down [--clean]"
+echo "Keys: source .local-cluster/admin.env; ${CTL[*]} key list.  Stop with: scripts/local-cluster.sh down [--clean]"

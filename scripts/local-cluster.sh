@@ -3,9 +3,11 @@
 #   scripts/local-cluster.sh up            build if needed, start, wait until all are ready
 #   scripts/local-cluster.sh status        every node's role, term and readiness
 #   scripts/local-cluster.sh down [--clean] stop; --clean also deletes the data
-# Coordinators: gRPC 127.0.0.1:50051-50055, HTTP 127.0.0.1:8080-8084. Parties party-1..3: HTTP
-# 127.0.0.1:8091-8093, each with its own master key in .local-cluster/party-N.key (made once).
-# Data and logs under .local-cluster/. MPC_LOCAL_PRIMES=FILE gives party N line N of FILE as
+# Coordinators: gRPC 127.0.0.1:50051-50055 (TLS), Raft 127.0.0.1:50061-50065 (mutual TLS),
+# HTTP 127.0.0.1:8080-8084. Parties party-1..3: HTTP 127.0.0.1:8091-8093, each with its own
+# master key in .local-cluster/party-N.key (made once). On first start the cluster's PKI is
+# made under .local-cluster/pki/ and .local-cluster/admin.env is written: `source` it and
+# mpcctl talks to the cluster as the admin. Data and logs under .local-cluster/. MPC_LOCAL_PRIMES=FILE gives party N line N of FILE as
 # its first prime pair (tests and benchmarks; such primes are public, never use them for keys
 # that matter).
 set -euo pipefail
@@ -17,11 +19,12 @@ PROFILE=${MPC_PROFILE:-release}
 BIN=$CARGO_TARGET_DIR/$PROFILE
 N=5
 PARTIES=3
-ENDPOINTS=$(seq -s, -f "http://127.0.0.1:%g" 50051 50055)
+ENDPOINTS=$(seq -s, -f "127.0.0.1:%g" 50051 50055)
 MEMBERS=""
 for i in $(seq 1 $N); do
-  MEMBERS+="${MEMBERS:+,}$i=127.0.0.1:$((50050 + i))=127.0.0.1:$((8079 + i))"
+  MEMBERS+="${MEMBERS:+,}$i=127.0.0.1:$((50050 + i))=127.0.0.1:$((8079 + i))=127.0.0.1:$((50060 + i))"
 done
+PKI=$DIR/pki
 
 build() {
   local flag=(); [[ $PROFILE == release ]] && flag=(--release)
@@ -37,15 +40,40 @@ running_pid() { # node or party-N -> pid if alive (a killed node nobody reaped i
   [[ -n $state && $state != Z* ]] && echo "$pid"
 }
 
+# The cluster CA and every certificate, made once; admin.env for the operator's shell.
+pki() {
+  (umask 077; mkdir -p "$DIR")
+  if [[ ! -f $PKI/ca.crt ]]; then
+    "$BIN/mpcctl" pki init --dir "$PKI" >/dev/null
+    for i in $(seq 1 $N); do
+      "$BIN/mpcctl" pki issue --dir "$PKI" --role coordinator --name "$i" >/dev/null
+    done
+    for p in $(seq 1 $PARTIES); do
+      "$BIN/mpcctl" pki issue --dir "$PKI" --role party --name "party-$p" >/dev/null
+    done
+    "$BIN/mpcctl" pki issue --dir "$PKI" --role client --name admin --grant admin >/dev/null
+  fi
+  (umask 077; cat >"$DIR/admin.env" <<ENV
+# source this file: mpcctl then talks to the local cluster as its admin.
+export MPC_ENDPOINTS=$(seq -s, -f "https://127.0.0.1:%g" 50051 50055)
+export MPC_CA_CERT=$PKI/ca.crt
+export MPC_CLIENT_CERT=$PKI/client/admin.crt
+export MPC_CLIENT_KEY=$PKI/client/admin.key
+ENV
+  )
+}
+
 up() {
   build
-  mkdir -p "$DIR"
+  pki
   for i in $(seq 1 $N); do
     if running_pid "$i" >/dev/null; then continue; fi
+    MPC_TLS__CA_CERT=$PKI/ca.crt MPC_TLS__CERT=$PKI/coordinator/$i.crt MPC_TLS__KEY=$PKI/coordinator/$i.key \
     MPC_LOG__FILTER=${MPC_LOG__FILTER:-info,openraft=warn} nohup "$BIN/mpc-coordinator" \
       --node-id "$i" \
       --grpc-listen "127.0.0.1:$((50050 + i))" \
       --http-listen "127.0.0.1:$((8079 + i))" \
+      --raft-listen "127.0.0.1:$((50060 + i))" \
       --data-dir "$DIR/node$i" \
       --initial-members "$MEMBERS" >>"$DIR/node$i.log" 2>&1 &
     echo $! >"$DIR/node$i.pid"
@@ -77,6 +105,7 @@ up() {
       --data-dir "$DIR/$name" \
       --coordinators "$ENDPOINTS" \
       --http-listen "127.0.0.1:$((8090 + p))" \
+      --ca-cert "$PKI/ca.crt" --tls-cert "$PKI/party/$name.crt" --tls-key "$PKI/party/$name.key" \
       --master-key-file "$DIR/$name.key" "${import[@]}" >>"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name.pid"
   done
@@ -92,17 +121,18 @@ up() {
   done
   echo "5 coordinators and $PARTIES parties ready (data and logs in $DIR)"
   for i in $(seq 1 $N); do
-    echo "  node $i:    gRPC 127.0.0.1:$((50050 + i))  HTTP http://127.0.0.1:$((8079 + i))"
+    echo "  node $i:    gRPC https://127.0.0.1:$((50050 + i))  Raft 127.0.0.1:$((50060 + i))  HTTP http://127.0.0.1:$((8079 + i))"
   done
   for p in $(seq 1 $PARTIES); do
     echo "  party-$p: HTTP http://127.0.0.1:$((8090 + p))"
   done
+  echo "  admin credentials: source $DIR/admin.env"
   status
 }
 
 status() {
-  "$BIN/mpcctl" --endpoints "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053,127.0.0.1:50054,127.0.0.1:50055" \
-    --timeout 5s cluster status
+  # shellcheck source=/dev/null
+  (source "$DIR/admin.env" && "$BIN/mpcctl" --timeout 5s cluster status)
 }
 
 stop_pid() {

@@ -6,8 +6,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$MPC_ROOT"
 have_docker || { echo "stop-cluster: no Docker engine answers (docker info failed)" >&2; exit 1; }
-# compose needs the variables the file names even to stop it.
-[[ -f .env ]] || export MPC_PARTY_1_MASTER_KEY=unused MPC_PARTY_2_MASTER_KEY=unused MPC_PARTY_3_MASTER_KEY=unused
 # A partition scenario that stopped half-way leaves its side network behind.
 for net in $(docker network ls -q --filter "label=mpc.chaos=${MPC_PROJECT}"); do
   for c in $(docker network inspect -f '{{range $id, $_ := .Containers}}{{$id}} {{end}}' "$net"); do
@@ -17,7 +15,13 @@ for net in $(docker network ls -q --filter "label=mpc.chaos=${MPC_PROJECT}"); do
 done
 if [[ ${1:-} == --clean ]]; then
   compose down -v --remove-orphans
-  echo "cluster stopped; volumes deleted"
+  # The node secrets belong to the image's user: remove them the same way.
+  if [[ -d $MPC_CLUSTER_DIR/secrets ]]; then
+    docker run --rm -u 0 -v "$MPC_CLUSTER_DIR:/cluster" "$(image_name)" \
+      mpcctl pki set-owner --dir /cluster/secrets --uid "$(id -u)" --gid "$(id -g)" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$MPC_CLUSTER_DIR"
+  echo "cluster stopped; volumes and secrets deleted"
 else
   compose down --remove-orphans
   echo "cluster stopped; data kept in the volumes (--clean deletes it)"

@@ -13,6 +13,7 @@ if ! err=$(docker info 2>&1 >/dev/null); then
 fi
 # A project of its own, so that a developer's cluster keeps its volumes.
 export MPC_PROJECT=${MPC_TEST_PROJECT:-mpc-test}
+export MPC_CLUSTER_DIR=${MPC_TEST_CLUSTER_DIR:-$MPC_ROOT/.cluster-test}
 export MPC_CHAOS_ROUNDS=${MPC_CHAOS_ROUNDS:-1}
 export MPC_CHAOS_RESULTS=${MPC_CHAOS_RESULTS:-$MPC_ROOT/chaos/results/test}
 trap 'echo "== tear down"; scripts/stop-cluster.sh --clean >/dev/null 2>&1 || true' EXIT
@@ -26,6 +27,23 @@ step "cluster up"
 scripts/start-cluster.sh
 step "cluster check"
 scripts/test-cluster.sh
+
+step "TLS from the host: the admin gets in, plain text and strangers do not"
+(
+  # shellcheck source=/dev/null
+  source "$MPC_CLUSTER_DIR/admin.env"
+  "$CARGO_TARGET_DIR/release/mpcctl" --output json whoami | grep -q '"principal":"client:admin"' \
+    || { echo "FAIL: the admin's certificate was not taken over the published port" >&2; exit 1; }
+  if "$CARGO_TARGET_DIR/release/mpcctl" --insecure-plaintext --timeout 3s cluster status >/dev/null 2>&1; then
+    echo "FAIL: a plain-text client was answered" >&2; exit 1
+  fi
+  if env -u MPC_CLIENT_CERT -u MPC_CLIENT_KEY "$CARGO_TARGET_DIR/release/mpcctl" --token \
+    mpc_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000 \
+    --timeout 3s cluster status >/dev/null 2>&1; then
+    echo "FAIL: a forged token was answered" >&2; exit 1
+  fi
+  echo "admin over TLS: ok; plain text: refused; forged token: refused"
+)
 
 for scenario in leader-kill partition restart party-kill; do
   step "chaos: $scenario"

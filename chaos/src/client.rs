@@ -4,14 +4,14 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use mpc_client::{ClientChannel, Credentials};
 use tonic::{Code, Status};
 
 use crate::history::Outcome;
 
 #[derive(Debug, Clone)]
 pub struct Coordinators {
-    channels: Vec<(String, Channel)>,
+    channels: Vec<(String, ClientChannel)>,
     /// Bound of one attempt, enforced here: a channel's own timeout does not cover name
     /// resolution, which hangs for seconds when a cut-off node's name does not resolve.
     rpc_timeout: Duration,
@@ -43,25 +43,23 @@ pub fn definite_failure(code: Code) -> bool {
 }
 
 impl Coordinators {
-    pub fn new(addrs: &[String], rpc_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        addrs: &[String],
+        rpc_timeout: Duration,
+        credentials: &Credentials,
+    ) -> anyhow::Result<Self> {
         let channels = addrs
             .iter()
             .map(|addr| {
-                let uri = if addr.contains("://") {
-                    addr.clone()
-                } else {
-                    format!("http://{addr}")
-                };
-                let channel = Endpoint::from_shared(uri)
-                    .map_err(|e| anyhow::anyhow!("endpoint {addr:?}: {e}"))?
-                    .connect_timeout(Duration::from_millis(300).min(rpc_timeout))
-                    .timeout(rpc_timeout)
-                    // A coordinator cut off or moved leaves its connection silent: drop it
-                    // within seconds and reconnect by name.
-                    .http2_keep_alive_interval(Duration::from_secs(1))
-                    .keep_alive_timeout(Duration::from_secs(2))
-                    .keep_alive_while_idle(true)
-                    .connect_lazy();
+                let channel = credentials.channel(addr, |e| {
+                    e.connect_timeout(Duration::from_millis(300).min(rpc_timeout))
+                        .timeout(rpc_timeout)
+                        // A coordinator cut off or moved leaves its connection silent: drop
+                        // it within seconds and reconnect by name.
+                        .http2_keep_alive_interval(Duration::from_secs(1))
+                        .keep_alive_timeout(Duration::from_secs(2))
+                        .keep_alive_while_idle(true)
+                })?;
                 Ok((addr.clone(), channel))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -72,7 +70,7 @@ impl Coordinators {
         })
     }
 
-    pub fn get(&self, i: usize) -> (&str, Channel) {
+    pub fn get(&self, i: usize) -> (&str, ClientChannel) {
         let (addr, ch) = &self.channels[i % self.channels.len()];
         (addr, ch.clone())
     }
@@ -104,7 +102,7 @@ impl Coordinators {
         mut call: F,
     ) -> Result<(T, String), CallError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(ClientChannel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline = Instant::now() + budget;
@@ -174,7 +172,12 @@ mod tests {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = socket.local_addr().unwrap();
-        let coords = Coordinators::new(&[addr.to_string()], Duration::from_millis(200)).unwrap();
+        let coords = Coordinators::new(
+            &[addr.to_string()],
+            Duration::from_millis(200),
+            &Credentials::insecure_plaintext(),
+        )
+        .unwrap();
         let started = Instant::now();
         let err = coords
             .call(0, Duration::from_millis(300), |ch| async move {

@@ -14,6 +14,7 @@ mod load;
 mod report;
 mod settle;
 
+use mpc_client::Credentials;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -148,7 +149,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             settings,
         } => {
-            let coords = Coordinators::new(&target.endpoints, target.rpc_timeout)?;
+            let coords = Coordinators::new(
+                &target.endpoints,
+                target.rpc_timeout,
+                &Credentials::from_env()?,
+            )?;
             let (rec, writer) = Recorder::start(Some(&out))?;
             let result = load::run(coords, settings, rec).await;
             let written = writer.finish()?;
@@ -161,7 +166,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             duration,
             out,
         } => {
-            let coords = Coordinators::new(&target.endpoints, target.rpc_timeout)?;
+            let coords = Coordinators::new(
+                &target.endpoints,
+                target.rpc_timeout,
+                &Credentials::from_env()?,
+            )?;
             let (rec, writer) = Recorder::start(out.as_deref())?;
             load::observe(coords, duration, Duration::from_millis(100), rec).await;
             writer.finish()?;
@@ -175,7 +184,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             budget,
             out,
         } => {
-            let coords = Coordinators::new(&target.endpoints, target.rpc_timeout)?;
+            let coords = Coordinators::new(
+                &target.endpoints,
+                target.rpc_timeout,
+                &Credentials::from_env()?,
+            )?;
             let value = format!("{label}-{}", uuid::Uuid::new_v4().simple());
             let op =
                 load::write_description(&coords, 0, &key_id, value.clone(), value, budget).await;
@@ -209,7 +222,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Leader { target, wait } => {
-            let coords = Coordinators::new(&target.endpoints, target.rpc_timeout)?;
+            let coords = Coordinators::new(
+                &target.endpoints,
+                target.rpc_timeout,
+                &Credentials::from_env()?,
+            )?;
             let (id, term) = load::current_leader(&coords, wait).await?;
             println!("{id} {term}");
             Ok(ExitCode::SUCCESS)
@@ -227,7 +244,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut files = histories.clone();
             if !endpoints.is_empty() {
                 let events = history::read(&histories)?;
-                let coords = Coordinators::new(&endpoints, Duration::from_secs(2))?;
+                let coords = Coordinators::new(
+                    &endpoints,
+                    Duration::from_secs(2),
+                    &Credentials::from_env()?,
+                )?;
                 let path = final_out.context(
                     "final_out: required with endpoints (the final reads are recorded there)",
                 )?;

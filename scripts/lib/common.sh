@@ -8,6 +8,92 @@ COORDINATORS=(coordinator-1 coordinator-2 coordinator-3 coordinator-4 coordinato
 PARTIES=(party-1 party-2 party-3)
 # Inside the compose network every coordinator answers on gRPC 50051 and HTTP 8080.
 IN_NETWORK_ENDPOINTS=coordinator-1:50051,coordinator-2:50051,coordinator-3:50051,coordinator-4:50051,coordinator-5:50051
+# The compose cluster's PKI, the nodes' secret directories and the admin's credentials
+# (docker-compose.yml mounts .cluster/secrets/<service> into each node).
+export MPC_CLUSTER_DIR=${MPC_CLUSTER_DIR:-$MPC_ROOT/.cluster}
+# The user the image's processes run as; node secrets belong to it.
+IMAGE_UID=10001
+
+image_name() {
+  local img=""
+  [[ -f $MPC_ROOT/.env ]] && img=$(sed -n 's/^MPC_IMAGE=//p' "$MPC_ROOT/.env" | tail -n1)
+  echo "${MPC_IMAGE:-${img:-mpc:latest}}"
+}
+
+# mpcctl from the image, as the calling user, with the cluster directory at /cluster.
+ctl_image() {
+  docker run --rm -u "$(id -u):$(id -g)" -v "$MPC_CLUSTER_DIR:/cluster" "$(image_name)" mpcctl "$@"
+}
+
+# Makes, once, the cluster CA and every node's certificate (coordinators are named for the
+# compose network, localhost and the address the ports are published on), each node's secret
+# directory (ca.crt, tls.crt, tls.key; a party's master.key), and the admin's credentials with
+# an admin.env to source on the host.
+ensure_secrets() {
+  local dir=$MPC_CLUSTER_DIR bind="${1:-127.0.0.1}" i s extra=()
+  (umask 077; mkdir -p "$dir/secrets" "$dir/admin")
+  [[ $bind != 127.0.0.1 && $bind != 0.0.0.0 ]] && extra=(--host "$bind")
+  if [[ ! -f $dir/pki/ca.crt ]]; then
+    ctl_image pki init --dir /cluster/pki >/dev/null
+    for i in 1 2 3 4 5; do
+      ctl_image pki issue --dir /cluster/pki --role coordinator --name "$i" --host "coordinator-$i" "${extra[@]}" >/dev/null
+    done
+    for i in 1 2 3; do
+      ctl_image pki issue --dir /cluster/pki --role party --name "party-$i" >/dev/null
+    done
+    ctl_image pki issue --dir /cluster/pki --role client --name admin --grant admin >/dev/null
+  fi
+  local fresh=()
+  for i in 1 2 3 4 5; do
+    s=$dir/secrets/coordinator-$i
+    [[ -d $s ]] && continue
+    (umask 077; mkdir -p "$s"
+      cp "$dir/pki/ca.crt" "$s/ca.crt"
+      cp "$dir/pki/coordinator/$i.crt" "$s/tls.crt"
+      cp "$dir/pki/coordinator/$i.key" "$s/tls.key")
+    fresh+=("coordinator-$i")
+  done
+  for i in 1 2 3; do
+    s=$dir/secrets/party-$i
+    [[ -d $s ]] && continue
+    (umask 077; mkdir -p "$s"
+      cp "$dir/pki/ca.crt" "$s/ca.crt"
+      cp "$dir/pki/party/party-$i.crt" "$s/tls.crt"
+      cp "$dir/pki/party/party-$i.key" "$s/tls.key"
+      head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$s/master.key")
+    fresh+=("party-$i")
+  done
+  # The nodes run as the image's user: their files become its own, still 0600.
+  for s in "${fresh[@]}"; do
+    docker run --rm -u 0 -v "$dir/secrets/$s:/secrets" "$(image_name)" \
+      mpcctl pki set-owner --dir /secrets --uid "$IMAGE_UID" --gid "$IMAGE_UID" >/dev/null
+  done
+  local eps="" host=${bind/#0.0.0.0/127.0.0.1}
+  for i in 1 2 3 4 5; do eps+="${eps:+,}https://$host:$((50050 + i))"; done
+  (umask 077
+    cp "$dir/pki/ca.crt" "$dir/admin/ca.crt"
+    cp "$dir/pki/client/admin.crt" "$dir/admin/admin.crt"
+    cp "$dir/pki/client/admin.key" "$dir/admin/admin.key"
+    cat >"$dir/admin.env" <<ENV
+# source this file: mpcctl on this host then talks to the compose cluster as its admin.
+export MPC_ENDPOINTS=$eps
+export MPC_CA_CERT=$dir/admin/ca.crt
+export MPC_CLIENT_CERT=$dir/admin/admin.crt
+export MPC_CLIENT_KEY=$dir/admin/admin.key
+ENV
+  )
+}
+
+# A tool of the image (mpcctl, mpc-chaos) run as the admin inside the network namespace of a
+# service's container: it sees what that node sees (a cut-off node sees its side only), and
+# the node's own files, secrets included, stay out of reach.
+tool_in() { # service tool args...
+  local s=$1; shift
+  docker run --rm -i --network "container:$(container_of "$s")" \
+    -u "$(id -u):$(id -g)" -v "$MPC_CLUSTER_DIR/admin:/admin:ro" \
+    -e MPC_CA_CERT=/admin/ca.crt -e MPC_CLIENT_CERT=/admin/admin.crt -e MPC_CLIENT_KEY=/admin/admin.key \
+    "$(image_name)" "$@"
+}
 
 have_docker() { docker info >/dev/null 2>&1; }
 
@@ -55,11 +141,11 @@ wait_healthy() { # timeout_s service...
   done
 }
 
-# Runs mpcctl inside a running coordinator container (the image carries it), so the scripts
-# need nothing on the host but Docker.
+# Runs mpcctl as the admin from a coordinator's network namespace (the image carries it), so
+# the scripts need nothing on the host but Docker.
 mpcctl_in() { # service args...
   local s=$1; shift
-  docker exec -i "$(container_of "$s")" mpcctl --endpoints "$IN_NETWORK_ENDPOINTS" "$@"
+  tool_in "$s" mpcctl --endpoints "$IN_NETWORK_ENDPOINTS" "$@"
 }
 
 # A coordinator container that is running, for commands that only need one.

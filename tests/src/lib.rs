@@ -11,11 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use mpc_client::{ClientChannel, Credentials};
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::cluster_client::ClusterClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
+use mpc_tls::{pki, Identity, Role};
+use mpc_types::AccessRole;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Channel, Endpoint};
 
 /// Where the project's binaries are.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -54,33 +56,73 @@ pub struct NodeProc {
     pub id: u64,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    pub raft: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    pub tls: pki::Issued,
     child: Option<Child>,
-    /// gRPC and HTTP, held for the life of the cluster: a restart binds them again.
-    _ports: [PortLease; 2],
+    /// gRPC, HTTP and Raft, held for the life of the cluster: a restart binds them again.
+    _ports: [PortLease; 3],
 }
 
-/// A coordinator cluster of processes; killed when dropped.
+/// A coordinator cluster of processes, with its own PKI (TLS and authentication on, as in
+/// production); killed when dropped.
 #[derive(Debug)]
 pub struct Cluster {
     pub nodes: BTreeMap<u64, NodeProc>,
     members: String,
     env: Vec<(String, String)>,
+    pki: PathBuf,
+    admin: Credentials,
     _dir: tempfile::TempDir,
+}
+
+/// Makes a PKI in `dir` and the admin's client certificate.
+fn new_pki(dir: &Path) -> anyhow::Result<(PathBuf, Credentials)> {
+    let pki_dir = dir.join("pki");
+    pki::init(&pki_dir)?;
+    let admin = issue(&pki_dir, Role::Client, "admin", Some(AccessRole::Admin))?;
+    let credentials = Credentials::tls(
+        pki::ca_cert_path(&pki_dir),
+        Some((admin.cert, admin.key)),
+        None,
+    )?;
+    Ok((pki_dir, credentials))
+}
+
+/// Issues a certificate from the PKI in `dir`; coordinators are named for loopback.
+pub fn issue(
+    dir: &Path,
+    role: Role,
+    name: &str,
+    grant: Option<AccessRole>,
+) -> anyhow::Result<pki::Issued> {
+    let identity = Identity::new(role, name, grant)?;
+    let hosts = if role == Role::Coordinator {
+        vec!["127.0.0.1".to_owned(), "localhost".to_owned()]
+    } else {
+        Vec::new()
+    };
+    Ok(pki::issue(
+        dir,
+        &identity,
+        &hosts,
+        pki::DEFAULT_LEAF_VALIDITY,
+    )?)
 }
 
 impl Cluster {
     /// Starts `n` members that bootstrap together, with extra `MPC_*` settings.
     pub async fn start(n: u64, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let (pki, admin) = new_pki(dir.path())?;
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
-            nodes.insert(id, Self::node(dir.path(), id)?);
+            nodes.insert(id, Self::node(dir.path(), &pki, id)?);
         }
         let members = nodes
             .values()
-            .map(|p| format!("{}={}={}", p.id, p.grpc, p.http))
+            .map(|p| format!("{}={}={}={}", p.id, p.grpc, p.http, p.raft))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Self {
@@ -90,6 +132,8 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            pki,
+            admin,
             _dir: dir,
         };
         for id in 1..=n {
@@ -101,22 +145,49 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn node(dir: &Path, id: u64) -> anyhow::Result<NodeProc> {
-        let ports = [PortLease::take()?, PortLease::take()?];
+    fn node(dir: &Path, pki: &Path, id: u64) -> anyhow::Result<NodeProc> {
+        let ports = [PortLease::take()?, PortLease::take()?, PortLease::take()?];
         Ok(NodeProc {
             id,
             grpc: loopback(&ports[0]),
             http: loopback(&ports[1]),
+            raft: loopback(&ports[2]),
             _ports: ports,
             data_dir: dir.join(format!("node{id}")),
             log: dir.join(format!("node{id}.log")),
+            tls: issue(pki, Role::Coordinator, &id.to_string(), None)?,
             child: None,
         })
     }
 
+    /// The PKI directory (`ca.crt`, and certificates by role).
+    pub fn pki_dir(&self) -> &Path {
+        &self.pki
+    }
+
+    /// The admin's credentials (a client certificate with the admin grant).
+    pub fn admin(&self) -> &Credentials {
+        &self.admin
+    }
+
+    /// Credentials of a new client certificate with `grant`.
+    pub fn client_credentials(&self, name: &str, grant: AccessRole) -> anyhow::Result<Credentials> {
+        let leaf = issue(&self.pki, Role::Client, name, Some(grant))?;
+        Ok(Credentials::tls(
+            pki::ca_cert_path(&self.pki),
+            Some((leaf.cert, leaf.key)),
+            None,
+        )?)
+    }
+
+    /// Credentials that present no certificate, only `token` (if any).
+    pub fn token_credentials(&self, token: Option<&str>) -> anyhow::Result<Credentials> {
+        Ok(Credentials::tls(pki::ca_cert_path(&self.pki), None, token)?)
+    }
+
     /// Prepares (does not start) a node that is not among the initial members.
     pub fn add_node_slot(&mut self, id: u64) -> anyhow::Result<()> {
-        let node = Self::node(self._dir.path(), id)?;
+        let node = Self::node(self._dir.path(), &self.pki, id)?;
         self.nodes.insert(id, node);
         Ok(())
     }
@@ -137,8 +208,13 @@ impl Cluster {
             .arg(node.grpc.to_string())
             .arg("--http-listen")
             .arg(node.http.to_string())
+            .arg("--raft-listen")
+            .arg(node.raft.to_string())
             .arg("--data-dir")
             .arg(&node.data_dir)
+            .env("MPC_TLS__CA_CERT", pki::ca_cert_path(&self.pki))
+            .env("MPC_TLS__CERT", &node.tls.cert)
+            .env("MPC_TLS__KEY", &node.tls.key)
             .env("MPC_LOG__FILTER", "info,openraft=warn")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
@@ -174,6 +250,12 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    pub fn raft(&self, id: u64) -> SocketAddr {
+        self.nodes
+            .get(&id)
+            .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |n| n.raft)
+    }
+
     pub fn http(&self, id: u64) -> SocketAddr {
         self.nodes
             .get(&id)
@@ -188,14 +270,20 @@ impl Cluster {
             .collect()
     }
 
-    pub fn channel(&self, id: u64) -> anyhow::Result<Channel> {
-        Ok(Endpoint::from_shared(format!("http://{}", self.grpc(id)))?
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy())
+    /// A channel to node `id` as the admin.
+    pub fn channel(&self, id: u64) -> anyhow::Result<ClientChannel> {
+        self.channel_as(id, &self.admin)
     }
 
-    pub fn sessions(&self, id: u64) -> anyhow::Result<SessionsClient<Channel>> {
+    /// A channel to node `id` with other credentials.
+    pub fn channel_as(&self, id: u64, credentials: &Credentials) -> anyhow::Result<ClientChannel> {
+        Ok(credentials.channel(&self.grpc(id), |e| {
+            e.connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(10))
+        })?)
+    }
+
+    pub fn sessions(&self, id: u64) -> anyhow::Result<SessionsClient<ClientChannel>> {
         Ok(SessionsClient::new(self.channel(id)?))
     }
 
@@ -306,6 +394,20 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
     Ok((code, body.to_owned()))
 }
 
+/// Writes a secret file as a careful operator would: 0600 (parties refuse looser key files).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
 /// A party process.
 #[derive(Debug)]
 pub struct PartyProc {
@@ -314,6 +416,7 @@ pub struct PartyProc {
     pub data_dir: PathBuf,
     pub key_file: PathBuf,
     pub log: PathBuf,
+    pub tls: pki::Issued,
     child: Option<Child>,
     _port: PortLease,
 }
@@ -324,6 +427,7 @@ pub struct PartyProc {
 pub struct Parties {
     pub parties: BTreeMap<String, PartyProc>,
     coordinators: String,
+    ca_cert: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -346,18 +450,19 @@ impl Parties {
         let coordinators = cluster
             .nodes
             .values()
-            .map(|p| format!("http://{}", p.grpc))
+            .map(|p| p.grpc.to_string())
             .collect::<Vec<_>>()
             .join(",");
         let mut parties = Self {
             parties: BTreeMap::new(),
             coordinators,
+            ca_cert: pki::ca_cert_path(cluster.pki_dir()),
             dir,
         };
         for i in 1..=n {
             let id = format!("party-{i}");
             let key_file = parties.dir.path().join(format!("{id}.key"));
-            std::fs::write(&key_file, format!("{:064x}", 0x5eed_0000 + i))?;
+            write_private(&key_file, format!("{:064x}", 0x5eed_0000 + i).as_bytes())?;
             let primes_file = parties.dir.path().join(format!("{id}.primes"));
             let pair = primes
                 .get(i - 1)
@@ -370,6 +475,7 @@ impl Parties {
                 data_dir: parties.dir.path().join(&id),
                 log: parties.dir.path().join(format!("{id}.log")),
                 key_file,
+                tls: issue(cluster.pki_dir(), Role::Party, &id, None)?,
                 id: id.clone(),
                 child: None,
             };
@@ -403,6 +509,12 @@ impl Parties {
             .arg(party.http.to_string())
             .arg("--master-key-file")
             .arg(&party.key_file)
+            .arg("--ca-cert")
+            .arg(&self.ca_cert)
+            .arg("--tls-cert")
+            .arg(&party.tls.cert)
+            .arg("--tls-key")
+            .arg(&party.tls.key)
             .env("MPC_LOG__FILTER", "info")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));

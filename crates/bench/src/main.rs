@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
+use mpc_client::{ClientChannel, Credentials};
 use mpc_proto::v1 as pb;
-use tonic::transport::{Channel, Endpoint};
 
 mod sign;
 
@@ -83,17 +83,20 @@ enum Cmd {
     },
 }
 
-fn channel(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_millis(300))
-        .connect_lazy())
+/// mpc with the caller's credentials (`MPC_CA_CERT`, … as `admin.env` sets them); etcd in
+/// plain text, as the comparison runs it.
+fn channel(target: Target, addr: &str) -> anyhow::Result<ClientChannel> {
+    let credentials = match target {
+        Target::Mpc => Credentials::from_env()?,
+        Target::Etcd => Credentials::insecure_plaintext(),
+    };
+    Ok(credentials.channel(addr, |e| e.connect_timeout(Duration::from_millis(300)))?)
 }
 
 /// One client's connection and the payload it writes.
 struct Writer {
     target: Target,
-    channel: Channel,
+    channel: ClientChannel,
     value: String,
     seq: u64,
     id: usize,
@@ -152,7 +155,7 @@ async fn write_load(
     for id in 0..clients {
         let mut writer = Writer {
             target,
-            channel: channel(&endpoints[id % endpoints.len()])?,
+            channel: channel(target, &endpoints[id % endpoints.len()])?,
             value: "x".repeat(value_size),
             seq: 0,
             id,
@@ -213,7 +216,7 @@ async fn failover(
         .map(|(id, e)| {
             Ok(Writer {
                 target,
-                channel: channel(e)?,
+                channel: channel(target, e)?,
                 value: "x".repeat(1024),
                 seq: 0,
                 id: 10_000 + id,

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures::future::join_all;
 use hdrhistogram::Histogram;
+use mpc_client::{ClientChannel as GrpcChannel, Credentials};
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::keys_client::KeysClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
 use mpc_tss::{local, AuxInfo, Channel, HashFunction, KeyShare, Scheme, SigningInput, TssError};
 use serde_json::json;
-use tonic::transport::Channel as GrpcChannel;
 
 fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
@@ -267,16 +267,9 @@ pub async fn in_process(primes_file: &str, iterations: usize) -> anyhow::Result<
     Ok(())
 }
 
+/// A channel to the cluster with the caller's credentials (`MPC_CA_CERT`, …).
 fn grpc(addr: &str) -> anyhow::Result<GrpcChannel> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(tonic::transport::Endpoint::from_shared(uri)?
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(600))
-        .connect_lazy())
+    Ok(Credentials::from_env()?.channel(addr, |e| e.timeout(Duration::from_secs(600)))?)
 }
 
 /// Creates a session and follows it to its end; the session as it ended.

@@ -1,105 +1,41 @@
-//! Talks to whichever coordinator answers: tries the endpoints in turn, follows the leader
-//! named in an UNAVAILABLE answer, and retries until the deadline.
+//! Credentials from flags and the environment, and the leader-following client.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+pub use mpc_client::{ClientError, Credentials, Endpoints};
 
-#[derive(Debug, Clone)]
-pub struct Endpoints {
-    addrs: Vec<String>,
-    timeout: Duration,
+/// How mpcctl proves who it is: every flag has its `MPC_*` variable, as
+/// `.local-cluster/admin.env` sets them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CredentialArgs {
+    /// The cluster CA certificate (PEM).
+    #[arg(long, env = "MPC_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate of the cluster CA (PEM).
+    #[arg(long, env = "MPC_CLIENT_CERT", global = true)]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "MPC_CLIENT_KEY", global = true)]
+    pub client_key: Option<PathBuf>,
+    /// An API token (`mpcctl token create`), sent as a bearer token.
+    #[arg(long, env = "MPC_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Plain text, for a cluster started with --insecure-plaintext only.
+    #[arg(long, env = "MPC_INSECURE_PLAINTEXT", global = true)]
+    pub insecure_plaintext: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("{0}")]
-    Status(Status),
-    #[error("no coordinator answered within {timeout:?} (tried {tried}); last error: {last}")]
-    Unreachable {
-        timeout: Duration,
-        tried: String,
-        last: String,
-    },
-    #[error("invalid endpoint {addr:?}: {reason}")]
-    BadEndpoint { addr: String, reason: String },
-}
-
-pub fn channel(addr: &str, timeout: Duration) -> Result<Channel, ClientError> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)
-        .map_err(|e| ClientError::BadEndpoint {
-            addr: addr.to_owned(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(Duration::from_millis(500).min(timeout))
-        .timeout(timeout)
-        .connect_lazy())
-}
-
-impl Endpoints {
-    pub fn new(addrs: Vec<String>, timeout: Duration) -> Self {
-        Self { addrs, timeout }
-    }
-
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// Runs `call` against a coordinator until one answers something other than "unavailable".
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
-    where
-        F: FnMut(Channel) -> Fut,
-        Fut: Future<Output = Result<T, Status>>,
-    {
-        let deadline = Instant::now() + self.timeout;
-        let mut queue: Vec<String> = self.addrs.clone();
-        let mut next = 0usize;
-        let mut last = String::from("no endpoint given");
-        loop {
-            if queue.is_empty() || Instant::now() >= deadline {
-                return Err(ClientError::Unreachable {
-                    timeout: self.timeout,
-                    tried: self.addrs.join(","),
-                    last,
-                });
-            }
-            let addr = queue[next % queue.len()].clone();
-            next += 1;
-            match call(channel(&addr, self.timeout)?).await {
-                Ok(v) => return Ok(v),
-                Err(status) if retryable(&status) => {
-                    last = format!("{addr}: {}", status.message());
-                    if let Some(leader) = status
-                        .metadata()
-                        .get(mpc_proto::LEADER_METADATA)
-                        .and_then(|v| v.to_str().ok())
-                    {
-                        if leader != addr {
-                            if !queue.iter().any(|a| a == leader) {
-                                queue.push(leader.to_owned());
-                            }
-                            next = queue.iter().position(|a| a == leader).unwrap_or(next);
-                            continue;
-                        }
-                    }
-                    if next.is_multiple_of(queue.len()) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                Err(status) => return Err(ClientError::Status(status)),
-            }
+impl CredentialArgs {
+    pub fn credentials(&self) -> Result<Credentials, ClientError> {
+        if self.insecure_plaintext {
+            return Ok(Credentials::insecure_plaintext());
         }
+        let token = self.token.clone().map(zeroize::Zeroizing::new);
+        Credentials::from_parts(
+            self.ca_cert.clone(),
+            self.client_cert.clone(),
+            self.client_key.clone(),
+            token.as_deref().map(String::as_str),
+        )
     }
-}
-
-fn retryable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::Unknown)
-        || (status.code() == Code::DeadlineExceeded && status.message().contains("leader"))
 }

@@ -6,7 +6,7 @@ use mpc_proto::v1::sessions_client::SessionsClient;
 use serde_json::{json, Value};
 use tokio_stream::StreamExt;
 
-use crate::client::{channel, Endpoints};
+use crate::client::Endpoints;
 use crate::output::{session_json, session_line, session_status};
 use crate::{Cli, Command, Output};
 
@@ -22,6 +22,9 @@ pub enum ClusterCommand {
         grpc_addr: String,
         #[arg(long)]
         http_addr: String,
+        /// The learner's Raft listener; its certificate must name coordinator NODE_ID.
+        #[arg(long)]
+        raft_addr: String,
         /// Return only when the learner has caught up.
         #[arg(long)]
         wait: bool,
@@ -60,14 +63,27 @@ pub enum SessionCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let endpoints = Endpoints::new(cli.endpoints.clone(), cli.timeout);
+    // Commands that talk to no coordinator need no credentials.
     match cli.command {
+        Command::Probe(args) => return crate::probe::probe(args, cli.timeout).await,
+        Command::Pki(cmd) => return crate::pki::run(cli.output, cmd),
+        _ => {}
+    }
+    let endpoints = Endpoints::new(
+        cli.endpoints.clone(),
+        cli.timeout,
+        cli.credentials.credentials()?,
+    );
+    match cli.command {
+        Command::Probe(_) | Command::Pki(_) => Ok(()),
+        Command::Token(cmd) => crate::access::token(&endpoints, cli.output, cmd).await,
+        Command::Audit(cmd) => crate::access::audit(&endpoints, cli.output, cmd).await,
+        Command::Whoami => crate::access::whoami(&endpoints, cli.output).await,
         Command::Cluster(cmd) => cluster(&endpoints, cli.output, cmd).await,
         Command::Session(cmd) => session(&endpoints, cli.output, cmd).await,
         Command::Keygen(args) => keygen(&endpoints, cli.output, args).await,
         Command::Sign(args) => crate::signing::sign(&endpoints, cli.output, args).await,
         Command::Key(cmd) => crate::signing::key(&endpoints, cli.output, cmd).await,
-        Command::Probe(args) => crate::probe::probe(args, cli.timeout).await,
     }
 }
 
@@ -78,8 +94,19 @@ pub fn print(output: Output, value: &Value, text: impl FnOnce() -> String) {
     }
 }
 
-async fn status_of(addr: &str, timeout: std::time::Duration) -> Option<pb::ClusterStatus> {
-    let mut client = ClusterClient::new(channel(addr, timeout).ok()?);
+async fn status_of(
+    endpoints: &Endpoints,
+    addr: &str,
+    timeout: std::time::Duration,
+) -> Option<pb::ClusterStatus> {
+    let channel = endpoints
+        .credentials()
+        .channel(addr, |e| {
+            e.connect_timeout(std::time::Duration::from_millis(500).min(timeout))
+                .timeout(timeout)
+        })
+        .ok()?;
+    let mut client = ClusterClient::new(channel);
     let mut req = tonic::Request::new(pb::GetStatusRequest {});
     req.set_timeout(timeout);
     client.get_status(req).await.ok().map(|r| r.into_inner())
@@ -100,7 +127,7 @@ async fn cluster(endpoints: &Endpoints, output: Output, cmd: ClusterCommand) -> 
             // Ask every member for its own view: only a node knows whether it is ready.
             let views = futures::future::join_all(first.nodes.iter().map(|n| {
                 let addr = n.grpc_addr.clone();
-                async move { status_of(&addr, per_node).await }
+                async move { status_of(endpoints, &addr, per_node).await }
             }))
             .await;
             let term = views
@@ -171,12 +198,14 @@ async fn cluster(endpoints: &Endpoints, output: Output, cmd: ClusterCommand) -> 
             node_id,
             grpc_addr,
             http_addr,
+            raft_addr,
             wait,
         } => {
             let req = pb::AddLearnerRequest {
                 node_id,
                 grpc_addr,
                 http_addr,
+                raft_addr,
                 wait_caught_up: wait,
             };
             let resp = endpoints

@@ -1,8 +1,10 @@
 //! mpcctl: the operator's command line for an mpc cluster.
 
+mod access;
 mod client;
 mod commands;
 mod output;
+mod pki;
 mod probe;
 mod signing;
 
@@ -31,6 +33,8 @@ pub struct Cli {
     /// How long to keep trying, e.g. 10s, 500ms.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     timeout: Duration,
+    #[command(flatten)]
+    credentials: client::CredentialArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +62,17 @@ pub enum Command {
     Key(signing::KeyCommand),
     /// Check a node's HTTP health endpoint (the container images' health check).
     Probe(probe::ProbeArgs),
+    /// The operator PKI: the cluster CA and the certificates of nodes and clients.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
+    /// API tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// The replicated, hash-chained audit log.
+    #[command(subcommand)]
+    Audit(access::AuditCommand),
+    /// Who the cluster takes this caller for.
+    Whoami,
 }
 
 #[tokio::main(flavor = "current_thread")]

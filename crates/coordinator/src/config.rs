@@ -11,17 +11,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::CoordinatorError;
 
-const TOP_LEVEL_KEYS: [&str; 10] = [
+const TOP_LEVEL_KEYS: [&str; 15] = [
     "node_id",
     "grpc_listen",
     "http_listen",
+    "raft_listen",
     "advertise_grpc",
     "advertise_http",
+    "advertise_raft",
     "data_dir",
     "initial_members",
+    "insecure_plaintext",
+    "tls",
     "raft",
     "sessions",
     "log",
+    "auth",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,14 +34,20 @@ const TOP_LEVEL_KEYS: [&str; 10] = [
 pub struct Config {
     /// This node's Raft id; must appear in `initial_members` when that is set.
     pub node_id: u64,
-    /// Where the gRPC server (public API and Raft RPC) listens.
+    /// Where the public gRPC server (clients, parties) listens.
     pub grpc_listen: SocketAddr,
-    /// Where the HTTP server (health, readiness, metrics, status) listens.
+    /// Where the HTTP server (health, readiness, metrics, status) listens: plain text,
+    /// read-only, no secrets, so probes and scrapers need no credentials.
     pub http_listen: SocketAddr,
-    /// The gRPC address other nodes and clients use to reach this one; defaults to
+    /// Where the Raft server listens: mutual TLS, coordinators of the current membership
+    /// only.
+    pub raft_listen: SocketAddr,
+    /// The gRPC address clients and parties use to reach this node; defaults to
     /// `grpc_listen`.
     pub advertise_grpc: Option<String>,
     pub advertise_http: Option<String>,
+    /// The Raft address other coordinators dial; defaults to `raft_listen`.
+    pub advertise_raft: Option<String>,
     /// RocksDB lives here.
     pub data_dir: PathBuf,
     /// The members a new cluster starts with, as a list or as the compact string
@@ -44,6 +55,11 @@ pub struct Config {
     /// first start of an empty node initialises it, later starts ignore it.
     #[serde(deserialize_with = "members::deserialize")]
     pub initial_members: Vec<Member>,
+    /// Turns TLS and authentication off: every link is plain text and every caller is an
+    /// admin. For a throwaway cluster on one machine only; the node says so loudly.
+    pub insecure_plaintext: bool,
+    pub tls: TlsSettings,
+    pub auth: AuthSettings,
     pub raft: RaftSettings,
     pub sessions: SessionSettings,
     pub log: LogSettings,
@@ -55,6 +71,65 @@ pub struct Member {
     pub id: u64,
     pub grpc_addr: String,
     pub http_addr: String,
+    pub raft_addr: String,
+}
+
+/// This node's certificate (its name is the node id), its key, and the cluster CA. Files are
+/// reloaded when they change and on SIGHUP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    pub ca_cert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// How often the files are checked for changes.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            ca_cert: None,
+            cert: None,
+            key: None,
+            reload_interval_ms: 2_000,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// The three files, or the setting that is missing.
+    pub fn files(&self) -> Result<mpc_tls::TlsFiles, CoordinatorError> {
+        let need = |field: &str, v: &Option<PathBuf>| {
+            v.clone().ok_or_else(|| {
+                CoordinatorError::Config(format!(
+                    "tls.{field}: required (MPC_TLS__{}), or run with --insecure-plaintext",
+                    field.to_uppercase()
+                ))
+            })
+        };
+        Ok(mpc_tls::TlsFiles::new(
+            need("ca_cert", &self.ca_cert)?,
+            need("cert", &self.cert)?,
+            need("key", &self.key)?,
+        ))
+    }
+}
+
+/// Limits on what authenticated callers may ask.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The longest a token may be valid.
+    pub max_token_lifetime_days: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            max_token_lifetime_days: 3650,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -142,10 +217,15 @@ impl Default for Config {
             node_id: 1,
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            raft_listen: SocketAddr::from(([127, 0, 0, 1], 50061)),
             advertise_grpc: None,
             advertise_http: None,
+            advertise_raft: None,
             data_dir: PathBuf::from("./data"),
             initial_members: Vec::new(),
+            insecure_plaintext: false,
+            tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
             raft: RaftSettings::default(),
             sessions: SessionSettings::default(),
             log: LogSettings::default(),
@@ -163,9 +243,14 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_members: Option<String>,
+    /// Only ever turns plain text on; the flag's absence leaves the file's setting alone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plaintext: bool,
 }
 
 impl Config {
@@ -243,6 +328,9 @@ impl Config {
                 "max_payload_entries and snapshot_after_entries must be above 0".into(),
             );
         }
+        if !self.insecure_plaintext {
+            self.tls.files()?;
+        }
         let s = &self.sessions;
         if s.default_timeout_secs == 0 || s.default_timeout_secs > s.max_timeout_secs {
             return bad(
@@ -263,6 +351,12 @@ impl Config {
         self.advertise_http
             .clone()
             .unwrap_or_else(|| self.http_listen.to_string())
+    }
+
+    pub fn advertised_raft(&self) -> String {
+        self.advertise_raft
+            .clone()
+            .unwrap_or_else(|| self.raft_listen.to_string())
     }
 }
 
@@ -285,18 +379,22 @@ mod members {
         }
     }
 
-    /// `"1=h:50051=h:8080,2=..."`; an empty string is no members.
+    /// `"1=h:50051=h:8080=h:50061,2=..."`; an empty string is no members.
     pub fn parse(text: &str) -> Result<Vec<Member>, String> {
         text.split(',')
             .map(str::trim)
             .filter(|part| !part.is_empty())
             .map(|part| {
                 let mut fields = part.split('=');
-                let (Some(id), Some(grpc), Some(http), None) =
-                    (fields.next(), fields.next(), fields.next(), fields.next())
-                else {
+                let (Some(id), Some(grpc), Some(http), Some(raft), None) = (
+                    fields.next(),
+                    fields.next(),
+                    fields.next(),
+                    fields.next(),
+                    fields.next(),
+                ) else {
                     return Err(format!(
-                        "member {part:?} is not id=grpc_host:port=http_host:port"
+                        "member {part:?} is not id=grpc_host:port=http_host:port=raft_host:port"
                     ));
                 };
                 let id = id
@@ -306,6 +404,7 @@ mod members {
                     id,
                     grpc_addr: grpc.to_owned(),
                     http_addr: http.to_owned(),
+                    raft_addr: raft.to_owned(),
                 })
             })
             .collect()
@@ -318,11 +417,13 @@ mod tests {
 
     #[test]
     fn compact_members_parse() {
-        let members = members::parse("1=a:1=a:2, 2=b:1=b:2").unwrap();
+        let members = members::parse("1=a:1=a:2=a:3, 2=b:1=b:2=b:3").unwrap();
         assert_eq!(members.len(), 2);
         assert_eq!(members[1].grpc_addr, "b:1");
+        assert_eq!(members[1].raft_addr, "b:3");
         assert!(members::parse("1=a:1").is_err());
-        assert!(members::parse("x=a:1=a:2")
+        assert!(members::parse("1=a:1=a:2").is_err());
+        assert!(members::parse("x=a:1=a:2=a:3")
             .unwrap_err()
             .contains("not a number"));
     }
@@ -333,7 +434,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "c.toml",
-                "node_id = 2\ninitial_members = \"1=a:1=a:2,2=b:1=b:2\"\n[raft]\nheartbeat_ms = 40\n",
+                "node_id = 2\ninsecure_plaintext = true\ninitial_members = \"1=a:1=a:2=a:3,2=b:1=b:2=b:3\"\n[raft]\nheartbeat_ms = 40\n",
             )?;
             jail.set_env("MPC_RAFT__ELECTION_TIMEOUT_MIN_MS", "200");
             jail.set_env("MPC_NODE_ID", "1");
@@ -354,7 +455,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let mut c = Config::default();
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(err.contains("tls.ca_cert"), "{err}");
+        let mut c = Config {
+            insecure_plaintext: true,
+            ..Config::default()
+        };
         c.raft.election_timeout_min_ms = 60;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("raft.election_timeout_min_ms"), "{err}");
@@ -367,7 +473,8 @@ mod tests {
 
         let c = Config {
             node_id: 9,
-            initial_members: members::parse("1=a:1=a:2").unwrap(),
+            insecure_plaintext: true,
+            initial_members: members::parse("1=a:1=a:2=a:3").unwrap(),
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("node_id 9"));

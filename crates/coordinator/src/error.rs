@@ -48,7 +48,8 @@ impl From<CoordinatorError> for Status {
                 Rejection::NotFound { .. } => Code::NotFound,
                 Rejection::AlreadyExists { .. }
                 | Rejection::RequestIdReused { .. }
-                | Rejection::KeyUpdateIdReused { .. } => Code::AlreadyExists,
+                | Rejection::KeyUpdateIdReused { .. }
+                | Rejection::PartyIdentityChanged { .. } => Code::AlreadyExists,
                 Rejection::KeyNotActive { .. }
                 | Rejection::InvalidTransition { .. }
                 | Rejection::PresignatureUnavailable { .. } => Code::FailedPrecondition,

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use futures::Stream;
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::party_gateway_server::PartyGateway;
@@ -15,7 +15,7 @@ use rand::RngCore;
 use tokio::sync::{mpsc, Notify};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::actor;
+use crate::auth::Principal;
 use crate::node::{Consistency, Coordinator};
 use crate::router::Router;
 use crate::CoordinatorError;
@@ -83,10 +83,12 @@ impl PartyGateway for GatewayService {
         &self,
         request: Request<pb::RegisterPartyRequest>,
     ) -> Result<Response<pb::Party>, Status> {
-        let actor = actor(&request);
+        let principal = Principal::of(&request)?;
+        let actor = principal.audit_name();
         let req = request.into_inner();
         mpc_raft_store::command::check_id("party_id", &req.party_id)
             .map_err(CoordinatorError::from)?;
+        principal.require_party(&req.party_id)?;
         self.node.read_barrier(Consistency::Linearizable).await?;
         let existing = self
             .node
@@ -148,6 +150,7 @@ impl PartyGateway for GatewayService {
         if self.node.leading_term().is_none() {
             return Err(self.node.not_leader("PartyGateway.Attach").into());
         }
+        let principal = Principal::of(&request)?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1024);
         let mut nonce = [0u8; 32];
@@ -164,7 +167,10 @@ impl PartyGateway for GatewayService {
         let node = self.node.clone();
         let hub = self.hub.clone();
         tokio::spawn(async move {
-            let party_id = match authenticate(&node, &mut inbound, &nonce).await {
+            let party_id = match authenticate(&node, &mut inbound, &nonce)
+                .await
+                .and_then(|p| principal.require_party(&p).map(|()| p))
+            {
                 Ok(p) => p,
                 Err(status) => {
                     let _ = tx.send(Err(status)).await;
@@ -250,7 +256,7 @@ async fn authenticate(
         .ok_or_else(|| Status::internal("registered signing key is malformed"))?;
     let signature = Signature::from_slice(&hello.signature)
         .map_err(|_| Status::invalid_argument("signature: must be 64 bytes"))?;
-    key.verify(
+    key.verify_strict(
         &mpc_proto::hello_message(nonce, node.id(), &hello.party_id),
         &signature,
     )

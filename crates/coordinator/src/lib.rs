@@ -1,26 +1,35 @@
 //! An mpc coordinator: one member of the five-node Raft group that holds the platform's
-//! metadata (keys, sessions, parties, idempotency, audit).
+//! metadata (keys, sessions, parties, tokens, idempotency, audit).
 //!
 //! [`run`] starts a node in this order:
 //!
 //! 1. open the RocksDB store in `data_dir` ([`mpc_raft_store::Store`]);
-//! 2. start openraft with the store and the gRPC [`network::Network`];
-//! 3. serve gRPC on `grpc_listen`: the public `mpc.v1` services ([`api`]), the internal
-//!    `mpc.raft.v1.Raft` service ([`raft_service`]), `grpc.health.v1` and server reflection;
-//!    and `mpc.v1.PartyGateway` ([`gateway`]) through which parties attach to the leader;
-//! 4. run the session [`scheduler`], which acts while this node leads: it dispatches sessions
+//! 2. load the node's TLS material (its coordinator certificate must name its node id) unless
+//!    it runs with `insecure_plaintext`; start openraft with the store and the gRPC
+//!    [`network::Network`], which dials peers with mutual TLS;
+//! 3. serve the public gRPC listener on `grpc_listen` (TLS; a client certificate or a bearer
+//!    token names the caller): the `mpc.v1` services ([`api`]) and `mpc.v1.PartyGateway`
+//!    ([`gateway`]) behind [`auth::AuthLayer`], which gives every method its rule and refuses
+//!    what no rule allows; `grpc.health.v1` and reflection are open;
+//! 4. serve the Raft listener on `raft_listen` (mutual TLS): `mpc.raft.v1.Raft`
+//!    ([`raft_service`]) for coordinators of the current membership only;
+//! 5. run the session [`scheduler`], which acts while this node leads: it dispatches sessions
 //!    to parties, relays their envelopes through the [`router`] and commits verified results;
-//! 5. serve HTTP on `http_listen` ([`http`]): `/health`, `/ready`, `/metrics`, `/v1/cluster`;
-//! 6. on an empty store with `initial_members`, initialise the group (every member may do
+//! 6. serve HTTP on `http_listen` ([`http`]): `/health`, `/ready`, `/metrics`, `/v1/cluster`
+//!    (plain text, read-only, no secrets: for probes and scrapers);
+//! 7. reload certificates when their files change or on SIGHUP;
+//! 8. on an empty store with `initial_members`, initialise the group (every member may do
 //!    so with the same list: the entries they write are identical);
-//! 7. run until the shutdown future completes, then stop the servers and Raft.
+//! 9. run until the shutdown future completes, then stop Raft and the servers.
 //!
 //! Writes reach the leader wherever they arrive ([`node::Coordinator::write`]): a follower
-//! forwards them in one hop, and waits for an election to finish if there is none. Reads are
-//! linearizable by default: the node learns the leader's quorum-confirmed commit index (read
-//! index) and waits until it has applied it before reading its own state.
+//! forwards client writes in one hop, and waits for an election to finish if there is none;
+//! the scheduler's own commands are proposed by the leader only and never forwarded. Reads
+//! are linearizable by default: the node learns the leader's quorum-confirmed commit index
+//! (read index) and waits until it has applied it before reading its own state.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 mod error;
 pub mod gateway;
@@ -42,6 +51,7 @@ use std::time::Duration;
 pub use config::Config;
 pub use error::CoordinatorError;
 use mpc_proto::raft::v1::raft_server::RaftServer;
+use mpc_proto::v1::access_server::AccessServer;
 use mpc_proto::v1::cluster_server::ClusterServer;
 use mpc_proto::v1::keys_server::KeysServer;
 use mpc_proto::v1::party_gateway_server::PartyGatewayServer;
@@ -88,7 +98,21 @@ pub async fn run(
     .validate()
     .map_err(|e| CoordinatorError::Config(format!("raft: {e}")))?;
 
-    let peers = peer::Peers::default();
+    let tls = if config.insecure_plaintext {
+        tracing::warn!(
+            "INSECURE: --insecure-plaintext is set: no TLS, no authentication, every caller is an admin"
+        );
+        None
+    } else {
+        let files = config.tls.files()?;
+        let node_id = config.node_id;
+        Some(
+            tokio::task::spawn_blocking(move || NodeTls::load(files, node_id))
+                .await
+                .map_err(|e| CoordinatorError::Server(e.to_string()))??,
+        )
+    };
+    let peers = peer::Peers::new(tls.as_ref().map(|t| t.peers.clone()));
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -110,14 +134,28 @@ pub async fn run(
     let scheduler = tokio::spawn(scheduler::Scheduler::new(node.clone(), hub.clone()).run());
 
     let grpc_listener = bind("gRPC", config.grpc_listen).await?;
+    let raft_listener = bind("Raft", config.raft_listen).await?;
     let http_listener = bind("HTTP", config.http_listen).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = tokio::spawn(serve_grpc(
         node.clone(),
         hub,
-        grpc_listener,
+        mpc_tls::incoming(grpc_listener, tls.as_ref().map(|t| t.public.clone())),
         stopped(stop_rx.clone()),
     ));
+    let raft_server = tokio::spawn(serve_raft(
+        node.clone(),
+        mpc_tls::incoming(raft_listener, tls.as_ref().map(|t| t.raft.clone())),
+        stopped(stop_rx.clone()),
+    ));
+    let reloader = tls.map(|t| {
+        let items: Vec<Arc<dyn mpc_tls::Reload>> =
+            vec![Arc::new(t.public), Arc::new(t.raft), Arc::new(t.peers)];
+        tokio::spawn(
+            mpc_tls::Reloader::new(items, Duration::from_millis(config.tls.reload_interval_ms))
+                .run(),
+        )
+    });
     let http = tokio::spawn({
         let app = http::router(node.clone(), prometheus.clone());
         let stop = stopped(stop_rx.clone());
@@ -132,6 +170,7 @@ pub async fn run(
     tracing::info!(
         id = config.node_id,
         grpc = %config.grpc_listen,
+        raft = %config.raft_listen,
         http = %config.http_listen,
         data_dir = %config.data_dir.display(),
         "coordinator started"
@@ -152,6 +191,9 @@ pub async fn run(
     exporter.abort();
     scheduler.abort();
     elections.abort();
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     // Raft first: a leader that stops sending heartbeats is replaced within an election
     // timeout. Draining the servers first kept it leading, and refusing writes, for as long as
     // a party's stream or a session watch stayed open (until the orchestrator killed it).
@@ -160,7 +202,7 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let mut results = Vec::new();
-    for (what, server) in [("gRPC", grpc), ("HTTP", http)] {
+    for (what, server) in [("gRPC", grpc), ("Raft", raft_server), ("HTTP", http)] {
         let abort = server.abort_handle();
         match tokio::time::timeout(SERVER_DRAIN, server).await {
             Ok(result) => results.push(result),
@@ -195,10 +237,81 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// The TLS configurations of a node: the public listener (client certificates optional:
+/// a token will do), the Raft listener (mutual TLS), and the client side of its own
+/// connections to peers, all from the same certificate.
+struct NodeTls {
+    public: mpc_tls::ServerTls,
+    raft: mpc_tls::ServerTls,
+    peers: mpc_tls::ClientTls,
+}
+
+impl NodeTls {
+    fn load(files: mpc_tls::TlsFiles, node_id: u64) -> Result<Self, CoordinatorError> {
+        let err = |e: mpc_tls::TlsError| CoordinatorError::Config(format!("tls: {e}"));
+        let public =
+            mpc_tls::ServerTls::load(files.clone(), mpc_tls::ClientAuth::Optional).map_err(err)?;
+        let identity = public.identity().map_err(err)?;
+        if identity.role != mpc_tls::Role::Coordinator || identity.name != node_id.to_string() {
+            return Err(CoordinatorError::Config(format!(
+                "tls.cert {}: names {identity}, not coordinator/{node_id}",
+                files.cert.display()
+            )));
+        }
+        let raft =
+            mpc_tls::ServerTls::load(files.clone(), mpc_tls::ClientAuth::Required).map_err(err)?;
+        let peers =
+            mpc_tls::ClientTls::load(files.ca_cert, Some((files.cert, files.key))).map_err(err)?;
+        Ok(Self {
+            public,
+            raft,
+            peers,
+        })
+    }
+}
+
+/// The Raft listener: `mpc.raft.v1.Raft` for coordinators of this group only (see
+/// [`auth::raft_peer_allowed`]), checked before a message is decoded.
+async fn serve_raft(
+    node: Coordinator,
+    incoming: impl tokio_stream::Stream<Item = std::io::Result<mpc_tls::Accepted>> + Send + 'static,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CoordinatorError> {
+    let insecure = node.config().insecure_plaintext;
+    let membership_of = node.clone();
+    let check = move |request: tonic::Request<()>| {
+        if insecure {
+            return Ok(request);
+        }
+        let metrics = membership_of.raft().metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let has_membership = membership.nodes().next().is_some();
+        auth::raft_peer_allowed(
+            request.extensions().get::<mpc_tls::PeerInfo>(),
+            |id| membership.get_node(&id).is_some(),
+            has_membership,
+        )?;
+        Ok(request)
+    };
+    let service = RaftServer::new(raft_service::RaftService::new(node))
+        .max_decoding_message_size(network::MAX_RAFT_MESSAGE)
+        .max_encoding_message_size(network::MAX_RAFT_MESSAGE);
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(2)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(3)))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            service, check,
+        ))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| CoordinatorError::Server(format!("Raft gRPC: {e}")))
+}
+
 async fn serve_grpc(
     node: Coordinator,
     hub: Arc<gateway::PartyHub>,
-    listener: TcpListener,
+    incoming: impl tokio_stream::Stream<Item = std::io::Result<mpc_tls::Accepted>> + Send + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoordinatorError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -217,19 +330,17 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| CoordinatorError::Server(format!("reflection: {e}")))?;
-    let raft_rpc = RaftServer::new(raft_service::RaftService::new(node.clone()))
-        .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(256 << 20);
+    let auth = auth::AuthLayer::new(auth::Authenticator::new(node.clone()));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         // A party or peer whose host vanished (a killed container, a cut cable) sends no FIN:
         // pings find it within seconds, so its party stream ends and it stops being assigned
         // work, instead of waiting for TCP's retransmission timeout (minutes).
         .http2_keepalive_interval(Some(Duration::from_secs(2)))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
+        .layer(auth)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(raft_rpc)
+        .add_service(AccessServer::new(api::AccessService::new(node.clone())))
         .add_service(SessionsServer::new(api::SessionsService::new(node.clone())))
         .add_service(KeysServer::new(api::KeysService::new(node.clone())))
         .add_service(PartyGatewayServer::new(gateway::GatewayService::new(
@@ -237,23 +348,9 @@ async fn serve_grpc(
             hub,
         )))
         .add_service(ClusterServer::new(api::ClusterService::new(node)))
-        .serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| CoordinatorError::Server(format!("gRPC: {e}")))
-}
-
-/// Accepted connections with Nagle's algorithm off: tonic applies its own `tcp_nodelay` only
-/// to listeners it binds itself, and small Raft and API messages would otherwise wait for
-/// delayed ACKs (about 40 ms each).
-fn incoming_nodelay(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        let stream = conn?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
 }
 
 /// A node coming back with state stays out of elections for `grace`. Its election timer
@@ -285,6 +382,7 @@ async fn initialize(raft: &Raft, config: &Config) -> Result<(), CoordinatorError
                 NodeInfo {
                     grpc_addr: m.grpc_addr.clone(),
                     http_addr: m.http_addr.clone(),
+                    raft_addr: m.raft_addr.clone(),
                 },
             )
         })

@@ -19,10 +19,16 @@ struct Args {
     #[arg(long)]
     http_listen: Option<SocketAddr>,
     #[arg(long)]
+    raft_listen: Option<SocketAddr>,
+    #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// "1=host:grpc_port=host:http_port,2=..."
+    /// "1=host:grpc_port=host:http_port=host:raft_port,2=..."
     #[arg(long)]
     initial_members: Option<String>,
+    /// No TLS and no authentication: every caller is an admin. A throwaway local cluster
+    /// only.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 #[tokio::main]
@@ -32,8 +38,10 @@ async fn main() -> anyhow::Result<()> {
         node_id: args.node_id,
         grpc_listen: args.grpc_listen,
         http_listen: args.http_listen,
+        raft_listen: args.raft_listen,
         data_dir: args.data_dir,
         initial_members: args.initial_members,
+        insecure_plaintext: args.insecure_plaintext,
     };
     let config = Config::load(args.config.as_deref(), &overrides)?;
     mpc_coordinator::telemetry::init_logging(&config.log)?;

@@ -15,6 +15,9 @@ use openraft::raft::{
 use serde::{de::DeserializeOwned, Serialize};
 use tonic::transport::Channel;
 
+/// Raft messages (AppendEntries batches, snapshot chunks) exceed tonic's 4 MiB default.
+pub const MAX_RAFT_MESSAGE: usize = 256 << 20;
+
 use crate::peer::Peers;
 
 /// Creates one [`PeerConnection`] per replication target.
@@ -37,7 +40,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: self
                 .peers
-                .client(&node.grpc_addr)
+                .client(&node.raft_addr)
                 .map_err(|e| e.to_string()),
         }
     }

@@ -70,6 +70,7 @@ pub struct NodeView {
     pub id: NodeId,
     pub grpc_addr: String,
     pub http_addr: String,
+    pub raft_addr: String,
     pub role: &'static str,
     pub is_leader: bool,
     /// Known on the leader only.
@@ -160,10 +161,23 @@ impl Coordinator {
     }
 
     /// Proposes a write (validated here first) and returns what applying it answered.
+    ///
+    /// Scheduler commands ([`Operation::is_scheduler_only`]) are proposed here only while
+    /// this node leads; they are never forwarded (the leader refuses them from peers).
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, CoordinatorError> {
         cmd.validate()?;
         let started = Instant::now();
-        let outcome = self.forward_or_run(ForwardRequest::Write(cmd)).await;
+        let outcome = if cmd.op.is_scheduler_only() {
+            match self.run_local(ForwardRequest::Write(cmd)).await {
+                Ok(resp) => Ok(resp),
+                Err(ForwardError::NotLeader { .. }) => Err(self.not_leader("a scheduler command")),
+                Err(ForwardError::Membership(m)) => Err(CoordinatorError::Membership(m)),
+                Err(ForwardError::Failed(f)) => Err(CoordinatorError::RaftStopped(f)),
+                Err(ForwardError::Unconfirmed) => Err(unconfirmed()),
+            }
+        } else {
+            self.forward_or_run(ForwardRequest::Write(cmd)).await
+        };
         metrics::histogram!("mpc_raft_proposal_seconds").record(started.elapsed().as_secs_f64());
         match outcome? {
             ForwardResponse::Written(resp) => match resp {
@@ -321,7 +335,7 @@ impl Coordinator {
         let mut client = self
             .inner
             .peers
-            .client(&leader.grpc_addr)
+            .client(&leader.raft_addr)
             .map_err(|e| CoordinatorError::Server(e.to_string()))?;
         let data = encode("forwarded request", req)?;
         let mut request = tonic::Request::new(Payload { data });
@@ -330,12 +344,12 @@ impl Coordinator {
             .forward(request)
             .await
             .map_err(|s| CoordinatorError::NoLeader {
-                reason: format!("forwarding to {} failed: {}", leader.grpc_addr, s.message()),
+                reason: format!("forwarding to {} failed: {}", leader.raft_addr, s.message()),
                 leader_grpc_addr: Some(leader.grpc_addr.clone()),
             })?;
         decode("forwarded response", &reply.into_inner().data).map_err(|e| {
             CoordinatorError::BadPeerMessage {
-                peer: leader.grpc_addr.clone(),
+                peer: leader.raft_addr.clone(),
                 reason: e.to_string(),
             }
         })
@@ -412,7 +426,7 @@ impl Coordinator {
     }
 
     async fn remote_read_index(&self, leader: &NodeInfo) -> Result<Option<u64>, ()> {
-        let mut client = self.inner.peers.client(&leader.grpc_addr).map_err(|_| ())?;
+        let mut client = self.inner.peers.client(&leader.raft_addr).map_err(|_| ())?;
         let mut request = tonic::Request::new(ReadIndexRequest {});
         request.set_timeout(self.leader_wait());
         let reply = client
@@ -458,6 +472,7 @@ impl Coordinator {
                 id: *id,
                 grpc_addr: node.grpc_addr.clone(),
                 http_addr: node.http_addr.clone(),
+                raft_addr: node.raft_addr.clone(),
                 role: if voters.contains(id) {
                     "voter"
                 } else {

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use mpc_proto::raft::v1::raft_client::RaftClient;
 use mpc_raft_store::{Command, CommandResponse, NodeId, NodeInfo};
+use mpc_tls::ClientTls;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A write that a follower carries to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,35 +53,47 @@ pub enum ForwardError {
     Unconfirmed,
 }
 
-/// One lazily connected channel per peer address, shared by Raft replication and forwarding.
-#[derive(Debug, Clone, Default)]
+/// One lazily connected channel per peer Raft address, shared by Raft replication and
+/// forwarding. Every channel is mutual TLS with this node's coordinator certificate (plain
+/// text only with `--insecure-plaintext`); a reloaded certificate serves new connections.
+#[derive(Debug, Clone)]
 pub struct Peers {
+    tls: Option<ClientTls>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Peers {
-    pub fn client(&self, grpc_addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+    pub fn new(tls: Option<ClientTls>) -> Self {
+        Self {
+            tls,
+            channels: Arc::default(),
+        }
+    }
+
+    pub fn client(&self, raft_addr: &str) -> Result<RaftClient<Channel>, mpc_tls::TlsError> {
         let mut channels = match self.channels.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(channel) = channels.get(grpc_addr) {
-            return Ok(RaftClient::new(channel.clone()));
+        let client = |channel: Channel| {
+            RaftClient::new(channel)
+                .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE)
+                .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE)
+        };
+        if let Some(channel) = channels.get(raft_addr) {
+            return Ok(client(channel.clone()));
         }
-        let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))?
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            // A peer that restarts under a new address (a replaced container or pod) leaves
-            // the old connection silent, not closed: pings find that within about three
-            // seconds, and the channel reconnects by name. Every RPC fails until then.
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(2))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        channels.insert(grpc_addr.to_owned(), channel.clone());
-        // Snapshots and large batches exceed tonic's 4 MiB default.
-        Ok(RaftClient::new(channel)
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20))
+        let channel = mpc_tls::channel(raft_addr, self.tls.as_ref(), |e| {
+            e.connect_timeout(Duration::from_millis(500))
+                // A peer that restarts under a new address (a replaced container or pod)
+                // leaves the old connection silent, not closed: pings find that within about
+                // three seconds, and the channel reconnects by name. Every RPC fails until
+                // then.
+                .http2_keep_alive_interval(Duration::from_secs(1))
+                .keep_alive_timeout(Duration::from_secs(2))
+                .keep_alive_while_idle(true)
+        })?;
+        channels.insert(raft_addr.to_owned(), channel.clone());
+        Ok(client(channel))
     }
 }

@@ -51,13 +51,26 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<Payload>,
     ) -> Result<Response<Payload>, Status> {
-        let rpc = decode_request(request)?;
+        let rpc: openraft::raft::InstallSnapshotRequest<mpc_raft_store::TypeConfig> =
+            decode_request(request)?;
+        // openraft treats a storage error while receiving a chunk as fatal for the node: a
+        // chunk that would take the snapshot past its bound is refused here, before it can.
+        mpc_raft_store::check_snapshot_chunk(rpc.offset, rpc.data.len())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         reply(&self.node.raft().install_snapshot(rpc).await)
     }
 
     async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let req: ForwardRequest = decode_request(request)?;
         if let ForwardRequest::Write(cmd) = &req {
+            // The scheduler's commands are proposed by the leader itself, never on another
+            // node's word: a compromised follower must not be able to finish a session or
+            // take a party offline.
+            if cmd.op.is_scheduler_only() {
+                return Err(Status::permission_denied(
+                    "scheduler commands are proposed by the leader only, never forwarded",
+                ));
+            }
             // The proposer validated it; a peer running other code might not have.
             if let Err(e) = cmd.validate() {
                 return Err(Status::invalid_argument(e.to_string()));

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::party_gateway_client::PartyGatewayClient;
+use mpc_tls::ClientTls;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tonic::transport::Endpoint;
 
 use crate::PartyState;
 use mpc_proto::hello_message;
@@ -19,14 +19,6 @@ struct Running {
     attempt: u32,
     inbox: mpsc::UnboundedSender<pb::Envelope>,
     task: JoinHandle<()>,
-}
-
-fn normalise(endpoint: &str) -> String {
-    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-        endpoint.to_owned()
-    } else {
-        format!("http://{endpoint}")
-    }
 }
 
 /// Why a connection ended; a leader hint says where to go next.
@@ -41,8 +33,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const HELD_CONNECTION: Duration = Duration::from_secs(5);
 
 /// Keeps a stream to the leader open for as long as the party runs.
-pub async fn run(state: Arc<PartyState>, endpoints: Vec<String>) {
-    let endpoints: Vec<String> = endpoints.iter().map(|e| normalise(e)).collect();
+pub async fn run(state: Arc<PartyState>, endpoints: Vec<String>, tls: Option<ClientTls>) {
     let mut next = 0usize;
     let mut hint: Option<String> = None;
     let mut backoff = Duration::from_millis(100);
@@ -53,10 +44,10 @@ pub async fn run(state: Arc<PartyState>, endpoints: Vec<String>) {
             e
         });
         let started = std::time::Instant::now();
-        match connect_once(&state, &target).await {
+        match connect_once(&state, &target, tls.as_ref()).await {
             Ended::LeaderElsewhere(leader) => {
                 tracing::debug!(from = %target, to = %leader, "following the leader");
-                hint = Some(normalise(&leader));
+                hint = Some(leader);
                 backoff = Duration::from_millis(100);
                 continue;
             }
@@ -74,20 +65,20 @@ pub async fn run(state: Arc<PartyState>, endpoints: Vec<String>) {
     }
 }
 
-async fn connect_once(state: &Arc<PartyState>, target: &str) -> Ended {
-    let channel = match Endpoint::from_shared(target.to_owned()) {
+async fn connect_once(state: &Arc<PartyState>, target: &str, tls: Option<&ClientTls>) -> Ended {
+    let endpoint = match mpc_tls::endpoint(target) {
         // Pings notice a leader whose host vanished without closing the connection.
         Ok(e) => e
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(2))
             .keep_alive_while_idle(true),
         Err(e) => return Ended::Failed(format!("bad endpoint: {e}")),
     };
+    let connect = endpoint.connect_with_connector(mpc_tls::Connector::new(tls.cloned()));
     // Bounded as a whole: the connect timeout does not cover name resolution, which can hang
     // for seconds for a coordinator whose container is gone.
-    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, channel.connect()).await {
+    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Ended::Failed(format!("connect: {e}")),
         Err(_) => {
@@ -145,6 +136,15 @@ async fn connect_once(state: &Arc<PartyState>, target: &str) -> Ended {
             }
             Some(pb::coordinator_message::Body::Assignment(assignment)) => {
                 let session_id = assignment.session_id.clone();
+                if running
+                    .get(&session_id)
+                    .is_some_and(|r| r.attempt == assignment.attempt)
+                {
+                    // The same run again (a confused or hostile coordinator): the run in
+                    // progress goes on; a second one is never started.
+                    tracing::warn!(session = %session_id, attempt = assignment.attempt, "duplicate assignment ignored");
+                    continue;
+                }
                 if let Some(old) = running.remove(&session_id) {
                     // A new attempt replaces the old one.
                     old.task.abort();

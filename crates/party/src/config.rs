@@ -19,7 +19,7 @@ pub struct PartyConfig {
         long,
         env = "MPC_COORDINATORS",
         value_delimiter = ',',
-        default_value = "http://127.0.0.1:50051"
+        default_value = "127.0.0.1:50051"
     )]
     pub coordinators: Vec<String>,
     #[arg(long, env = "MPC_HTTP_LISTEN", default_value = "127.0.0.1:8091")]
@@ -34,6 +34,18 @@ pub struct PartyConfig {
     /// Imports prime pairs generated elsewhere (one encoded pair per line) into the pool.
     #[arg(long, env = "MPC_IMPORT_PRIMES")]
     pub import_primes: Option<PathBuf>,
+    /// The cluster CA: coordinators must present a coordinator certificate it issued.
+    #[arg(long, env = "MPC_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// This party's certificate; it must name `party/<party-id>`.
+    #[arg(long, env = "MPC_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key.
+    #[arg(long, env = "MPC_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// No TLS towards coordinators started with --insecure-plaintext. Never in production.
+    #[arg(long, env = "MPC_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
 }
 
 impl PartyConfig {
@@ -67,6 +79,24 @@ impl PartyConfig {
                 reason: "1 to 64 letters, digits, '-', '_' or '.'".into(),
             });
         }
+        if !self.insecure_plaintext {
+            for (field, value) in [
+                ("ca_cert", &self.ca_cert),
+                ("tls_cert", &self.tls_cert),
+                ("tls_key", &self.tls_key),
+            ] {
+                if value.is_none() {
+                    return Err(PartyError::Config {
+                        field: field.into(),
+                        reason: format!(
+                            "required (--{} or MPC_{}), or run with --insecure-plaintext",
+                            field.replace('_', "-"),
+                            field.to_uppercase()
+                        ),
+                    });
+                }
+            }
+        }
         if self.coordinators.is_empty() {
             return Err(PartyError::Config {
                 field: "coordinators".into(),
@@ -74,5 +104,47 @@ impl PartyConfig {
             });
         }
         Ok(())
+    }
+}
+
+impl PartyConfig {
+    /// The TLS client configuration: the cluster CA and this party's certificate, which must
+    /// name this party. `None` only with `--insecure-plaintext`.
+    pub fn tls(&self) -> Result<Option<mpc_tls::ClientTls>, PartyError> {
+        if self.insecure_plaintext {
+            return Ok(None);
+        }
+        let (Some(ca), Some(cert), Some(key)) = (&self.ca_cert, &self.tls_cert, &self.tls_key)
+        else {
+            return Err(PartyError::Config {
+                field: "ca_cert".into(),
+                reason: "TLS needs --ca-cert, --tls-cert and --tls-key".into(),
+            });
+        };
+        let tls = mpc_tls::ClientTls::load(ca.clone(), Some((cert.clone(), key.clone()))).map_err(
+            |e| PartyError::Config {
+                field: "tls_cert".into(),
+                reason: e.to_string(),
+            },
+        )?;
+        let chain = std::fs::read(cert).map_err(|e| PartyError::Config {
+            field: "tls_cert".into(),
+            reason: format!("{}: {e}", cert.display()),
+        })?;
+        let named = mpc_tls::Identity::from_pem(&chain).map_err(|e| PartyError::Config {
+            field: "tls_cert".into(),
+            reason: format!("{}: {e}", cert.display()),
+        })?;
+        if named.role != mpc_tls::Role::Party || named.name != self.party_id {
+            return Err(PartyError::Config {
+                field: "tls_cert".into(),
+                reason: format!(
+                    "{} names {named}, not party/{}",
+                    cert.display(),
+                    self.party_id
+                ),
+            });
+        }
+        Ok(Some(tls))
     }
 }

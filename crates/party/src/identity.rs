@@ -71,7 +71,12 @@ impl Identity {
         self.signing.sign(message).to_bytes()
     }
 
-    pub(crate) fn shared_secret(&self, peer: &PublicKey) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.encryption.diffie_hellman(peer).to_bytes())
+    /// The X25519 secret shared with `peer`; None for a low-order peer key, whose "shared"
+    /// secret is all zeros whatever this party's key (anyone could compute it).
+    pub(crate) fn shared_secret(&self, peer: &PublicKey) -> Option<Zeroizing<[u8; 32]>> {
+        let shared = self.encryption.diffie_hellman(peer);
+        shared
+            .was_contributory()
+            .then(|| Zeroizing::new(shared.to_bytes()))
     }
 }

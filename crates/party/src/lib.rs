@@ -72,6 +72,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), PartyError> {
     let prometheus = http::prometheus()?;
+    if config.insecure_plaintext {
+        tracing::warn!(
+            "INSECURE: --insecure-plaintext is set: coordinators are dialled without TLS"
+        );
+    }
+    let tls = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || config.tls())
+            .await
+            .map_err(|e| PartyError::Server(e.to_string()))??
+    };
     let opened = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || -> Result<_, PartyError> {
@@ -124,7 +135,7 @@ pub async fn run(
         }
     });
     let filler = tokio::spawn(state.primes.clone().fill());
-    let client = tokio::spawn(client::run(state.clone(), config.coordinators.clone()));
+    let client = tokio::spawn(client::run(state.clone(), config.coordinators.clone(), tls));
 
     shutdown.await;
     tracing::info!("shutting down");

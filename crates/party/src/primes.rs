@@ -66,22 +66,20 @@ impl PrimePool {
         }
     }
 
-    /// Takes one pair out of the pool (deleting it from disk), waiting while the pool is
-    /// empty; `progress` is called every few seconds of waiting.
+    /// Takes one pair out of the pool (gone from disk before it is used: a pair is a Paillier
+    /// key, never to serve two groups), waiting while the pool is empty; `progress` is called
+    /// every few seconds of waiting.
     pub async fn take(&self, mut progress: impl FnMut()) -> Result<PrimePair, PartyError> {
         let _one_at_a_time = self.take_lock.lock().await;
         loop {
             let store = self.store.clone();
             let taken = blocking(move || {
-                let Some(id) = store.list(RecordKind::PrimePair)?.into_iter().next() else {
-                    return Ok(None);
-                };
-                let bytes = store.get(RecordKind::PrimePair, &id)?;
-                store.delete(RecordKind::PrimePair, &id)?;
-                match bytes {
-                    Some(b) => Ok(Some(PrimePair::from_bytes(&b)?)),
-                    None => Ok(None),
+                for id in store.list(RecordKind::PrimePair)? {
+                    if let Some(bytes) = store.take(RecordKind::PrimePair, &id)? {
+                        return Ok(Some(PrimePair::from_bytes(&bytes)?));
+                    }
                 }
+                Ok(None)
             })
             .await?;
             if let Some(pair) = taken {

@@ -1,9 +1,9 @@
 //! Running one assignment: the protocol on a blocking thread, its messages pumped through the
 //! envelope codec to and from the coordinator stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
 use futures::channel::mpsc as fmpsc;
@@ -17,6 +17,7 @@ use sha2::Digest as _;
 use tokio::sync::mpsc;
 
 use crate::envelope::{EnvelopeCodec, PeerKeys};
+use crate::identity::Identity;
 use crate::store::RecordKind;
 use crate::{blocking, PartyError, PartyState};
 
@@ -69,7 +70,7 @@ struct Run {
     peers: HashMap<String, PeerKeys>,
 }
 
-fn parse(me: &str, a: &pb::Assignment) -> Result<Run, Failure> {
+fn parse(me: &str, identity: &Identity, a: &pb::Assignment) -> Result<Run, Failure> {
     let kind =
         pb::SessionKind::try_from(a.kind).map_err(|_| Failure::new("unknown session kind"))?;
     let scheme: Scheme = a.scheme.parse().map_err(Failure::new)?;
@@ -89,20 +90,14 @@ fn parse(me: &str, a: &pb::Assignment) -> Result<Run, Failure> {
     }
     let mut peers = HashMap::new();
     for id in &a.identities {
-        let signing = <[u8; 32]>::try_from(id.signing_public_key.as_slice())
-            .ok()
-            .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
-            .ok_or_else(|| Failure::new(format!("bad signing key for {}", id.party_id)))?;
-        let encryption = <[u8; 32]>::try_from(id.encryption_public_key.as_slice())
-            .map(x25519_dalek::PublicKey::from)
-            .map_err(|_| Failure::new(format!("bad encryption key for {}", id.party_id)))?;
-        peers.insert(
-            id.party_id.clone(),
-            PeerKeys {
-                signing,
-                encryption,
-            },
-        );
+        let keys = PeerKeys::parse(
+            identity,
+            &id.party_id,
+            &id.signing_public_key,
+            &id.encryption_public_key,
+        )
+        .map_err(Failure::new)?;
+        peers.insert(id.party_id.clone(), keys);
     }
     let input = if kind == pb::SessionKind::Sign {
         Some(if a.message.is_empty() {
@@ -154,6 +149,50 @@ pub fn aux_group_id(key_parties: &[String]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// How many started runs [`first_start`] remembers; past that the oldest are forgotten. The
+/// per-run envelope keys (see `envelope.rs`) are what makes a repeated run safe; this refusal
+/// only stops a coordinator that repeats itself from getting a second run at all.
+const STARTED_RUNS_KEPT: usize = 1 << 20;
+
+#[derive(Default)]
+struct StartedRuns {
+    seen: HashSet<[u8; 16]>,
+    order: VecDeque<[u8; 16]>,
+}
+
+static STARTED_RUNS: LazyLock<Mutex<StartedRuns>> = LazyLock::new(Default::default);
+
+/// Whether this process starts attempt `attempt` of `session_id` for the first time. An honest
+/// coordinator never sends one attempt twice (a retry is a new attempt); a second run would
+/// repeat the protocol's randomness-dependent messages under the same execution id.
+fn first_start(session_id: &str, attempt: u32) -> bool {
+    let digest = sha2::Sha256::new()
+        .chain_update(
+            u64::try_from(session_id.len())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        )
+        .chain_update(session_id.as_bytes())
+        .chain_update(attempt.to_be_bytes())
+        .finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    // A poisoned lock cannot say whether the run started before: refuse.
+    let Ok(mut runs) = STARTED_RUNS.lock() else {
+        return false;
+    };
+    if !runs.seen.insert(key) {
+        return false;
+    }
+    runs.order.push_back(key);
+    if runs.order.len() > STARTED_RUNS_KEPT {
+        if let Some(oldest) = runs.order.pop_front() {
+            runs.seen.remove(&oldest);
+        }
+    }
+    true
+}
+
 /// Runs an assignment to its end and returns the outcome to send to the leader.
 pub async fn run(
     state: Arc<PartyState>,
@@ -166,7 +205,12 @@ pub async fn run(
     let kind = pb::SessionKind::try_from(assignment.kind)
         .map(|k| k.as_str_name())
         .unwrap_or("unknown");
-    let result = match parse(&state.party_id, &assignment) {
+    let result = match parse(&state.party_id, &state.identity, &assignment) {
+        Ok(run) if !first_start(&run.session_id, run.attempt) => Err(Failure::new(format!(
+            "attempt {} of session {} was already started on this party; a second run is \
+             refused",
+            run.attempt, run.session_id
+        ))),
         Ok(run) => execute(&state, run, inbox, out).await,
         Err(f) => Err(f),
     };
@@ -325,7 +369,7 @@ async fn execute(
                     let presignature =
                         mpc_tss::presign(&share, eid.as_bytes(), &signers, channel).await?;
                     store
-                        .put(RecordKind::Presignature, &id, &presignature.to_bytes()?)
+                        .put_presignature(&id, &presignature.to_bytes()?)
                         .map_err(|e| TssError::Bug(e.to_string()))?;
                     Ok(())
                 })
@@ -357,8 +401,10 @@ fn signer_indices(run: &Run) -> Result<Vec<u16>, Failure> {
         .collect()
 }
 
-/// Signs from a presignature: the presignature is deleted from disk (and the deletion synced)
-/// before the partial signature exists, so a crash can never lead to a second use.
+/// Signs from a presignature. The store hands a presignature out once ever: of concurrent
+/// assignments naming it exactly one gets it, it is noted as used and gone from disk (synced)
+/// before the partial signature exists, and a copy restored later is refused (see
+/// `store/presignatures.rs`), so a crash, a race or a restore never leads to a second use.
 async fn issue_partial(
     state: &PartyState,
     key_id: &str,
@@ -377,17 +423,8 @@ async fn issue_partial(
     let store = state.store.clone();
     let id = presignature_record_id(key_id, presignature_id);
     let partial = blocking(move || {
-        let bytes =
-            store
-                .get(RecordKind::Presignature, &id)?
-                .ok_or_else(|| PartyError::Config {
-                    field: "presignature_id".into(),
-                    reason: format!(
-                        "presignature {id} is not on this party (used or never stored)"
-                    ),
-                })?;
+        let bytes = store.take_presignature(&id)?;
         let presignature = Presignature::from_bytes(&bytes)?;
-        store.delete(RecordKind::Presignature, &id)?;
         Ok(presignature.issue_partial(&message, hash).to_bytes()?)
     })
     .await?;
@@ -502,4 +539,231 @@ async fn send(
     })
     .await
     .map_err(|_| Failure::new("the connection to the leader closed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use mpc_tss::{PartialSignature, PrimePair};
+
+    use super::*;
+    use crate::master_key::MasterKey;
+    use crate::primes::PrimePool;
+    use crate::store::ShareStore;
+
+    /// A party `id` on its own store under `dir`.
+    fn party(dir: &std::path::Path, id: &str) -> Arc<PartyState> {
+        let key = MasterKey::from_hex("t", &"22".repeat(32)).unwrap();
+        let store = Arc::new(ShareStore::open(&dir.join(id), id, &key).unwrap());
+        let identity = Arc::new(Identity::load_or_create(&store).unwrap());
+        Arc::new(PartyState {
+            party_id: id.into(),
+            primes: PrimePool::new(store.clone(), 0),
+            store,
+            identity,
+            connected: AtomicBool::new(false),
+            running_sessions: AtomicUsize::new(0),
+            advertised_endpoint: String::new(),
+        })
+    }
+
+    /// Runs one protocol for two parties in process.
+    async fn both<T, F, Fut>(protocol: F) -> Vec<T>
+    where
+        T: Send + 'static,
+        F: Fn(u16, Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TssError>> + Send + 'static,
+    {
+        let (channels, router) = mpc_tss::local::network(2);
+        let router = tokio::spawn(router);
+        let tasks: Vec<_> = channels
+            .into_iter()
+            .zip(0u16..)
+            .map(|(ch, i)| tokio::spawn(protocol(i, ch)))
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap().unwrap());
+        }
+        router.await.unwrap();
+        out
+    }
+
+    /// A 2-of-2 ECDSA key and one presignature per party, with the test prime pairs.
+    async fn presignatures() -> (Vec<u8>, Vec<Presignature>) {
+        let primes: Vec<_> = include_str!("../../tss/testdata/primes.jsonl")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(2)
+            .map(|l| Mutex::new(Some(PrimePair::from_bytes(l.as_bytes()).unwrap())))
+            .collect();
+        let primes = Arc::new(primes);
+        let aux = both(move |i, ch| {
+            let pair = primes[usize::from(i)].lock().unwrap().take().unwrap();
+            async move { mpc_tss::generate_aux_info(b"aux", i, 2, pair, ch).await }
+        })
+        .await;
+        let aux = Arc::new(aux);
+        let shares = both(move |i, ch| {
+            let aux = aux.clone();
+            async move {
+                let aux = &aux[usize::from(i)];
+                mpc_tss::generate_key(Scheme::EcdsaSecp256k1, b"keygen", i, 2, 2, Some(aux), ch)
+                    .await
+            }
+        })
+        .await;
+        let public_key = shares[0].public_key().unwrap();
+        let shares = Arc::new(shares);
+        let presignatures = both(move |i, ch| {
+            let shares = shares.clone();
+            async move { mpc_tss::presign(&shares[usize::from(i)], b"presign", &[0, 1], ch).await }
+        })
+        .await;
+        (public_key, presignatures)
+    }
+
+    fn sign_assignment(
+        session_id: &str,
+        presignature_id: &str,
+        parties: &[&Arc<PartyState>],
+        message: &[u8],
+    ) -> pb::Assignment {
+        let ids: Vec<String> = parties.iter().map(|p| p.party_id.clone()).collect();
+        pb::Assignment {
+            session_id: session_id.into(),
+            attempt: 1,
+            kind: pb::SessionKind::Sign as i32,
+            scheme: Scheme::EcdsaSecp256k1.as_str().into(),
+            key_id: "key-1".into(),
+            threshold: 2,
+            key_parties: ids.clone(),
+            participants: ids,
+            identities: parties
+                .iter()
+                .map(|p| pb::PartyIdentity {
+                    party_id: p.party_id.clone(),
+                    signing_public_key: p.identity.signing_public_key().to_vec(),
+                    encryption_public_key: p.identity.encryption_public_key().to_vec(),
+                })
+                .collect(),
+            message: message.to_vec(),
+            hash: HashFunction::Sha256.as_str().into(),
+            presignature_id: presignature_id.into(),
+            ..Default::default()
+        }
+    }
+
+    async fn run_assignment(state: &Arc<PartyState>, a: pb::Assignment) -> pb::SessionOutcome {
+        let (_inbox_tx, inbox) = mpsc::unbounded_channel();
+        let (out, _out_rx) = mpsc::channel(16);
+        run(state.clone(), a, inbox, out).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_assignments_naming_one_presignature_issue_exactly_one_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, p2) = (party(dir.path(), "p1"), party(dir.path(), "p2"));
+        let (public_key, presignatures) = presignatures().await;
+        let mut presignatures = presignatures.into_iter();
+        let (mine, theirs) = (presignatures.next().unwrap(), presignatures.next().unwrap());
+        let id = presignature_record_id("key-1", "pre-1");
+        p1.store
+            .put_presignature(&id, &mine.to_bytes().unwrap())
+            .unwrap();
+
+        // A rogue coordinator: eight sessions, each with its own message, one presignature.
+        let runs: Vec<_> = (0..8)
+            .map(|n| {
+                let a = sign_assignment(
+                    &format!("race-{}-{n}", uuid::Uuid::new_v4()),
+                    "pre-1",
+                    &[&p1, &p2],
+                    format!("pay bob {n}").as_bytes(),
+                );
+                let p1 = p1.clone();
+                tokio::spawn(async move { run_assignment(&p1, a).await })
+            })
+            .collect();
+        let mut partials = Vec::new();
+        let mut refusals = Vec::new();
+        for (n, r) in runs.into_iter().enumerate() {
+            match r.await.unwrap().result {
+                Some(pb::session_outcome::Result::PartialSignature(p)) => partials.push((n, p)),
+                Some(pb::session_outcome::Result::Failure(f)) => refusals.push(f.reason),
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!(partials.len(), 1, "{refusals:?}");
+        assert_eq!(refusals.len(), 7);
+        assert!(
+            refusals.iter().all(|r| r.contains("presignature")),
+            "{refusals:?}"
+        );
+
+        // The one partial is a real one: with p2's it makes a signature that verifies.
+        let (n, partial) = &partials[0];
+        let message = format!("pay bob {n}").into_bytes();
+        let partials = [
+            PartialSignature::from_bytes(partial).unwrap(),
+            theirs.issue_partial(&message, HashFunction::Sha256),
+        ];
+        PartialSignature::combine(&partials, &public_key, &message, HashFunction::Sha256).unwrap();
+
+        // And it stays used: a later assignment is refused too.
+        let again = sign_assignment("after", "pre-1", &[&p1, &p2], b"pay eve");
+        let outcome = run_assignment(&p1, again).await;
+        assert!(
+            matches!(
+                outcome.result,
+                Some(pb::session_outcome::Result::Failure(_))
+            ),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_run_of_the_same_attempt_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, p2) = (party(dir.path(), "p1"), party(dir.path(), "p2"));
+        let session = format!("dup-{}", uuid::Uuid::new_v4());
+        let a = sign_assignment(&session, "missing", &[&p1, &p2], b"m");
+        let first = run_assignment(&p1, a.clone()).await;
+        let Some(pb::session_outcome::Result::Failure(f)) = first.result else {
+            panic!("{first:?}");
+        };
+        assert!(f.reason.contains("not on this party"), "{}", f.reason);
+        let second = run_assignment(&p1, a.clone()).await;
+        let Some(pb::session_outcome::Result::Failure(f)) = second.result else {
+            panic!("{second:?}");
+        };
+        assert!(f.reason.contains("already started"), "{}", f.reason);
+
+        // The next attempt is a new run.
+        let mut next = a;
+        next.attempt = 2;
+        let third = run_assignment(&p1, next).await;
+        let Some(pb::session_outcome::Result::Failure(f)) = third.result else {
+            panic!("{third:?}");
+        };
+        assert!(!f.reason.contains("already started"), "{}", f.reason);
+    }
+
+    #[tokio::test]
+    async fn an_assignment_with_a_low_order_peer_key_is_refused_naming_the_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, p2) = (party(dir.path(), "p1"), party(dir.path(), "p2"));
+        let mut a = sign_assignment("low-order", "pre", &[&p1, &p2], b"m");
+        a.identities[1].encryption_public_key = vec![0; 32];
+        let outcome = run_assignment(&p1, a).await;
+        let Some(pb::session_outcome::Result::Failure(f)) = outcome.result else {
+            panic!("{outcome:?}");
+        };
+        assert!(
+            f.reason.contains("p2") && f.reason.contains("low order"),
+            "{}",
+            f.reason
+        );
+    }
 }

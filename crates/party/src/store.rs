@@ -2,11 +2,21 @@
 //! AES-256-GCM under the master key. The record kind, its id, the party id and the format
 //! version are bound as associated data, so a record copied to another name, another party or
 //! another format does not open. Writes are atomic: a temporary file, fsync, rename, fsync of
-//! the directory.
+//! the directory. Files are created 0600 and directories 0700 whatever the umask: sealed
+//! records are still secret material (a copy is all an attacker with the master key needs).
+//!
+//! A record that must be used at most once (a prime pair, a presignature) leaves the store
+//! through [`ShareStore::take`]: it is renamed to a claimed name first, and only the caller
+//! whose rename succeeded reads it. Presignatures have more bookkeeping on top (see
+//! `presignatures.rs`).
+
+mod presignatures;
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -16,11 +26,18 @@ use zeroize::Zeroizing;
 use crate::master_key::MasterKey;
 use crate::PartyError;
 
+use self::presignatures::Ledger;
+
 const MAGIC: &[u8; 4] = b"MPCS";
 /// The record format this build writes and reads.
 pub const RECORD_FORMAT: u16 = 1;
 const NONCE_LEN: usize = 12;
 const HEADER_LEN: usize = MAGIC.len() + 2 + NONCE_LEN;
+const FILE_MODE: u32 = 0o600;
+const DIR_MODE: u32 = 0o700;
+/// Marks a record renamed by [`ShareStore::take`]: `.<id>.claimed-<random>`.
+const CLAIMED: &str = ".claimed-";
+const TMP_SUFFIX: &str = ".tmp";
 
 /// What a record holds; also its directory name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,15 +71,15 @@ impl RecordKind {
 
 pub struct ShareStore {
     root: PathBuf,
-    party_id: String,
-    cipher: Aes256Gcm,
+    sealer: Sealer,
+    ledger: Mutex<Ledger>,
 }
 
 impl std::fmt::Debug for ShareStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShareStore")
             .field("root", &self.root)
-            .field("party_id", &self.party_id)
+            .field("party_id", &self.sealer.party_id)
             .finish_non_exhaustive()
     }
 }
@@ -89,28 +106,118 @@ fn check_id(id: &str) -> Result<(), PartyError> {
     }
 }
 
-impl ShareStore {
-    /// Opens (creating if needed) the store of `party_id` under `data_dir`.
-    pub fn open(data_dir: &Path, party_id: &str, key: &MasterKey) -> Result<Self, PartyError> {
-        let root = data_dir.join("store");
-        for kind in RecordKind::ALL {
-            let dir = root.join(kind.as_str());
-            fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// A temporary name no other writer uses: two writers of one id never share a file.
+fn tmp_name(id: &str) -> String {
+    format!(".{id}.{}{TMP_SUFFIX}", random_suffix())
+}
+
+/// The record id of a claimed file's name, if it is one.
+fn claimed_id(name: &str) -> Option<&str> {
+    if name.ends_with(TMP_SUFFIX) {
+        return None;
+    }
+    let rest = name.strip_prefix('.')?;
+    let end = rest.rfind(CLAIMED)?;
+    let id = &rest[..end];
+    check_id(id).ok().map(|()| id)
+}
+
+/// Creates `dir` (and missing parents) 0700, and tightens it if it exists looser.
+fn private_dir(dir: &Path) -> Result<(), PartyError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|e| io(dir, e))?;
+    tighten(dir, DIR_MODE)
+}
+
+fn tighten(path: &Path, mode: u32) -> Result<(), PartyError> {
+    let meta = fs::symlink_metadata(path).map_err(|e| io(path, e))?;
+    // A link's own mode means nothing, and chmod would reach through it to its target.
+    if !meta.file_type().is_symlink() && meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| io(path, e))?;
+    }
+    Ok(())
+}
+
+/// Writes a new file (never an existing one) 0600 and syncs it.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<fs::File, PartyError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io(path, e));
+    if let Err(e) = written {
+        let _ = fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(file)
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), PartyError> {
+    let tmp = dir.join(tmp_name(name));
+    write_new_file(&tmp, bytes)?;
+    let path = dir.join(name);
+    if let Err(e) = fs::rename(&tmp, &path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(&path, e));
+    }
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), PartyError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
+}
+
+/// Which file a path names: an inode and, where the file system records it, its birth time.
+/// A rename keeps both; any copy (cp, rsync, tar, a restore from backup) makes a new file, and
+/// the birth time tells a new file from an old one that got a freed inode number back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    inode: u64,
+    born_ns: Option<u128>,
+}
+
+impl FileIdentity {
+    fn of(meta: &fs::Metadata) -> Self {
+        let born_ns = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos());
+        Self {
+            inode: meta.ino(),
+            born_ns,
         }
-        Ok(Self {
-            root,
-            party_id: party_id.to_owned(),
-            cipher: Aes256Gcm::new(key.bytes().into()),
-        })
     }
+}
 
-    fn path(&self, kind: RecordKind, id: &str) -> PathBuf {
-        self.root.join(kind.as_str()).join(id)
-    }
+/// Seals and opens records under the master key.
+struct Sealer {
+    party_id: String,
+    cipher: Aes256Gcm,
+}
 
-    fn associated_data(&self, kind: RecordKind, id: &str) -> Vec<u8> {
+impl Sealer {
+    /// `label` is the record kind's name (or the presignature ledger's).
+    fn associated_data(&self, label: &str, id: &str) -> Vec<u8> {
         let mut aad = b"mpc-share-store".to_vec();
-        for part in [kind.as_str(), id, &self.party_id] {
+        for part in [label, id, &self.party_id] {
             aad.push(0);
             aad.extend_from_slice(part.as_bytes());
         }
@@ -118,12 +225,10 @@ impl ShareStore {
         aad
     }
 
-    /// Seals and writes a record atomically, replacing any earlier one.
-    pub fn put(&self, kind: RecordKind, id: &str, plaintext: &[u8]) -> Result<(), PartyError> {
-        check_id(id)?;
+    fn seal(&self, label: &str, id: &str, plaintext: &[u8]) -> Result<Vec<u8>, PartyError> {
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
-        let aad = self.associated_data(kind, id);
+        let aad = self.associated_data(label, id);
         let ciphertext = self
             .cipher
             .encrypt(
@@ -139,36 +244,13 @@ impl ShareStore {
         record.extend_from_slice(&RECORD_FORMAT.to_be_bytes());
         record.extend_from_slice(&nonce);
         record.extend_from_slice(&ciphertext);
-
-        let path = self.path(kind, id);
-        let dir = self.root.join(kind.as_str());
-        let tmp = dir.join(format!(".{id}.tmp"));
-        let mut file = fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        file.write_all(&record).map_err(|e| io(&tmp, e))?;
-        file.sync_all().map_err(|e| io(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-        sync_dir(&dir)
+        Ok(record)
     }
 
-    /// Opens a record. A wrong master key and a tampered record both fail here, by name.
-    pub fn get(
+    /// Opens a sealed record. A wrong master key and a tampered record both fail here, by name.
+    fn open(
         &self,
-        kind: RecordKind,
-        id: &str,
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, PartyError> {
-        check_id(id)?;
-        let path = self.path(kind, id);
-        let record = match fs::read(&path) {
-            Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&path, e)),
-        };
-        self.open_record(kind, id, &path, &record).map(Some)
-    }
-
-    fn open_record(
-        &self,
-        kind: RecordKind,
+        label: &str,
         id: &str,
         path: &Path,
         record: &[u8],
@@ -187,7 +269,7 @@ impl ShareStore {
             )));
         }
         let nonce = Nonce::from_slice(&record[6..HEADER_LEN]);
-        let aad = self.associated_data(kind, id);
+        let aad = self.associated_data(label, id);
         self.cipher
             .decrypt(
                 nonce,
@@ -204,13 +286,172 @@ impl ShareStore {
                 )
             })
     }
+}
+
+/// A record renamed out of sight by [`ShareStore::claim`]: this holder is the only one. It is
+/// removed on drop whatever happened, so an error path cannot leave it to a second use (and a
+/// crash leaves it to the sweep at the next start).
+struct Claimed {
+    path: PathBuf,
+    dir: PathBuf,
+    destroyed: bool,
+}
+
+impl Claimed {
+    fn read(&self) -> Result<(Vec<u8>, FileIdentity), PartyError> {
+        let mut file = fs::File::open(&self.path).map_err(|e| io(&self.path, e))?;
+        let identity = FileIdentity::of(&file.metadata().map_err(|e| io(&self.path, e))?);
+        let mut record = Vec::new();
+        file.read_to_end(&mut record)
+            .map_err(|e| io(&self.path, e))?;
+        Ok((record, identity))
+    }
+
+    fn destroy(mut self) -> Result<(), PartyError> {
+        self.destroyed = true;
+        match fs::remove_file(&self.path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&self.path, e)),
+        }
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if !self.destroyed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl ShareStore {
+    /// Opens (creating if needed) the store of `party_id` under `data_dir`, and recovers it:
+    /// leftovers of interrupted writes and claims are removed (a claimed record is destroyed,
+    /// never put back), loose permissions are tightened, and presignatures that must not be
+    /// used (used before, copied or restored, from another epoch) are destroyed. A wrong master
+    /// key fails here or in [`ShareStore::verify_all`].
+    pub fn open(data_dir: &Path, party_id: &str, key: &MasterKey) -> Result<Self, PartyError> {
+        let root = data_dir.join("store");
+        private_dir(&root)?;
+        for kind in RecordKind::ALL {
+            private_dir(&root.join(kind.as_str()))?;
+        }
+        let sealer = Sealer {
+            party_id: party_id.to_owned(),
+            cipher: Aes256Gcm::new(key.bytes().into()),
+        };
+        sweep(&root)?;
+        let ledger = Ledger::open(&root, &sealer, || verify_records(&root, &sealer))?;
+        let store = Self {
+            root,
+            sealer,
+            ledger: Mutex::new(ledger),
+        };
+        store.recover_presignatures()?;
+        Ok(store)
+    }
+
+    fn dir(&self, kind: RecordKind) -> PathBuf {
+        self.root.join(kind.as_str())
+    }
+
+    fn path(&self, kind: RecordKind, id: &str) -> PathBuf {
+        self.dir(kind).join(id)
+    }
+
+    fn ledger(&self) -> Result<MutexGuard<'_, Ledger>, PartyError> {
+        self.ledger.lock().map_err(|_| PartyError::Store {
+            path: self.root.join(presignatures::LEDGER_DIR),
+            reason: "the presignature ledger is unusable after a panic; restart the party".into(),
+        })
+    }
+
+    /// Presignatures are stored and taken only through the ledger
+    /// ([`ShareStore::put_presignature`], [`ShareStore::take_presignature`]).
+    fn not_presignature(kind: RecordKind, what: &str) -> Result<(), PartyError> {
+        if kind == RecordKind::Presignature {
+            return Err(PartyError::Config {
+                field: "record kind".into(),
+                reason: format!("presignatures are not {what} as plain records"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Seals and writes a record atomically, replacing any earlier one.
+    pub fn put(&self, kind: RecordKind, id: &str, plaintext: &[u8]) -> Result<(), PartyError> {
+        check_id(id)?;
+        Self::not_presignature(kind, "stored")?;
+        let record = self.sealer.seal(kind.as_str(), id, plaintext)?;
+        write_atomic(&self.dir(kind), id, &record)
+    }
+
+    /// Opens a record. A wrong master key and a tampered record both fail here, by name.
+    pub fn get(
+        &self,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, PartyError> {
+        check_id(id)?;
+        let path = self.path(kind, id);
+        let record = match fs::read(&path) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path, e)),
+        };
+        self.sealer
+            .open(kind.as_str(), id, &path, &record)
+            .map(Some)
+    }
+
+    /// Renames a record to a claimed name. A rename within one directory is atomic: of any
+    /// number of claimants (threads or processes) exactly one succeeds, the others find the
+    /// name gone. The directory is synced so that a crash cannot bring the record back.
+    fn claim(&self, kind: RecordKind, id: &str) -> Result<Option<Claimed>, PartyError> {
+        check_id(id)?;
+        let dir = self.dir(kind);
+        let from = dir.join(id);
+        let to = dir.join(format!(".{id}{CLAIMED}{}", random_suffix()));
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&from, e)),
+        }
+        let claimed = Claimed {
+            path: to,
+            dir,
+            destroyed: false,
+        };
+        sync_dir(&claimed.dir)?;
+        Ok(Some(claimed))
+    }
+
+    /// Takes a record out of the store for a single use: None when it is not there (never
+    /// stored, or another caller took it first). The record is gone from disk when this
+    /// returns, whatever it returns.
+    pub fn take(
+        &self,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, PartyError> {
+        Self::not_presignature(kind, "taken")?;
+        let Some(claimed) = self.claim(kind, id)? else {
+            return Ok(None);
+        };
+        let opened = claimed
+            .read()
+            .and_then(|(record, _)| self.sealer.open(kind.as_str(), id, &claimed.path, &record));
+        claimed.destroy()?;
+        opened.map(Some)
+    }
 
     /// Deletes a record durably (the directory is synced). Deleting a missing record is fine.
     pub fn delete(&self, kind: RecordKind, id: &str) -> Result<(), PartyError> {
         check_id(id)?;
         let path = self.path(kind, id);
         match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.root.join(kind.as_str())),
+            Ok(()) => sync_dir(&self.dir(kind)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(&path, e)),
         }
@@ -218,45 +459,84 @@ impl ShareStore {
 
     /// Ids of the records of one kind, sorted.
     pub fn list(&self, kind: RecordKind) -> Result<Vec<String>, PartyError> {
-        let dir = self.root.join(kind.as_str());
-        let mut ids = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
-            let entry = entry.map_err(|e| io(&dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') {
-                ids.push(name);
-            }
-        }
-        ids.sort();
-        Ok(ids)
+        list(&self.root, kind)
     }
 
     /// Opens every record once. Run at start: a party with a wrong master key or a damaged
     /// record refuses to start rather than fail in the middle of a session.
     pub fn verify_all(&self) -> Result<usize, PartyError> {
-        let mut count = 0;
-        for kind in RecordKind::ALL {
-            for id in self.list(kind)? {
-                self.get(kind, &id)?;
-                count += 1;
-            }
-        }
-        Ok(count)
+        verify_records(&self.root, &self.sealer)
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), PartyError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))
+fn list(root: &Path, kind: RecordKind) -> Result<Vec<String>, PartyError> {
+    let dir = root.join(kind.as_str());
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+        let entry = entry.map_err(|e| io(&dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            ids.push(name);
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+fn verify_records(root: &Path, sealer: &Sealer) -> Result<usize, PartyError> {
+    let mut count = 0;
+    for kind in RecordKind::ALL {
+        for id in list(root, kind)? {
+            check_id(&id)?;
+            let path = root.join(kind.as_str()).join(&id);
+            let record = fs::read(&path).map_err(|e| io(&path, e))?;
+            sealer.open(kind.as_str(), &id, &path, &record)?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// At start, before anything runs: removes temporary files of interrupted writes and records
+/// claimed before a crash (presignature claims are left to the ledger, which must note them as
+/// used first), and tightens files an older build or an operator left readable by others.
+fn sweep(root: &Path) -> Result<(), PartyError> {
+    for kind in RecordKind::ALL {
+        let dir = root.join(kind.as_str());
+        let mut removed = false;
+        for entry in fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let entry = entry.map_err(|e| io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let leftover = name.starts_with('.')
+                && (name.ends_with(TMP_SUFFIX)
+                    || (kind != RecordKind::Presignature && claimed_id(&name).is_some()));
+            if leftover {
+                fs::remove_file(&path).map_err(|e| io(&path, e))?;
+                removed = true;
+            } else {
+                tighten(&path, FILE_MODE)?;
+            }
+        }
+        if removed {
+            sync_dir(&dir)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Barrier};
+
     use super::*;
 
-    fn key(byte: u8) -> MasterKey {
+    pub(super) fn key(byte: u8) -> MasterKey {
         MasterKey::from_hex("test", &hex::encode([byte; 32])).unwrap()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
     #[test]
@@ -298,15 +578,27 @@ mod tests {
         let store = ShareStore::open(dir.path(), "party-1", &key(1)).unwrap();
         store.put(RecordKind::KeyShare, "k1", b"share").unwrap();
 
-        let wrong = ShareStore::open(dir.path(), "party-1", &key(2)).unwrap();
-        let err = wrong.get(RecordKind::KeyShare, "k1").unwrap_err();
+        // The store's own bookkeeping is sealed too: a wrong key stops the open.
+        let err = ShareStore::open(dir.path(), "party-1", &key(2)).unwrap_err();
         assert!(err.to_string().contains("wrong master key"), "{err}");
-        assert!(wrong.verify_all().is_err());
+        assert!(ShareStore::open(dir.path(), "party-2", &key(1)).is_err());
 
-        let other_party = ShareStore::open(dir.path(), "party-2", &key(1)).unwrap();
-        assert!(other_party.get(RecordKind::KeyShare, "k1").is_err());
-
+        // Records themselves: a wrong key, another party.
+        let sealer = |party: &str, k: u8| Sealer {
+            party_id: party.into(),
+            cipher: Aes256Gcm::new(key(k).bytes().into()),
+        };
         let path = dir.path().join("store/key-share/k1");
+        let raw = fs::read(&path).unwrap();
+        let err = sealer("party-1", 2)
+            .open("key-share", "k1", &path, &raw)
+            .unwrap_err();
+        assert!(err.to_string().contains("wrong master key"), "{err}");
+        assert!(verify_records(&store.root, &sealer("party-1", 2)).is_err());
+        assert!(sealer("party-2", 1)
+            .open("key-share", "k1", &path, &raw)
+            .is_err());
+
         fs::copy(&path, dir.path().join("store/key-share/k2")).unwrap();
         assert!(
             store.get(RecordKind::KeyShare, "k2").is_err(),
@@ -338,5 +630,120 @@ mod tests {
         assert!(err.to_string().contains("MPC_MASTER_KEY"));
         assert!(!err.to_string().contains("abcd"));
         assert_eq!(format!("{:?}", key(7)), "MasterKey(..)");
+    }
+
+    #[test]
+    fn store_files_are_0600_and_directories_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = ShareStore::open(&data, "p", &key(1)).unwrap();
+        store.put(RecordKind::KeyShare, "k1", b"share").unwrap();
+        store.put_presignature("key.p1", b"presignature").unwrap();
+        assert_eq!(mode(&data.join("store/key-share/k1")), 0o600);
+        assert_eq!(mode(&data.join("store/presignature/key.p1")), 0o600);
+        assert_eq!(mode(&data.join("store")), 0o700);
+        let mut files = 0;
+        for kind in [
+            "key-share",
+            "presignature",
+            "presignature-ledger",
+            "identity",
+        ] {
+            let d = data.join("store").join(kind);
+            assert_eq!(mode(&d), 0o700, "{kind}");
+            for entry in fs::read_dir(&d).unwrap() {
+                assert_eq!(mode(&entry.unwrap().path()), 0o600);
+                files += 1;
+            }
+        }
+        assert!(files >= 4, "{files}");
+
+        // What an older build or an operator left loose is tightened at the next start.
+        let share = data.join("store/key-share/k1");
+        fs::set_permissions(&share, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(
+            data.join("store/key-share"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        drop(store);
+        ShareStore::open(&data, "p", &key(1)).unwrap();
+        assert_eq!(mode(&share), 0o600);
+        assert_eq!(mode(&data.join("store/key-share")), 0o700);
+    }
+
+    #[test]
+    fn concurrent_takes_of_one_record_have_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two stores on one directory stand for two processes: nothing in memory is shared,
+        // only the file system decides.
+        let stores = [
+            Arc::new(ShareStore::open(dir.path(), "p", &key(1)).unwrap()),
+            Arc::new(ShareStore::open(dir.path(), "p", &key(1)).unwrap()),
+        ];
+        for round in 0..20 {
+            let id = format!("pair-{round}");
+            stores[0]
+                .put(RecordKind::PrimePair, &id, b"one use only")
+                .unwrap();
+            let barrier = Arc::new(Barrier::new(8));
+            let takers: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = stores[i % 2].clone();
+                    let barrier = barrier.clone();
+                    let id = id.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        store.take(RecordKind::PrimePair, &id).unwrap()
+                    })
+                })
+                .collect();
+            let won: Vec<_> = takers
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect();
+            assert_eq!(won.len(), 1, "round {round}");
+            assert_eq!(&**won[0], b"one use only");
+        }
+        let left: Vec<_> = fs::read_dir(dir.path().join("store/prime-pair"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "taken records stayed on disk: {left:?}");
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore::open(dir.path(), "p", &key(1)).unwrap();
+        store.put(RecordKind::PrimePair, "pair", b"secret").unwrap();
+        let prime_dir = dir.path().join("store/prime-pair");
+        // A crash right after the claim: the record is claimed but not yet destroyed.
+        fs::rename(
+            prime_dir.join("pair"),
+            prime_dir.join(".pair.claimed-0011223344556677"),
+        )
+        .unwrap();
+        fs::write(prime_dir.join(".other.00.tmp"), b"half written").unwrap();
+        drop(store);
+        let store = ShareStore::open(dir.path(), "p", &key(1)).unwrap();
+        assert_eq!(fs::read_dir(&prime_dir).unwrap().count(), 0);
+        assert!(store.take(RecordKind::PrimePair, "pair").unwrap().is_none());
+    }
+
+    #[test]
+    fn presignatures_only_go_through_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore::open(dir.path(), "p", &key(1)).unwrap();
+        assert!(store.put(RecordKind::Presignature, "k.p", b"x").is_err());
+        assert!(store.take(RecordKind::Presignature, "k.p").is_err());
+    }
+
+    #[test]
+    fn claimed_names_give_back_their_ids() {
+        assert_eq!(claimed_id(".k.p1.claimed-00ff"), Some("k.p1"));
+        assert_eq!(claimed_id(".a.claimed-b.claimed-00ff"), Some("a.claimed-b"));
+        assert_eq!(claimed_id(".k.p1.00ff.tmp"), None);
+        assert_eq!(claimed_id("k.p1"), None);
+        assert_eq!(claimed_id("..claimed-00"), None);
     }
 }

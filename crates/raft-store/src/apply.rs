@@ -14,7 +14,7 @@ use crate::command::{
 use crate::model::{
     AuditEvent, IdempotencyRecord, KeyRecord, KeyStatus, KeyUpdateRecord, PartyRecord, PartyStatus,
     PresignatureRecord, PresignatureStatus, SessionFailure, SessionKind, SessionRecord,
-    SessionResult, SessionStatus,
+    SessionResult, SessionStatus, TokenRecord,
 };
 use crate::StoreError;
 
@@ -30,10 +30,17 @@ pub enum Table {
     Presignatures,
     /// Applied key updates, by update id.
     KeyUpdates,
+    /// API tokens by token id (hashes only).
+    Tokens,
+    /// The audit chain's head: the hash of the newest audit entry.
+    AuditHead,
 }
 
+/// The one key of [`Table::AuditHead`].
+const AUDIT_HEAD: &[u8] = b"audit_head";
+
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 9] = [
         Table::Keys,
         Table::Sessions,
         Table::Parties,
@@ -41,6 +48,8 @@ impl Table {
         Table::Audit,
         Table::Presignatures,
         Table::KeyUpdates,
+        Table::Tokens,
+        Table::AuditHead,
     ];
 
     pub fn cf_name(self) -> &'static str {
@@ -52,6 +61,8 @@ impl Table {
             Table::Audit => "sm_audit",
             Table::Presignatures => "sm_presignatures",
             Table::KeyUpdates => "sm_key_updates",
+            Table::Tokens => "sm_tokens",
+            Table::AuditHead => "sm_audit_head",
         }
     }
 
@@ -65,6 +76,8 @@ impl Table {
             Table::Audit => 5,
             Table::Presignatures => 6,
             Table::KeyUpdates => 7,
+            Table::Tokens => 8,
+            Table::AuditHead => 9,
         }
     }
 
@@ -223,6 +236,25 @@ pub fn apply_command(
         ),
         Operation::RegisterParty(p) => {
             let existing = load::<PartyRecord>(txn, Table::Parties, &p.party_id, "party")?;
+            // An id is bound to its identity keys for good: whoever proposes a registration
+            // (a follower forwarding it, a compromised node), it can never swap them.
+            if existing.as_ref().is_some_and(|e| {
+                e.signing_public_key != p.signing_public_key
+                    || e.encryption_public_key != p.encryption_public_key
+            }) {
+                let rejected = Applied::rejected(Rejection::PartyIdentityChanged {
+                    party_id: p.party_id.clone(),
+                });
+                return finish(
+                    txn,
+                    at,
+                    cmd,
+                    rejected,
+                    "party.register",
+                    p.party_id.clone(),
+                    None,
+                );
+            }
             let party = PartyRecord {
                 party_id: p.party_id.clone(),
                 signing_public_key: p.signing_public_key.clone(),
@@ -260,22 +292,113 @@ pub fn apply_command(
             };
             (applied, "party.set_status", party_id.clone())
         }
+        Operation::CreateToken(t) => {
+            let applied =
+                if load::<TokenRecord>(txn, Table::Tokens, &t.token_id, "token")?.is_some() {
+                    Applied::rejected(Rejection::AlreadyExists {
+                        kind: "token".into(),
+                        id: t.token_id.clone(),
+                    })
+                } else {
+                    let mut token = t.clone();
+                    token.created_at_ms = cmd.at_ms;
+                    token.created_by.clone_from(&cmd.actor);
+                    token.revoked_at_ms = None;
+                    store(txn, Table::Tokens, &token.token_id, "token", &token)?;
+                    Applied {
+                        response: CommandResponse::Token(Box::new(token)),
+                        session: None,
+                    }
+                };
+            (applied, "token.create", t.token_id.clone())
+        }
+        Operation::RevokeToken { token_id } => {
+            let applied = match load::<TokenRecord>(txn, Table::Tokens, token_id, "token")? {
+                None => Applied::rejected(Rejection::NotFound {
+                    kind: "token".into(),
+                    id: token_id.clone(),
+                }),
+                Some(mut token) => {
+                    if token.revoked_at_ms.is_none() {
+                        token.revoked_at_ms = Some(cmd.at_ms);
+                        store(txn, Table::Tokens, token_id, "token", &token)?;
+                    }
+                    Applied {
+                        response: CommandResponse::Token(Box::new(token)),
+                        session: None,
+                    }
+                }
+            };
+            (applied, "token.revoke", token_id.clone())
+        }
     };
+    let key_id = audited_key(txn, cmd, &applied)?;
+    finish(txn, at, cmd, applied, action, subject, key_id)
+}
 
+/// The key a command concerned, for the audit entry.
+fn audited_key(
+    txn: &impl StateTxn,
+    cmd: &Command,
+    applied: &Applied,
+) -> Result<Option<String>, StoreError> {
+    if let CommandResponse::Session { session, .. } = &applied.response {
+        return Ok(Some(session.key_id.clone()));
+    }
+    Ok(match &cmd.op {
+        Operation::CreateKeygen(k) => Some(k.key_id.clone()),
+        Operation::CreateSigning(s) => Some(s.key_id.clone()),
+        Operation::CreatePresign(p) => Some(p.key_id.clone()),
+        Operation::UpdateKey(u) => Some(u.key_id.clone()),
+        Operation::StartSession { session_id, .. }
+        | Operation::CompleteSession { session_id, .. }
+        | Operation::FailSession { session_id, .. }
+        | Operation::ExpireSession { session_id } => {
+            load::<SessionRecord>(txn, Table::Sessions, session_id, "session")?.map(|s| s.key_id)
+        }
+        Operation::RegisterParty(_)
+        | Operation::SetPartyStatus { .. }
+        | Operation::CreateToken(_)
+        | Operation::RevokeToken { .. } => None,
+    })
+}
+
+/// Appends the audit entry of an applied command to the hash chain and answers it.
+fn finish(
+    txn: &mut impl StateTxn,
+    at: LogPosition,
+    cmd: &Command,
+    applied: Applied,
+    action: &str,
+    subject: String,
+    key_id: Option<String>,
+) -> Result<Applied, StoreError> {
     let outcome = match &applied.response {
         CommandResponse::Rejected(r) => format!("rejected: {r}"),
         CommandResponse::Session { created: false, .. } => "ok: existing session returned".into(),
         _ => "ok".into(),
     };
-    let event = AuditEvent {
+    let prev_hash = match txn.get(Table::AuditHead, AUDIT_HEAD)? {
+        None => [0; 32],
+        Some(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+            what: "audit chain head",
+            reason: format!("{} bytes, not 32", bytes.len()),
+        })?,
+    };
+    let mut event = AuditEvent {
         log_index: at.index,
         position: at.position,
         at_ms: cmd.at_ms,
         actor: cmd.actor.clone(),
         action: action.into(),
         subject,
+        key_id,
         outcome,
+        prev_hash,
+        hash: [0; 32],
     };
+    event.hash = event.expected_hash();
+    txn.put(Table::AuditHead, AUDIT_HEAD.to_vec(), event.hash.to_vec());
     txn.put(Table::Audit, at.audit_key(), encode("audit event", &event)?);
     Ok(applied)
 }
@@ -1000,7 +1123,9 @@ pub(crate) mod tests {
         let changed: Vec<_> = txn
             .0
             .iter()
-            .filter(|(k, v)| before.get(*k) != Some(*v) && k.0 != Table::Audit)
+            .filter(|(k, v)| {
+                before.get(*k) != Some(*v) && !matches!(k.0, Table::Audit | Table::AuditHead)
+            })
             .collect();
         assert!(changed.is_empty(), "a replayed update wrote {changed:?}");
 
@@ -1109,6 +1234,133 @@ pub(crate) mod tests {
             events[1].outcome
         );
         assert_eq!(events[1].actor, "alice");
+    }
+
+    #[test]
+    fn audit_events_form_a_hash_chain_that_shows_any_rewrite() {
+        let mut txn = MemTxn::default();
+        for i in 1..=4u64 {
+            apply_command(
+                &mut txn,
+                pos(i),
+                &keygen_cmd(&format!("s{i}"), &format!("k{i}"), None),
+            )
+            .unwrap();
+        }
+        let events: Vec<AuditEvent> = txn
+            .0
+            .iter()
+            .filter(|((t, _), _)| *t == Table::Audit)
+            .map(|(_, v)| decode("audit", v).unwrap())
+            .collect();
+        assert_eq!(events.len(), 4);
+        assert_eq!(events[0].prev_hash, [0; 32]);
+        for pair in events.windows(2) {
+            assert_eq!(pair[1].prev_hash, pair[0].hash);
+        }
+        for e in &events {
+            assert_eq!(e.hash, e.expected_hash());
+            assert_eq!(
+                e.key_id.as_deref(),
+                Some(e.subject.replace('s', "k").as_str())
+            );
+        }
+        let head = txn.get(Table::AuditHead, AUDIT_HEAD).unwrap().unwrap();
+        assert_eq!(head, events[3].hash.to_vec());
+        let mut forged = events[1].clone();
+        forged.actor = "mallory".into();
+        assert_ne!(forged.expected_hash(), forged.hash);
+    }
+
+    #[test]
+    fn a_party_keeps_its_identity_keys_whoever_proposes_a_change() {
+        let mut txn = MemTxn::default();
+        let register = |signing: u8, endpoint: &str| Command {
+            at_ms: 5,
+            actor: "party:party-1".into(),
+            op: Operation::RegisterParty(crate::command::RegisterParty {
+                party_id: "party-1".into(),
+                signing_public_key: vec![signing; 32],
+                encryption_public_key: vec![2; 32],
+                endpoint: endpoint.into(),
+            }),
+        };
+        apply_command(&mut txn, pos(1), &register(1, "a:1")).unwrap();
+        // The same keys at a new endpoint: fine.
+        let moved = apply_command(&mut txn, pos(2), &register(1, "b:1")).unwrap();
+        assert!(matches!(moved.response, CommandResponse::Party(_)));
+        // Other keys: refused, and nothing changes.
+        let before = txn.get(Table::Parties, b"party-1").unwrap();
+        let swapped = apply_command(&mut txn, pos(3), &register(9, "b:1")).unwrap();
+        assert!(
+            matches!(
+                swapped.response,
+                CommandResponse::Rejected(Rejection::PartyIdentityChanged { .. })
+            ),
+            "{:?}",
+            swapped.response
+        );
+        assert_eq!(txn.get(Table::Parties, b"party-1").unwrap(), before);
+    }
+
+    #[test]
+    fn tokens_are_created_once_and_revoked_for_good() {
+        let mut txn = MemTxn::default();
+        let token = TokenRecord {
+            token_id: "0123456789abcdef".into(),
+            name: "ci".into(),
+            role: crate::model::AccessRole::Signer,
+            keys: vec!["k1".into(), "tag:env=prod".into()],
+            secret_hash: [3; 32],
+            created_by: "forged".into(),
+            created_at_ms: 0,
+            expires_at_ms: None,
+            revoked_at_ms: Some(1),
+        };
+        let create = |t: TokenRecord| Command {
+            at_ms: 10,
+            actor: "client:admin".into(),
+            op: Operation::CreateToken(t),
+        };
+        let created = apply_command(&mut txn, pos(1), &create(token.clone())).unwrap();
+        let CommandResponse::Token(stored) = created.response else {
+            panic!("{:?}", created.response)
+        };
+        // Stamped by apply, whatever the proposer sent.
+        assert_eq!(stored.created_by, "client:admin");
+        assert_eq!(stored.created_at_ms, 10);
+        assert_eq!(stored.revoked_at_ms, None);
+        let again = apply_command(&mut txn, pos(2), &create(token.clone())).unwrap();
+        assert!(matches!(
+            again.response,
+            CommandResponse::Rejected(Rejection::AlreadyExists { .. })
+        ));
+        let revoke = Command {
+            at_ms: 20,
+            actor: "client:admin".into(),
+            op: Operation::RevokeToken {
+                token_id: token.token_id.clone(),
+            },
+        };
+        apply_command(&mut txn, pos(3), &revoke).unwrap();
+        let revoked: TokenRecord = load(&txn, Table::Tokens, &token.token_id, "token")
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoked.revoked_at_ms, Some(20));
+        // Revoking again keeps the first time.
+        let mut later = revoke.clone();
+        later.at_ms = 30;
+        apply_command(&mut txn, pos(4), &later).unwrap();
+        let revoked: TokenRecord = load(&txn, Table::Tokens, &token.token_id, "token")
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoked.revoked_at_ms, Some(20));
+        // A signer token must name keys; others must not.
+        let mut unscoped = token.clone();
+        unscoped.token_id = "1123456789abcdef".into();
+        unscoped.keys.clear();
+        let refused = apply_command(&mut txn, pos(5), &create(unscoped)).unwrap();
+        assert!(matches!(refused.response, CommandResponse::Rejected(_)));
     }
 
     #[test]

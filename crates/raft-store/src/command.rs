@@ -12,8 +12,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    KeyRecord, KeyStatus, PartyRecord, PartyStatus, PresignatureRecord, Scheme, SessionFailure,
-    SessionRecord, SessionResult, SigningPayload,
+    AccessRole, KeyRecord, KeyStatus, PartyRecord, PartyStatus, PresignatureRecord, Scheme,
+    SessionFailure, SessionRecord, SessionResult, SigningPayload, TokenRecord,
 };
 
 pub const MAX_ID_LEN: usize = 64;
@@ -84,6 +84,28 @@ pub enum Operation {
     },
     /// The scheduler refills a key's presignature pool for one signer set.
     CreatePresign(CreatePresign),
+    /// An admin made an API token.
+    CreateToken(TokenRecord),
+    RevokeToken {
+        token_id: String,
+    },
+}
+
+impl Operation {
+    /// Commands only the leader's own scheduler and party gateway propose: never accepted
+    /// from another node's `Forward`, so a compromised follower cannot start, finish or fail
+    /// a session, nor change a party's status.
+    pub fn is_scheduler_only(&self) -> bool {
+        matches!(
+            self,
+            Operation::StartSession { .. }
+                | Operation::CompleteSession { .. }
+                | Operation::FailSession { .. }
+                | Operation::ExpireSession { .. }
+                | Operation::SetPartyStatus { .. }
+                | Operation::CreatePresign(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +169,7 @@ pub enum CommandResponse {
     Key(Box<KeyRecord>),
     Party(Box<PartyRecord>),
     Presignature(Box<PresignatureRecord>),
+    Token(Box<TokenRecord>),
     Rejected(Rejection),
 }
 
@@ -176,6 +199,8 @@ pub enum Rejection {
         from: String,
         to: String,
     },
+    #[error("party {party_id:?} is registered with other identity keys")]
+    PartyIdentityChanged { party_id: String },
     #[error("presignature {presignature_id:?} cannot serve session {session_id}: {reason}")]
     PresignatureUnavailable {
         presignature_id: String,
@@ -323,7 +348,57 @@ impl Command {
                 Ok(())
             }
             Operation::SetPartyStatus { party_id, .. } => check_id("party_id", party_id),
+            Operation::CreateToken(t) => check_token(t),
+            Operation::RevokeToken { token_id } => check_token_id(token_id),
         }
+    }
+}
+
+/// Token ids are 16 lowercase hex digits: the part of a token a server may log.
+pub fn check_token_id(token_id: &str) -> Result<(), ValidationError> {
+    if token_id.len() != 16
+        || !token_id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(ValidationError::new(
+            "token_id",
+            "must be 16 lowercase hex digits",
+        ));
+    }
+    Ok(())
+}
+
+fn check_token(t: &TokenRecord) -> Result<(), ValidationError> {
+    check_token_id(&t.token_id)?;
+    check_id("name", &t.name)?;
+    if t.keys.len() > MAX_TAGS {
+        return Err(ValidationError::new(
+            "keys",
+            format!("at most {MAX_TAGS} keys or tags, got {}", t.keys.len()),
+        ));
+    }
+    for (i, k) in t.keys.iter().enumerate() {
+        match k.strip_prefix("tag:") {
+            Some(tag) => {
+                let (name, value) = tag.split_once('=').unwrap_or((tag, ""));
+                let tags = BTreeMap::from([(name.to_owned(), value.to_owned())]);
+                check_tags(&tags)
+                    .map_err(|e| ValidationError::new(format!("keys[{i}]"), e.reason))?;
+            }
+            None => check_id(&format!("keys[{i}]"), k)?,
+        }
+    }
+    match (t.role, t.keys.is_empty()) {
+        (AccessRole::Signer, true) => Err(ValidationError::new(
+            "keys",
+            "a signer token names the keys or key tags it may sign with",
+        )),
+        (AccessRole::Signer, false) | (_, true) => Ok(()),
+        (_, false) => Err(ValidationError::new(
+            "keys",
+            "only a signer token is scoped to keys",
+        )),
     }
 }
 

@@ -14,7 +14,10 @@
 //!      share one fsync (group commit);
 //!    - a [`StateMachine`] whose tables are RocksDB column families (keys, sessions, parties,
 //!      idempotency, audit). Snapshots are a consistent dump of those families taken from a
-//!      RocksDB snapshot; installing one replaces them in a single atomic batch;
+//!      RocksDB snapshot; installing one replaces them in a single atomic batch. Snapshot data
+//!      lives in files under `<dir>/snapshots/` ([`SnapshotFile`]), never past
+//!      [`MAX_SNAPSHOT_BYTES`]; check every received chunk with [`check_snapshot_chunk`] before
+//!      openraft sees it;
 //!    - a [`StateReader`] for the read path, sharing the same database.
 //! 3. The data model ([`model`]) and its commands ([`command`]): a command is validated with
 //!    [`Command::validate`] before it is proposed, and [`apply`] is deterministic: it reads no
@@ -37,6 +40,8 @@ mod log_store;
 pub mod model;
 mod node;
 mod reader;
+mod snapshot_file;
+mod snapshot_format;
 mod state_machine;
 mod store;
 
@@ -46,11 +51,12 @@ pub use command::{
 pub use error::StoreError;
 pub use log_store::LogStore;
 pub use node::NodeInfo;
-pub use reader::{SessionFilter, StateReader};
+pub use reader::{AuditFilter, SessionFilter, StateReader};
+pub use snapshot_file::{
+    check_snapshot_chunk, SnapshotChunkError, SnapshotFile, MAX_SNAPSHOT_BYTES,
+};
 pub use state_machine::{SessionUpdate, StateMachine};
 pub use store::Store;
-
-use std::io::Cursor;
 
 openraft::declare_raft_types!(
     /// The Raft types of an mpc coordinator group.
@@ -60,7 +66,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+pub use mpc_types::AccessRole;
 use serde::{Deserialize, Serialize};
 
 /// Which threshold signature scheme a key belongs to.
@@ -284,6 +285,8 @@ pub struct KeyUpdateRecord {
     pub fingerprint: [u8; 32],
 }
 
+/// One entry of the audit log. Entries form a hash chain in log order: each carries the hash
+/// of the one before it, so a history rewritten on any replica (or in a backup) shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// The Raft log index and the command's position in that entry: a total order across the
@@ -291,10 +294,53 @@ pub struct AuditEvent {
     pub log_index: u64,
     pub position: u32,
     pub at_ms: u64,
+    /// The authenticated principal (`client:admin`, `token:ci-bot`, `party:party-1`) or the
+    /// coordinator that proposed a scheduler command (`leader:3`).
     pub actor: String,
     pub action: String,
     pub subject: String,
+    /// The key the command concerned, when there is one: `mpcctl audit list --key`.
+    pub key_id: Option<String>,
     pub outcome: String,
+    /// The previous entry's `hash` (zeros for the first).
+    pub prev_hash: [u8; 32],
+    /// [`mpc_types::audit_hash`] of this entry's fields and `prev_hash`.
+    pub hash: [u8; 32],
+}
+
+impl AuditEvent {
+    /// The hash this entry must carry, recomputed from its fields.
+    pub fn expected_hash(&self) -> [u8; 32] {
+        mpc_types::audit_hash(&mpc_types::AuditFields {
+            prev_hash: self.prev_hash,
+            log_index: self.log_index,
+            position: self.position,
+            at_ms: self.at_ms,
+            actor: &self.actor,
+            action: &self.action,
+            subject: &self.subject,
+            key_id: self.key_id.as_deref(),
+            outcome: &self.outcome,
+        })
+    }
+}
+
+/// An API token: only a hash of it is stored. The token itself (`mpc_<token_id>_<secret>`)
+/// is shown once to the admin who made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub token_id: String,
+    pub name: String,
+    pub role: AccessRole,
+    /// For signers: the key ids and key tags (`tag:name=value`) it may sign with; empty for
+    /// other roles.
+    pub keys: Vec<String>,
+    /// SHA-256 of the whole token string.
+    pub secret_hash: [u8; 32],
+    pub created_by: String,
+    pub created_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+    pub revoked_at_ms: Option<u64>,
 }
 
 /// The EIP-55 checksummed Ethereum address of an uncompressed secp256k1 public key

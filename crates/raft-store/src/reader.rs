@@ -11,7 +11,7 @@ use crate::apply::Table;
 use crate::codec::decode;
 use crate::model::{
     AuditEvent, KeyRecord, PartyRecord, PresignatureRecord, PresignatureStatus, SessionKind,
-    SessionRecord, SessionStatus,
+    SessionRecord, SessionStatus, TokenRecord,
 };
 use crate::state_machine::SessionUpdate;
 use crate::store::{blocking, cf};
@@ -30,6 +30,23 @@ impl SessionFilter {
         self.status.is_none_or(|st| s.status == st)
             && self.kind.is_none_or(|k| s.kind == k)
             && self.key_id.as_ref().is_none_or(|k| &s.key_id == k)
+    }
+}
+
+/// Which audit events a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub key_id: Option<String>,
+    /// Only events at or after this time.
+    pub since_ms: Option<u64>,
+}
+
+impl AuditFilter {
+    fn matches(&self, e: &AuditEvent) -> bool {
+        self.key_id
+            .as_ref()
+            .is_none_or(|k| e.key_id.as_ref() == Some(k))
+            && self.since_ms.is_none_or(|t| e.at_ms >= t)
     }
 }
 
@@ -168,27 +185,53 @@ impl StateReader {
         Ok(all)
     }
 
-    /// Audit events after log index `after`, oldest first.
-    pub async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+    /// Audit events after log position `after` (exclusive; `None` from the start), oldest
+    /// first, at most `limit` of those that match `filter`.
+    pub async fn audit(
+        &self,
+        after: Option<crate::apply::LogPosition>,
+        limit: usize,
+        filter: AuditFilter,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
         let db = self.db.clone();
         blocking(move || {
-            let start = crate::apply::LogPosition {
-                index: after.saturating_add(1),
-                position: 0,
-            }
-            .audit_key();
+            let start = after.map(|p| p.audit_key()).unwrap_or_default();
             let mut events = Vec::new();
             let table = cf(&db, Table::Audit.cf_name())?;
             for item in db.iterator_cf(table, IteratorMode::From(&start, Direction::Forward)) {
-                let (_, value) = item.map_err(StoreError::db("list audit events"))?;
-                events.push(decode("audit event", &value)?);
-                if events.len() >= limit {
-                    break;
+                let (key, value) = item.map_err(StoreError::db("list audit events"))?;
+                if *key == *start {
+                    continue;
+                }
+                let event: AuditEvent = decode("audit event", &value)?;
+                if filter.matches(&event) {
+                    events.push(event);
+                    if events.len() >= limit {
+                        break;
+                    }
                 }
             }
             Ok(events)
         })
         .await
+    }
+
+    pub async fn token(&self, token_id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.get(Table::Tokens, token_id, "token").await
+    }
+
+    /// Every token (revoked ones included), in id order.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let (all, _) = self
+            .scan(
+                Table::Tokens,
+                "token",
+                usize::MAX - 1,
+                None,
+                |t: &TokenRecord| t.token_id.clone(),
+            )
+            .await?;
+        Ok(all)
     }
 
     async fn get<T: serde::de::DeserializeOwned + Send + 'static>(

@@ -6,6 +6,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use crate::apply::Table;
 use crate::log_store::LogStore;
 use crate::reader::StateReader;
+use crate::snapshot_file::SnapshotDir;
 use crate::state_machine::StateMachine;
 use crate::StoreError;
 
@@ -18,10 +19,15 @@ pub(crate) const CF_SNAPSHOT: &str = "sm_snapshot";
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Arc<DB>,
+    snapshots: Arc<SnapshotDir>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `dir`.
+    ///
+    /// Snapshot files go to `dir/snapshots/`. The state machine creates that directory, and
+    /// removes what an earlier run left in it, the first time it touches a snapshot (openraft
+    /// asks for the current one as it starts).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
         let mut opts = Options::default();
@@ -41,7 +47,10 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            snapshots: Arc::new(SnapshotDir::new(dir.join("snapshots"))),
+        })
     }
 
     /// Splits the store into the halves openraft owns and the read path the API serves from.
@@ -50,7 +59,7 @@ impl Store {
         let (updates, _) = tokio::sync::broadcast::channel(1024);
         let log = LogStore::new(self.db.clone())?;
         let reader = StateReader::new(self.db.clone(), updates.clone());
-        let sm = StateMachine::new(self.db, updates);
+        let sm = StateMachine::new(self.db, updates, self.snapshots);
         Ok((log, sm, reader))
     }
 }
@@ -245,7 +254,7 @@ mod tests {
         let (second, _) = reader.sessions(Default::default(), 2, token).await.unwrap();
         let ids: Vec<_> = second.iter().map(|s| s.session_id.as_str()).collect();
         assert_eq!(ids, ["s3", "s2"]);
-        let audit = reader.audit(0, 10).await.unwrap();
+        let audit = reader.audit(None, 10, Default::default()).await.unwrap();
         assert_eq!(audit.len(), 5);
     }
 }

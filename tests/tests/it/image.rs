@@ -123,7 +123,7 @@ fn compose_tool() -> Option<Vec<&'static str>> {
     }
 }
 
-fn compose_config(tool: &[&str], keys: bool) -> std::process::Output {
+fn compose_config(tool: &[&str]) -> std::process::Output {
     // An empty env file: the test must not depend on a developer's .env.
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("empty.env");
@@ -140,31 +140,24 @@ fn compose_config(tool: &[&str], keys: bool) -> std::process::Output {
         ])
         .arg(&env_file)
         .arg("config")
-        .env_remove("MPC_PARTY_1_MASTER_KEY")
-        .env_remove("MPC_PARTY_2_MASTER_KEY")
-        .env_remove("MPC_PARTY_3_MASTER_KEY");
-    if keys {
-        for p in 1..=3 {
-            cmd.env(format!("MPC_PARTY_{p}_MASTER_KEY"), "11".repeat(32));
-        }
-    }
+        .env_remove("MPC_CLUSTER_DIR");
     cmd.output().unwrap()
 }
 
 #[test]
-fn compose_file_is_valid_and_demands_master_keys() {
+fn compose_file_is_valid_and_gives_secrets_as_files() {
     let Some(tool) = compose_tool() else {
         eprintln!("SKIP: neither `docker compose` nor `docker-compose` is installed; scripts/test.sh installs docker-compose");
         return;
     };
-    let out = compose_config(&tool, true);
+    let out = compose_config(&tool);
     let config = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{tool:?} config: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for service in [
+    let services = [
         "coordinator-1",
         "coordinator-2",
         "coordinator-3",
@@ -173,26 +166,55 @@ fn compose_file_is_valid_and_demands_master_keys() {
         "party-1",
         "party-2",
         "party-3",
-    ] {
+    ];
+    for service in services {
         assert!(
             config.contains(&format!("  {service}:")),
             "no service {service}"
         );
+        // Each node mounts its own secrets, and only those.
+        assert!(
+            config.contains(&format!(".cluster/secrets/{service}")),
+            "{service} does not mount its secrets directory"
+        );
     }
     for port in ["50051", "50055", "8080", "8084", "8091", "8093"] {
         assert!(config.contains(port), "port {port} is not published");
+    }
+    // The Raft port stays inside the network.
+    for published in ["published: \"50061\"", "published: 50061", "50061:50061"] {
+        assert!(!config.contains(published), "the Raft port is published");
     }
     assert!(
         config.contains("service_healthy"),
         "parties must wait for healthy coordinators"
     );
     assert!(config.contains("unless-stopped"));
-
-    let out = compose_config(&tool, false);
-    assert!(
-        !out.status.success(),
-        "compose accepted parties without master keys"
+    // TLS on every node; no secret in any environment (docker inspect shows those).
+    assert_eq!(
+        config
+            .matches("MPC_TLS__KEY: /etc/mpc/secrets/tls.key")
+            .count(),
+        5
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("MPC_PARTY_1_MASTER_KEY"), "{err}");
+    assert_eq!(
+        config
+            .matches("MPC_TLS_KEY: /etc/mpc/secrets/tls.key")
+            .count(),
+        3
+    );
+    assert_eq!(
+        config
+            .matches("MPC_MASTER_KEY_FILE: /etc/mpc/secrets/master.key")
+            .count(),
+        3
+    );
+    assert!(
+        !config.contains("MPC_MASTER_KEY:"),
+        "a master key in the environment"
+    );
+    assert!(
+        !config.contains("INSECURE"),
+        "plain text in the reference cluster"
+    );
 }

@@ -4,4 +4,5 @@ mod api;
 mod cluster;
 mod image;
 mod ops;
+mod security;
 mod signing;

@@ -77,7 +77,11 @@ fn mpcctl(cluster: &Cluster, args: &[&str]) -> anyhow::Result<serde_json::Value>
         .map(|&id| cluster.grpc(id))
         .collect::<Vec<_>>()
         .join(",");
+    let admin = mpc_tls::pki::leaf_paths(cluster.pki_dir(), mpc_tls::Role::Client, "admin");
     let out = Command::new(binary("mpcctl")?)
+        .env("MPC_CA_CERT", mpc_tls::pki::ca_cert_path(cluster.pki_dir()))
+        .env("MPC_CLIENT_CERT", admin.cert)
+        .env("MPC_CLIENT_KEY", admin.key)
         .arg("--endpoints")
         .arg(endpoints)
         .args(["--output", "json", "--timeout", "15s"])
@@ -116,6 +120,7 @@ async fn mpcctl_reports_status_and_grows_the_cluster() -> anyhow::Result<()> {
     cluster.spawn(4, false)?;
     let grpc = cluster.grpc(4);
     let http = cluster.http(4).to_string();
+    let raft = cluster.raft(4).to_string();
     let added = mpcctl(
         &cluster,
         &[
@@ -127,6 +132,8 @@ async fn mpcctl_reports_status_and_grows_the_cluster() -> anyhow::Result<()> {
             &grpc,
             "--http-addr",
             &http,
+            "--raft-addr",
+            &raft,
             "--wait",
         ],
     )?;

@@ -224,7 +224,7 @@ async fn a_party_given_a_wrong_master_key_refuses_to_start() -> anyhow::Result<(
     let mut parties = Parties::start(&cluster, 2).await?;
     parties.kill("party-1")?;
     let key_file = parties.parties["party-1"].key_file.clone();
-    std::fs::write(&key_file, "ff".repeat(32))?;
+    mpc_tests::write_private(&key_file, "ff".repeat(32).as_bytes())?;
     parties.spawn("party-1", None)?;
     let (success, log) =
         tokio::task::block_in_place(|| parties.wait_exit("party-1", Duration::from_secs(20)))?;

@@ -56,9 +56,11 @@ impl Cluster for ClusterService {
         let req = request.into_inner();
         check_addr("grpc_addr", &req.grpc_addr)?;
         check_addr("http_addr", &req.http_addr)?;
+        check_addr("raft_addr", &req.raft_addr)?;
         let node = NodeInfo {
             grpc_addr: req.grpc_addr,
             http_addr: req.http_addr,
+            raft_addr: req.raft_addr,
         };
         let outcome = self
             .node

@@ -168,6 +168,7 @@ pub fn cluster_status(v: &ClusterView) -> pb::ClusterStatus {
                 id: n.id,
                 grpc_addr: n.grpc_addr.clone(),
                 http_addr: n.http_addr.clone(),
+                raft_addr: n.raft_addr.clone(),
                 role: n.role.to_owned(),
                 is_leader: n.is_leader,
                 matched_index: n.matched_index,

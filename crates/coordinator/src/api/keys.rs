@@ -69,7 +69,7 @@ impl Keys for KeysService {
         &self,
         request: Request<pb::UpdateKeyRequest>,
     ) -> Result<Response<pb::Key>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request)?;
         let req = request.into_inner();
         // Every update gets an id before it leaves this node: a forward to the leader that
         // fails after the leader committed it is retried, and must not apply twice.

@@ -1,10 +1,12 @@
 //! The public gRPC services (`mpc.v1`).
 
+mod access;
 mod cluster;
 pub mod convert;
 mod keys;
 mod sessions;
 
+pub use access::AccessService;
 pub use cluster::ClusterService;
 pub use keys::KeysService;
 pub use sessions::SessionsService;
@@ -15,11 +17,9 @@ use crate::CoordinatorError;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-/// Who made a request, for the audit trail. Until clients authenticate, the peer address.
-pub(crate) fn actor<T>(request: &tonic::Request<T>) -> String {
-    request
-        .remote_addr()
-        .map_or_else(|| "anonymous".to_owned(), |a| format!("peer:{a}"))
+/// Who made a request, as the audit trail names it.
+pub(crate) fn actor<T>(request: &tonic::Request<T>) -> Result<String, tonic::Status> {
+    crate::auth::Principal::of(request).map(|p| p.audit_name())
 }
 
 pub(crate) fn page_size(raw: u32) -> Result<usize, CoordinatorError> {

@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::{actor, convert, page_size};
+use crate::auth::Principal;
 use crate::error::invalid;
 use crate::node::{now_ms, Consistency, Coordinator};
 use crate::CoordinatorError;
@@ -104,7 +105,7 @@ impl Sessions for SessionsService {
         &self,
         request: Request<pb::CreateKeygenRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request)?;
         let req = request.into_inner();
         let scheme: Scheme = req.scheme.parse().map_err(|e| invalid("scheme", e))?;
         let threshold = u16::try_from(req.threshold)
@@ -128,8 +129,24 @@ impl Sessions for SessionsService {
         &self,
         request: Request<pb::CreateSigningRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
-        let actor = actor(&request);
+        let principal = Principal::of(&request)?;
+        let actor = principal.audit_name();
         let req = request.into_inner();
+        mpc_raft_store::command::check_id("key_id", &req.key_id).map_err(CoordinatorError::from)?;
+        // A tag grant needs the key's tags: this node's copy is recent enough, since the
+        // leader checks the key again when it applies the signing.
+        let key = self
+            .node
+            .reader()
+            .key(&req.key_id)
+            .await
+            .map_err(CoordinatorError::from)?;
+        if !principal.may_sign_with(&req.key_id, key.as_ref()) {
+            return Err(Status::permission_denied(format!(
+                "{actor} may not sign with key {:?}",
+                req.key_id
+            )));
+        }
         let input = match (req.digest.is_empty(), req.message.is_empty()) {
             (false, true) if req.hash.is_empty() => SigningPayload::Digest(req.digest),
             (false, true) => {
