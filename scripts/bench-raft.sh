@@ -7,7 +7,9 @@
 # leader and time until a surviving member acknowledges a write, BENCH_TRIALS times each.
 # Both run five members on loopback with their data in the same directory tree, with their
 # default timing (ours: heartbeat 50 ms, election 150-300 ms; etcd: heartbeat 100 ms,
-# election 1000 ms). Writes docs/benchmarks/raft.md.
+# election 1000 ms). Ours runs twice: as deployed (TLS 1.3 on every link, mutual TLS between
+# members, every call authenticated by the client's certificate) and with
+# --insecure-plaintext, to show what security costs. Writes docs/benchmarks/raft.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -42,21 +44,23 @@ wait_until() { # what log -- command...
   done
 }
 
+relabel() { sed "s/\"target\":\"$1\"/\"target\":\"$2\"/"; }
+
 # Writes for each client count, then failover trials; the system's functions are
 # <system>_start N [existing], <system>_wait_ready and <system>_leader.
-measure() { # system endpoints client-port-base
-  local sys=$1 endpoints=$2 base=$3 c t i leader survivors
+measure() { # system endpoints client-port-base [label]
+  local sys=$1 endpoints=$2 base=$3 label=${4:-$1} c t i leader survivors
   for i in 1 2 3 4 5; do "${sys}_start" "$i"; done
   "${sys}_wait_ready"
   for c in "${CLIENTS[@]}"; do
     "$BIN/mpc-bench" write --target "$sys" --endpoints "$endpoints" --clients "$c" \
-      --duration "${SECONDS_EACH}s" | tee -a "$RESULTS"
+      --duration "${SECONDS_EACH}s" | relabel "$sys" "$label" | tee -a "$RESULTS"
   done
   for t in $(seq 1 "$TRIALS"); do
     leader=$("${sys}_leader")
     survivors=$(for i in 1 2 3 4 5; do [[ $i == "$leader" ]] || printf '127.0.0.1:%s,' $((base + i)); done)
     "$BIN/mpc-bench" failover --target "$sys" --endpoints "${survivors%,}" \
-      --kill-pid "${PIDS[$sys$leader]}" | tee -a "$RESULTS"
+      --kill-pid "${PIDS[$sys$leader]}" | relabel "$sys" "$label" | tee -a "$RESULTS"
     "${sys}_start" "$leader" existing
     "${sys}_wait_ready"
     sleep "$SETTLE"
@@ -67,14 +71,26 @@ measure() { # system endpoints client-port-base
 
 # ---------------------------------------------------------------- ours
 MEMBERS=""
-for i in 1 2 3 4 5; do MEMBERS+="${MEMBERS:+,}$i=127.0.0.1:$((51050 + i))=127.0.0.1:$((9179 + i))"; done
+for i in 1 2 3 4 5; do
+  MEMBERS+="${MEMBERS:+,}$i=127.0.0.1:$((51050 + i))=127.0.0.1:$((9179 + i))=127.0.0.1:$((51060 + i))"
+done
 MPC_ENDPOINTS=$(seq -s, 1 5 | sed -E 's/([0-9])/127.0.0.1:5105\1/g')
+# The PKI of the secure run; the load and mpcctl present the bench client's certificate.
+PKI=$WORK/pki
+"$BIN/mpcctl" pki init --dir "$PKI" >/dev/null
+for i in 1 2 3 4 5; do "$BIN/mpcctl" pki issue --dir "$PKI" --role coordinator --name "$i" >/dev/null; done
+"$BIN/mpcctl" pki issue --dir "$PKI" --role client --name bench --grant admin >/dev/null
+export MPC_CA_CERT=$PKI/ca.crt MPC_CLIENT_CERT=$PKI/client/bench.crt MPC_CLIENT_KEY=$PKI/client/bench.key
+MODE=tls
 
 mpc_start() {
-  local i=$1
-  MPC_LOG__FILTER=warn "$BIN/mpc-coordinator" --node-id "$i" \
+  local i=$1 plain=()
+  [[ $MODE == plain ]] && plain=(--insecure-plaintext)
+  MPC_TLS__CA_CERT=$PKI/ca.crt MPC_TLS__CERT=$PKI/coordinator/$i.crt MPC_TLS__KEY=$PKI/coordinator/$i.key \
+  MPC_LOG__FILTER=warn "$BIN/mpc-coordinator" --node-id "$i" "${plain[@]}" \
     --grpc-listen "127.0.0.1:$((51050 + i))" --http-listen "127.0.0.1:$((9179 + i))" \
-    --data-dir "$WORK/mpc$i" --initial-members "$MEMBERS" >>"$WORK/mpc$i.log" 2>&1 &
+    --raft-listen "127.0.0.1:$((51060 + i))" \
+    --data-dir "$WORK/mpc-$MODE$i" --initial-members "$MEMBERS" >>"$WORK/mpc$i.log" 2>&1 &
   PIDS[mpc$i]=$!
 }
 
@@ -90,8 +106,13 @@ mpc_leader() {
     python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'
 }
 
-echo "== mpc: five coordinators"
+echo "== mpc: five coordinators, TLS and authentication on"
 measure mpc "$MPC_ENDPOINTS" 51050
+echo "== mpc: five coordinators, --insecure-plaintext"
+MODE=plain
+export MPC_INSECURE_PLAINTEXT=1
+measure mpc "$MPC_ENDPOINTS" 51050 mpc-plain
+unset MPC_INSECURE_PLAINTEXT
 
 # ---------------------------------------------------------------- etcd
 CLUSTER=""

@@ -28,6 +28,9 @@ echo "== in process"
 echo "== through the cluster"
 MPC_SESSIONS__PRESIGNATURES_PER_KEY=$POOL MPC_SESSIONS__PRESIGN_CONCURRENCY=2 MPC_LOG__FILTER=warn \
   MPC_LOCAL_PRIMES=$PRIMES MPC_PROFILE=release scripts/local-cluster.sh up >/dev/null
+# TLS and the admin's certificate, for mpcctl and the load.
+# shellcheck source=/dev/null
+source "$MPC_LOCAL_CLUSTER_DIR/admin.env"
 leader=$("$BIN/mpcctl" --endpoints 127.0.0.1:50051 --output json cluster status |
   python3 -c 'import json,sys; print(next(n["addr"] for n in json.load(sys.stdin)["nodes"] if n["is_leader"]))')
 "$BIN/mpc-bench" sign-cluster --leader "$leader" --iterations "$ITERATIONS" --presign-pool "$POOL" | tee -a "$RAW"

@@ -16,6 +16,9 @@ MPC_PROFILE=release scripts/local-cluster.sh up
 # shellcheck source=/dev/null
 source .local-cluster/admin.env
 CTL=("$CARGO_TARGET_DIR/release/mpcctl")
+# mpcctl on the PATH for the commands the README shows after this one.
+bin_dir=${CARGO_HOME:-$HOME/.cargo}/bin
+mkdir -p "$bin_dir" && install -m 755 "${CTL[0]}" "$bin_dir/mpcctl"
 
 echo
 echo "== generate a 2-of-3 ECDSA key across party-1, party-2 and party-3"
@@ -33,4 +36,4 @@ echo "== sign a message with its hash: served from a presignature once the pool 
 "${CTL[@]}" sign --key-id "$key_id" --message 0x$(printf 'hello mpc' | od -An -tx1 | tr -d ' \n') --hash keccak256
 
 echo
-echo "Keys: source .local-cluster/admin.env; ${CTL[*]} key list.  Stop with: scripts/local-cluster.sh down [--clean]"
+echo "In this shell: source .local-cluster/admin.env; mpcctl key list.  Stop with: scripts/local-cluster.sh down [--clean]"

@@ -85,11 +85,14 @@ enum Cmd {
 
 /// mpc with the caller's credentials (`MPC_CA_CERT`, … as `admin.env` sets them); etcd in
 /// plain text, as the comparison runs it.
-fn channel(target: Target, addr: &str) -> anyhow::Result<ClientChannel> {
-    let credentials = match target {
+fn credentials(target: Target) -> anyhow::Result<Credentials> {
+    Ok(match target {
         Target::Mpc => Credentials::from_env()?,
         Target::Etcd => Credentials::insecure_plaintext(),
-    };
+    })
+}
+
+fn channel(credentials: &Credentials, addr: &str) -> anyhow::Result<ClientChannel> {
     Ok(credentials.channel(addr, |e| e.connect_timeout(Duration::from_millis(300)))?)
 }
 
@@ -148,6 +151,7 @@ async fn write_load(
     if endpoints.is_empty() || clients == 0 {
         bail!("--endpoints and --clients must not be empty");
     }
+    let credentials = credentials(target)?;
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -155,7 +159,7 @@ async fn write_load(
     for id in 0..clients {
         let mut writer = Writer {
             target,
-            channel: channel(target, &endpoints[id % endpoints.len()])?,
+            channel: channel(&credentials, &endpoints[id % endpoints.len()])?,
             value: "x".repeat(value_size),
             seq: 0,
             id,
@@ -210,13 +214,14 @@ async fn failover(
     if endpoints.is_empty() {
         bail!("--endpoints must name the surviving nodes");
     }
+    let credentials = credentials(target)?;
     let mut writers = endpoints
         .iter()
         .enumerate()
         .map(|(id, e)| {
             Ok(Writer {
                 target,
-                channel: channel(target, e)?,
+                channel: channel(&credentials, e)?,
                 value: "x".repeat(1024),
                 seq: 0,
                 id: 10_000 + id,

@@ -221,6 +221,11 @@ pub async fn run(
     Ok(())
 }
 
+/// The largest client request: a signing's message is at most 64 KiB, everything else smaller.
+const MAX_API_MESSAGE: usize = 256 << 10;
+/// Party envelopes carry protocol messages; CGGMP21's auxiliary info rounds are the largest.
+const MAX_PARTY_MESSAGE: usize = 64 << 20;
+
 /// How long requests in flight get to finish at shutdown; long-lived streams are cut after it.
 const SERVER_DRAIN: Duration = Duration::from_secs(2);
 
@@ -340,14 +345,27 @@ async fn serve_grpc(
         .layer(auth)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AccessServer::new(api::AccessService::new(node.clone())))
-        .add_service(SessionsServer::new(api::SessionsService::new(node.clone())))
-        .add_service(KeysServer::new(api::KeysService::new(node.clone())))
-        .add_service(PartyGatewayServer::new(gateway::GatewayService::new(
-            node.clone(),
-            hub,
-        )))
-        .add_service(ClusterServer::new(api::ClusterService::new(node)))
+        .add_service(
+            AccessServer::new(api::AccessService::new(node.clone()))
+                .max_decoding_message_size(MAX_API_MESSAGE),
+        )
+        .add_service(
+            SessionsServer::new(api::SessionsService::new(node.clone()))
+                .max_decoding_message_size(MAX_API_MESSAGE),
+        )
+        .add_service(
+            KeysServer::new(api::KeysService::new(node.clone()))
+                .max_decoding_message_size(MAX_API_MESSAGE),
+        )
+        .add_service(
+            PartyGatewayServer::new(gateway::GatewayService::new(node.clone(), hub))
+                .max_decoding_message_size(MAX_PARTY_MESSAGE)
+                .max_encoding_message_size(MAX_PARTY_MESSAGE),
+        )
+        .add_service(
+            ClusterServer::new(api::ClusterService::new(node))
+                .max_decoding_message_size(MAX_API_MESSAGE),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| CoordinatorError::Server(format!("gRPC: {e}")))

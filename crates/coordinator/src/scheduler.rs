@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mpc_proto::v1 as pb;
-use mpc_raft_store::command::CreatePresign;
+use mpc_raft_store::command::{CreatePresign, PartyReport};
 use mpc_raft_store::model::{
     KeyRecord, Scheme, SessionFailure, SessionKind, SessionRecord, SessionResult, SessionStatus,
     SigningPayload,
@@ -41,7 +41,11 @@ struct Dispatch {
     session: SessionRecord,
     participants: Vec<String>,
     key: Option<KeyRecord>,
+    /// The participants' Ed25519 identity keys, as the replicated party table holds them.
+    identity_keys: HashMap<String, Vec<u8>>,
     public_keys: HashMap<String, Vec<u8>>,
+    /// Keygen: each participant's signature over its report of the public key.
+    reports: HashMap<String, Vec<u8>>,
     partials: HashMap<String, Vec<u8>>,
     stored: HashSet<String>,
 }
@@ -362,6 +366,7 @@ impl Scheduler {
             _ => false,
         };
         let mut identities = Vec::with_capacity(participants.len());
+        let mut identity_keys = HashMap::with_capacity(participants.len());
         for p in &participants {
             let party = reader
                 .party(p)
@@ -370,6 +375,7 @@ impl Scheduler {
                     what: "party",
                     id: p.clone(),
                 })?;
+            identity_keys.insert(party.party_id.clone(), party.signing_public_key.clone());
             identities.push(pb::PartyIdentity {
                 party_id: party.party_id,
                 signing_public_key: party.signing_public_key,
@@ -413,7 +419,9 @@ impl Scheduler {
                 session: started.clone(),
                 participants: participants.clone(),
                 key,
+                identity_keys,
                 public_keys: HashMap::new(),
+                reports: HashMap::new(),
                 partials: HashMap::new(),
                 stored: HashSet::new(),
             },
@@ -482,19 +490,27 @@ impl Scheduler {
                 Decision::Fail(format!("{party}: {}", f.reason), blamed)
             }
             Some(R::PublicKey(pk)) => {
-                run.public_keys.insert(party.to_owned(), pk);
-                if run.public_keys.len() < run.participants.len() {
-                    return;
-                }
-                let mut keys = run.public_keys.values();
-                let first = keys.next().cloned().unwrap_or_default();
-                if keys.any(|k| *k != first) {
-                    Decision::Fail("the parties disagree on the public key".into(), Vec::new())
+                let report = mpc_types::statement::KeygenReport {
+                    session_id: &run.session.session_id,
+                    key_id: &run.session.key_id,
+                    public_key: &pk,
+                };
+                let signed = run.identity_keys.get(party).is_some_and(|key| {
+                    mpc_types::statement::verifies_raw(key, &report, &outcome.report_signature)
+                });
+                if !signed {
+                    Decision::Fail(
+                        format!("{party} reported a public key without a valid signature"),
+                        vec![party.to_owned()],
+                    )
                 } else {
-                    let address = (run.session.scheme == Scheme::EcdsaSecp256k1)
-                        .then(|| mpc_tss::ethereum_address(&first).ok())
-                        .flatten();
-                    Decision::Complete(SessionResult::PublicKey(first), address)
+                    run.reports
+                        .insert(party.to_owned(), outcome.report_signature.clone());
+                    run.public_keys.insert(party.to_owned(), pk);
+                    if run.public_keys.len() < run.participants.len() {
+                        return;
+                    }
+                    agreed_public_key(run)
                 }
             }
             Some(R::Signature(signature)) => match verify(run, &signature) {
@@ -529,10 +545,19 @@ impl Scheduler {
         self.hub.router.end_run(&session_id);
         match decision {
             Decision::Complete(result, address) => {
+                let reports = run
+                    .reports
+                    .into_iter()
+                    .map(|(party_id, signature)| PartyReport {
+                        party_id,
+                        signature,
+                    })
+                    .collect();
                 self.write_outcome(Operation::CompleteSession {
                     session_id,
                     result,
                     address,
+                    reports,
                 });
             }
             Decision::Fail(reason, blamed) => {
@@ -701,6 +726,19 @@ impl Scheduler {
 enum Decision {
     Complete(SessionResult, Option<String>),
     Fail(String, Vec<String>),
+}
+
+/// Every participant reported a public key: complete when they all agree.
+fn agreed_public_key(run: &Dispatch) -> Decision {
+    let mut keys = run.public_keys.values();
+    let first = keys.next().cloned().unwrap_or_default();
+    if keys.any(|k| *k != first) {
+        return Decision::Fail("the parties disagree on the public key".into(), Vec::new());
+    }
+    let address = (run.session.scheme == Scheme::EcdsaSecp256k1)
+        .then(|| mpc_tss::ethereum_address(&first).ok())
+        .flatten();
+    Decision::Complete(SessionResult::PublicKey(first), address)
 }
 
 fn verify(run: &Dispatch, signature: &[u8]) -> Result<(), String> {

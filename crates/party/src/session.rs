@@ -1,6 +1,7 @@
 //! Running one assignment: the protocol on a blocking thread, its messages pumped through the
 //! envelope codec to and from the coordinator stream.
 
+use mpc_types::statement::Statement;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -237,10 +238,25 @@ pub async fn run(
             })
         }
     };
+    let report_signature = match &result {
+        pb::session_outcome::Result::PublicKey(public_key) => state
+            .identity
+            .sign(
+                &mpc_types::statement::KeygenReport {
+                    session_id: &assignment.session_id,
+                    key_id: &assignment.key_id,
+                    public_key,
+                }
+                .signing_bytes(),
+            )
+            .to_vec(),
+        _ => Vec::new(),
+    };
     pb::SessionOutcome {
         session_id: assignment.session_id,
         attempt: assignment.attempt,
         result: Some(result),
+        report_signature,
     }
 }
 

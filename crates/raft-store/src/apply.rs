@@ -8,8 +8,8 @@ use sha3::{Digest, Sha3_256};
 
 use crate::codec::{decode, encode};
 use crate::command::{
-    Command, CommandResponse, CreateKeygen, CreatePresign, CreateSigning, Operation, Rejection,
-    UpdateKey,
+    Command, CommandResponse, CreateKeygen, CreatePresign, CreateSigning, Operation, PartyReport,
+    Rejection, UpdateKey,
 };
 use crate::model::{
     AuditEvent, IdempotencyRecord, KeyRecord, KeyStatus, KeyUpdateRecord, PartyRecord, PartyStatus,
@@ -172,8 +172,16 @@ pub fn apply_command(
             session_id,
             result,
             address,
+            reports,
         } => (
-            complete_session(txn, cmd.at_ms, session_id, result, address.as_deref())?,
+            complete_session(
+                txn,
+                cmd.at_ms,
+                session_id,
+                result,
+                address.as_deref(),
+                reports,
+            )?,
             "session.complete",
             session_id.clone(),
         ),
@@ -650,6 +658,7 @@ fn complete_session(
     session_id: &str,
     result: &SessionResult,
     address: Option<&str>,
+    reports: &[PartyReport],
 ) -> Result<Applied, StoreError> {
     let Some(session) = load::<SessionRecord>(txn, Table::Sessions, session_id, "session")? else {
         return Ok(Applied::rejected(Rejection::NotFound {
@@ -676,6 +685,13 @@ fn complete_session(
     }
     if let (SessionKind::Keygen, SessionResult::PublicKey(public_key)) = (session.kind, result) {
         if session.status == SessionStatus::Running {
+            // The proposer's word is not enough: every participant must have signed this
+            // very public key with the identity key the state records for it.
+            if let Some(refused) = unreported(txn, &session, public_key, reports)? {
+                return Ok(Applied::rejected(Rejection::Invalid(
+                    crate::ValidationError::new("reports", refused),
+                )));
+            }
             let key = KeyRecord {
                 key_id: session.key_id.clone(),
                 scheme: session.scheme,
@@ -716,6 +732,39 @@ fn complete_session(
         s.finished_at_ms = Some(at_ms);
         true
     })
+}
+
+/// Why a keygen's reports do not prove its public key, or `None` when every party of the
+/// session signed it.
+fn unreported(
+    txn: &impl StateTxn,
+    session: &SessionRecord,
+    public_key: &[u8],
+    reports: &[PartyReport],
+) -> Result<Option<String>, StoreError> {
+    let statement = mpc_types::statement::KeygenReport {
+        session_id: &session.session_id,
+        key_id: &session.key_id,
+        public_key,
+    };
+    for party in &session.parties {
+        let Some(report) = reports.iter().find(|r| &r.party_id == party) else {
+            return Ok(Some(format!("party {party} did not report the public key")));
+        };
+        let Some(record) = load::<PartyRecord>(txn, Table::Parties, party, "party")? else {
+            return Ok(Some(format!("party {party} is not registered")));
+        };
+        if !mpc_types::statement::verifies_raw(
+            &record.signing_public_key,
+            &statement,
+            &report.signature,
+        ) {
+            return Ok(Some(format!(
+                "party {party}'s report does not verify under its identity key"
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// The presignature table's key.
@@ -942,6 +991,53 @@ pub(crate) mod tests {
         }
     }
 
+    /// A deterministic identity key per party name.
+    pub fn party_key(party: &str) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&Sha3_256::digest(party.as_bytes()).into())
+    }
+
+    /// Records `parties` with their identity keys, as their registration would.
+    pub fn register_parties(txn: &mut MemTxn, parties: &[&str]) {
+        for p in parties {
+            let record = PartyRecord {
+                party_id: (*p).into(),
+                signing_public_key: party_key(p).verifying_key().to_bytes().to_vec(),
+                encryption_public_key: vec![9; 32],
+                endpoint: "test:1".into(),
+                status: PartyStatus::Online,
+                last_seen_ms: 0,
+                registered_at_ms: 0,
+            };
+            store(txn, Table::Parties, p, "party", &record).unwrap();
+        }
+    }
+
+    /// Every party's signed report of `public_key` for keygen `session_id` of `key_id`.
+    pub fn reports(
+        session_id: &str,
+        key_id: &str,
+        parties: &[&str],
+        public_key: &[u8],
+    ) -> Vec<PartyReport> {
+        use ed25519_dalek::Signer;
+        use mpc_types::statement::Statement;
+        let statement = mpc_types::statement::KeygenReport {
+            session_id,
+            key_id,
+            public_key,
+        };
+        parties
+            .iter()
+            .map(|p| PartyReport {
+                party_id: (*p).into(),
+                signature: party_key(p)
+                    .sign(&statement.signing_bytes())
+                    .to_bytes()
+                    .to_vec(),
+            })
+            .collect()
+    }
+
     pub fn keygen_cmd(session_id: &str, key_id: &str, request_id: Option<&str>) -> Command {
         Command {
             at_ms: 1_000,
@@ -1013,6 +1109,7 @@ pub(crate) mod tests {
     #[test]
     fn keygen_completion_creates_the_key_and_signing_needs_it() {
         let mut txn = MemTxn::default();
+        register_parties(&mut txn, &["p1", "p2", "p3"]);
         let sign = |txn: &mut MemTxn, idx| {
             apply_command(
                 txn,
@@ -1059,6 +1156,7 @@ pub(crate) mod tests {
                     session_id: "s1".into(),
                     result: SessionResult::PublicKey(vec![2; 33]),
                     address: Some("0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf".into()),
+                    reports: reports("s1", "k1", &["p1", "p2", "p3"], &[2; 33]),
                 },
             ),
         )
@@ -1084,10 +1182,12 @@ pub(crate) mod tests {
             presignature_id: None,
         };
         apply_command(&mut txn, pos(2), &cmd(2_000, start)).unwrap();
+        register_parties(&mut txn, &["p1", "p2", "p3"]);
         let complete = Operation::CompleteSession {
             session_id: "s1".into(),
             result: SessionResult::PublicKey(vec![2; 33]),
             address: None,
+            reports: reports("s1", "k1", &["p1", "p2", "p3"], &[2; 33]),
         };
         apply_command(&mut txn, pos(3), &cmd(3_000, complete)).unwrap();
         let update = |id: &str, description: &str| {
@@ -1273,6 +1373,65 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_keygen_completes_only_with_every_partys_signed_report() {
+        let mut txn = MemTxn::default();
+        register_parties(&mut txn, &["p1", "p2", "p3"]);
+        apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
+        let start = Operation::StartSession {
+            session_id: "s1".into(),
+            parties: vec!["p1".into(), "p2".into(), "p3".into()],
+            presignature_id: None,
+        };
+        apply_command(&mut txn, pos(2), &cmd(2_000, start)).unwrap();
+        let complete = |reports: Vec<PartyReport>, public_key: Vec<u8>| {
+            cmd(
+                3_000,
+                Operation::CompleteSession {
+                    session_id: "s1".into(),
+                    result: SessionResult::PublicKey(public_key),
+                    address: None,
+                    reports,
+                },
+            )
+        };
+        let refused = |applied: Applied, why: &str| match applied.response {
+            CommandResponse::Rejected(Rejection::Invalid(e)) => {
+                assert_eq!(e.field, "reports");
+                assert!(e.reason.contains(why), "{}", e.reason);
+            }
+            other => panic!("accepted: {other:?}"),
+        };
+        // One party missing.
+        let two = reports("s1", "k1", &["p1", "p2"], &[7; 33]);
+        refused(
+            apply_command(&mut txn, pos(3), &complete(two, vec![7; 33])).unwrap(),
+            "p3 did not report",
+        );
+        // The leader's own key (0xee..) that nobody signed.
+        let all = reports("s1", "k1", &["p1", "p2", "p3"], &[7; 33]);
+        refused(
+            apply_command(&mut txn, pos(4), &complete(all.clone(), vec![0xee; 33])).unwrap(),
+            "does not verify",
+        );
+        // A report signed by another key than the party's.
+        let mut forged = all.clone();
+        forged[1].signature = reports("s1", "k1", &["mallory"], &[7; 33])[0]
+            .signature
+            .clone();
+        refused(
+            apply_command(&mut txn, pos(5), &complete(forged, vec![7; 33])).unwrap(),
+            "p2's report",
+        );
+        assert!(load::<KeyRecord>(&txn, Table::Keys, "k1", "key")
+            .unwrap()
+            .is_none());
+        let done = apply_command(&mut txn, pos(6), &complete(all, vec![7; 33])).unwrap();
+        assert!(matches!(done.response, CommandResponse::Session { .. }));
+        let key: KeyRecord = load(&txn, Table::Keys, "k1", "key").unwrap().unwrap();
+        assert_eq!(key.public_key, vec![7; 33]);
+    }
+
+    #[test]
     fn a_party_keeps_its_identity_keys_whoever_proposes_a_change() {
         let mut txn = MemTxn::default();
         let register = |signing: u8, endpoint: &str| Command {
@@ -1434,13 +1593,19 @@ mod properties {
             }),
             (session_id(), any::<bool>()).prop_map(|(session_id, keygen)| {
                 Operation::CompleteSession {
-                    session_id,
+                    session_id: session_id.clone(),
                     result: if keygen {
                         SessionResult::PublicKey(vec![3; 32])
                     } else {
                         SessionResult::Signature(vec![4; 64])
                     },
                     address: None,
+                    reports: tests::reports(
+                        &session_id,
+                        &format!("k-{session_id}"),
+                        &["p1", "p2", "p3"],
+                        &[3; 32],
+                    ),
                 }
             }),
             session_id().prop_map(|session_id| Operation::FailSession {
@@ -1473,6 +1638,8 @@ mod properties {
         fn apply_keeps_its_invariants(ops in proptest::collection::vec(op(), 1..40)) {
             let mut txn = MemTxn::default();
             let mut replay = MemTxn::default();
+            tests::register_parties(&mut txn, &["p1", "p2", "p3"]);
+            tests::register_parties(&mut replay, &["p1", "p2", "p3"]);
             let mut finished: BTreeMap<String, SessionRecord> = BTreeMap::new();
             for (i, op) in ops.into_iter().enumerate() {
                 let cmd = Command { at_ms: 1_000 + i as u64 * 10_000, actor: "prop".into(), op };

@@ -67,6 +67,8 @@ pub enum Operation {
         result: SessionResult,
         /// For secp256k1 keygen: the key's Ethereum address, derived by the proposer.
         address: Option<String>,
+        /// For keygen: every participant's signed report of the public key.
+        reports: Vec<PartyReport>,
     },
     FailSession {
         session_id: String,
@@ -106,6 +108,13 @@ impl Operation {
                 | Operation::CreatePresign(_)
         )
     }
+}
+
+/// A party's signature over a keygen's outcome ([`mpc_types::statement::KeygenReport`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyReport {
+    pub party_id: String,
+    pub signature: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,8 +286,24 @@ impl Command {
                 session_id,
                 result,
                 address,
+                reports,
             } => {
                 check_id("session_id", session_id)?;
+                if reports.len() > MAX_PARTIES {
+                    return Err(ValidationError::new(
+                        "reports",
+                        format!("at most {MAX_PARTIES}, got {}", reports.len()),
+                    ));
+                }
+                for (i, r) in reports.iter().enumerate() {
+                    check_id(&format!("reports[{i}].party_id"), &r.party_id)?;
+                    if r.signature.len() != 64 {
+                        return Err(ValidationError::new(
+                            format!("reports[{i}].signature"),
+                            "must be a 64-byte Ed25519 signature",
+                        ));
+                    }
+                }
                 let bytes: &[u8] = match result {
                     SessionResult::PublicKey(b) | SessionResult::Signature(b) => b,
                     SessionResult::Presignature => b"-",

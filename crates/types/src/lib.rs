@@ -463,6 +463,42 @@ pub mod statement {
         }
     }
 
+    /// A party's word that a keygen gave it this public key: the leader commits a key only
+    /// with every participant's report, and the state machine checks each against the
+    /// party's recorded identity key.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct KeygenReport<'a> {
+        pub session_id: &'a str,
+        pub key_id: &'a str,
+        pub public_key: &'a [u8],
+    }
+
+    impl Statement for KeygenReport<'_> {
+        fn signing_bytes(&self) -> Vec<u8> {
+            let mut w = Writer::new("mpc-keygen-report-v1");
+            w.bytes(self.session_id.as_bytes())
+                .bytes(self.key_id.as_bytes())
+                .bytes(self.public_key);
+            w.0
+        }
+    }
+
+    /// Whether `signature` is `public_key`'s over `statement` (strict), for keys and
+    /// signatures that arrive as plain bytes.
+    pub fn verifies_raw(public_key: &[u8], statement: &impl Statement, signature: &[u8]) -> bool {
+        let (Ok(key), Ok(signature)) = (
+            <[u8; 32]>::try_from(public_key),
+            <[u8; 64]>::try_from(signature),
+        ) else {
+            return false;
+        };
+        Signed {
+            signer: key,
+            signature,
+        }
+        .verifies(statement)
+    }
+
     /// Signs `statement` with an Ed25519 signing key (admins' and initiators' tools).
     pub fn sign(key: &ed25519_dalek::SigningKey, statement: &impl Statement) -> Signed {
         use ed25519_dalek::Signer;

@@ -136,6 +136,16 @@ async fn invalid_input_is_invalid_argument_naming_the_field() -> anyhow::Result<
     assert!(err.message().contains("page_size"));
 
     let err = sessions
+        .list_sessions(pb::ListSessionsRequest {
+            page_token: "not a token/..".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("page_token"), "{err}");
+
+    let err = sessions
         .get_session(pb::GetSessionRequest {
             session_id: "../etc".into(),
             consistency: 0,

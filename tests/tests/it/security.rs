@@ -292,69 +292,67 @@ async fn tokens_are_scoped_revocable_and_audited() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends `data` to node `node`'s Raft port as `Forward`, presenting `leaf` (or no
+/// certificate).
+async fn raft_forward(
+    cluster: &Cluster,
+    node: u64,
+    leaf: Option<&pki::Issued>,
+    data: Vec<u8>,
+) -> anyhow::Result<Result<Payload, tonic::Status>> {
+    let credentials = match leaf {
+        Some(leaf) => Credentials::tls(
+            pki::ca_cert_path(cluster.pki_dir()),
+            Some((leaf.cert.clone(), leaf.key.clone())),
+            None,
+        )?,
+        None => cluster.token_credentials(Some(&token::format("0123456789abcdef", &[0; 32])))?,
+    };
+    let channel = credentials.channel(&cluster.raft(node).to_string(), |e| {
+        e.timeout(Duration::from_secs(5))
+    })?;
+    Ok(RaftClient::new(channel)
+        .forward(tonic::Request::new(Payload { data }))
+        .await
+        .map(|r| r.into_inner()))
+}
+
 /// What a node that is not a member, or not a coordinator at all, gets from the Raft port.
 #[tokio::test]
 async fn the_raft_port_takes_member_coordinators_only() -> anyhow::Result<()> {
     let cluster = Cluster::start(3, &[]).await?;
     let leader = cluster.leader(Duration::from_secs(10)).await?;
-    let raft_addr = cluster.raft(leader).to_string();
-    let ca = pki::ca_cert_path(cluster.pki_dir());
-    let raft = |creds: &Credentials| -> anyhow::Result<_> {
-        Ok(RaftClient::new(creds.channel(&raft_addr, |e| {
-            e.timeout(Duration::from_secs(5))
-        })?))
-    };
-    let forward = |data: Vec<u8>| tonic::Request::new(Payload { data });
-
-    // The admin's client certificate is no coordinator's.
-    let admin = pki::leaf_paths(cluster.pki_dir(), Role::Client, "admin");
-    let err = raft(&Credentials::tls(
-        ca.clone(),
-        Some((admin.cert, admin.key)),
-        None,
-    )?)?
-    .forward(forward(vec![0]))
-    .await
-    .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
-    // A party's neither.
-    let party = issue(cluster.pki_dir(), Role::Party, "party-1", None)?;
-    let err = raft(&Credentials::tls(
-        ca.clone(),
-        Some((party.cert, party.key)),
-        None,
-    )?)?
-    .forward(forward(vec![0]))
-    .await
-    .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
-    // A coordinator certificate of a node outside the membership.
-    let outsider = issue(cluster.pki_dir(), Role::Coordinator, "9", None)?;
-    let err = raft(&Credentials::tls(
-        ca.clone(),
-        Some((outsider.cert, outsider.key)),
-        None,
-    )?)?
-    .forward(forward(vec![0]))
-    .await
-    .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    let pki_dir = cluster.pki_dir();
+    let strangers = [
+        // The admin's client certificate is no coordinator's; a party's neither.
+        pki::leaf_paths(pki_dir, Role::Client, "admin"),
+        issue(pki_dir, Role::Party, "party-1", None)?,
+        // A coordinator certificate of a node outside the membership.
+        issue(pki_dir, Role::Coordinator, "9", None)?,
+    ];
+    for leaf in &strangers {
+        let err = raft_forward(&cluster, leader, Some(leaf), vec![0])
+            .await?
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::PermissionDenied,
+            "{}: {err}",
+            leaf.cert.display()
+        );
+    }
+    let err = raft_forward(&cluster, leader, Some(&strangers[2]), vec![0])
+        .await?
+        .unwrap_err();
     assert!(err.message().contains("not a member"), "{err}");
     // No certificate: the handshake itself fails (mutual TLS).
-    let err = raft(&Credentials::tls(
-        ca.clone(),
-        None,
-        Some(&token::format("0123456789abcdef", &[0; 32])),
-    )?)?
-    .forward(forward(vec![0]))
-    .await
-    .unwrap_err();
+    let err = raft_forward(&cluster, leader, None, vec![0])
+        .await?
+        .unwrap_err();
     assert!(refused_by_transport(&err), "{err:?}");
 
     // A member (a compromised follower) may forward client writes, never the scheduler's.
     let follower = if leader == 1 { 2 } else { 1 };
-    let member = &cluster.nodes[&follower].tls;
-    let member = Credentials::tls(ca, Some((member.cert.clone(), member.key.clone())), None)?;
     let forged = mpc_coordinator::peer::ForwardRequest::Write(mpc_raft_store::Command {
         at_ms: 1,
         actor: "forged".into(),
@@ -362,10 +360,14 @@ async fn the_raft_port_takes_member_coordinators_only() -> anyhow::Result<()> {
             session_id: "s-1".into(),
             result: mpc_raft_store::model::SessionResult::PublicKey(vec![0xee; 33]),
             address: None,
+            reports: Vec::new(),
         },
     });
     let data = mpc_raft_store::codec::encode("forward", &forged)?;
-    let err = raft(&member)?.forward(forward(data)).await.unwrap_err();
+    let member = &cluster.nodes[&follower].tls;
+    let err = raft_forward(&cluster, leader, Some(member), data)
+        .await?
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     assert!(err.message().contains("leader only"), "{err}");
     Ok(())

@@ -52,7 +52,7 @@ impl Keys for KeysService {
         self.node
             .read_barrier(convert::consistency(req.consistency)?)
             .await?;
-        let token = (!req.page_token.is_empty()).then_some(req.page_token);
+        let token = super::page_token(req.page_token)?;
         let (keys, next) = self
             .node
             .reader()

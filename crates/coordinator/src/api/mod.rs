@@ -32,3 +32,17 @@ pub(crate) fn page_size(raw: u32) -> Result<usize, CoordinatorError> {
         )),
     }
 }
+
+/// A listing's page token: the last id of the previous page, or nothing for the first page.
+pub(crate) fn page_token(raw: String) -> Result<Option<String>, CoordinatorError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    mpc_raft_store::command::check_id("page_token", &raw).map_err(|e| {
+        invalid(
+            "page_token",
+            format!("is not a token a listing returned ({})", e.reason),
+        )
+    })?;
+    Ok(Some(raw))
+}

@@ -10,7 +10,7 @@ use mpc_raft_store::{CommandResponse, Operation, Rejection, SessionFilter, Sessi
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
-use super::{actor, convert, page_size};
+use super::{actor, convert, page_size, page_token};
 use crate::auth::Principal;
 use crate::error::invalid;
 use crate::node::{now_ms, Consistency, Coordinator};
@@ -206,7 +206,7 @@ impl Sessions for SessionsService {
         let (sessions, next) = self
             .node
             .reader()
-            .sessions(filter, size, optional(req.page_token))
+            .sessions(filter, size, page_token(req.page_token)?)
             .await
             .map_err(CoordinatorError::from)?;
         Ok(Response::new(pb::ListSessionsResponse {
