@@ -60,7 +60,14 @@ ensure_secrets() {
       cp "$dir/pki/ca.crt" "$s/ca.crt"
       cp "$dir/pki/party/party-$i.crt" "$s/tls.crt"
       cp "$dir/pki/party/party-$i.key" "$s/tls.key"
-      head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$s/master.key")
+      # A cluster made before secrets were files kept the key in .env: keep using it.
+      old=$(sed -n "s/^MPC_PARTY_${i}_MASTER_KEY=//p" "$MPC_ROOT/.env" 2>/dev/null | tail -n1)
+      if [[ -n $old ]]; then
+        printf '%s' "$old" >"$s/master.key"
+        echo "party-$i: master key moved from .env to $s/master.key; delete MPC_PARTY_${i}_MASTER_KEY from .env" >&2
+      else
+        head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$s/master.key"
+      fi)
     fresh+=("party-$i")
   done
   # The nodes run as the image's user: their files become its own, still 0600.

@@ -6,7 +6,7 @@ pub use mpc_client::{ClientError, Credentials, Endpoints};
 
 /// How mpcctl proves who it is: every flag has its `MPC_*` variable, as
 /// `.local-cluster/admin.env` sets them.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct CredentialArgs {
     /// The cluster CA certificate (PEM).
     #[arg(long, env = "MPC_CA_CERT", global = true)]
@@ -21,8 +21,21 @@ pub struct CredentialArgs {
     #[arg(long, env = "MPC_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Plain text, for a cluster started with --insecure-plaintext only.
-    #[arg(long, env = "MPC_INSECURE_PLAINTEXT", global = true)]
+    #[arg(long, env = "MPC_INSECURE_PLAINTEXT", global = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_plaintext: bool,
+}
+
+impl std::fmt::Debug for CredentialArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialArgs")
+            .field("ca_cert", &self.ca_cert)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("insecure_plaintext", &self.insecure_plaintext)
+            .finish()
+    }
 }
 
 impl CredentialArgs {

@@ -116,10 +116,12 @@ impl Credentials {
     }
 
     /// From `MPC_CA_CERT`, `MPC_CLIENT_CERT` + `MPC_CLIENT_KEY` and `MPC_TOKEN`, or plain
-    /// text when `MPC_INSECURE_PLAINTEXT` is `1`/`true`.
+    /// text when `MPC_INSECURE_PLAINTEXT` is `1`, `true`, `yes` or `on` (as mpcctl reads it).
     pub fn from_env() -> Result<Self, ClientError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        if var("MPC_INSECURE_PLAINTEXT").is_some_and(|v| v == "1" || v == "true") {
+        if var("MPC_INSECURE_PLAINTEXT")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        {
             return Ok(Self::insecure_plaintext());
         }
         let token = var("MPC_TOKEN").map(zeroize::Zeroizing::new);

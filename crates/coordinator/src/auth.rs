@@ -177,12 +177,17 @@ pub fn rule(path: &str) -> Option<Rule> {
 
 /// Finds principals: from the verified client certificate, or from a bearer token looked up
 /// in the replicated state.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Authenticator {
     reader: StateReader,
     node: Coordinator,
     insecure: bool,
+    /// Read barriers for token ids not (yet) known here.
+    catch_ups: tokio::sync::Semaphore,
 }
+
+/// Read barriers on behalf of unknown token ids that may run at once.
+const MAX_TOKEN_CATCH_UPS: usize = 4;
 
 impl Authenticator {
     pub fn new(node: Coordinator) -> Self {
@@ -190,6 +195,7 @@ impl Authenticator {
             reader: node.reader().clone(),
             insecure: node.config().insecure_plaintext,
             node,
+            catch_ups: tokio::sync::Semaphore::new(MAX_TOKEN_CATCH_UPS),
         }
     }
 
@@ -248,8 +254,12 @@ impl Authenticator {
         let record = match read().await? {
             Some(record) => record,
             // A token made a moment ago may not be applied here yet: catch up with the
-            // leader's commit index once, then decide.
+            // leader's commit index once, then decide. Unknown ids cost a leader round trip,
+            // so only a few such catch-ups run at once; the rest are refused at once.
             None => {
+                let Ok(_permit) = self.catch_ups.try_acquire() else {
+                    return Err(invalid());
+                };
                 self.node.read_barrier(Consistency::Linearizable).await?;
                 read().await?.ok_or_else(invalid)?
             }

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::CoordinatorError;
 
-const TOP_LEVEL_KEYS: [&str; 15] = [
+/// Settings the environment may give. `insecure_plaintext` is not among them: a variable
+/// exported for a developer's mpcctl must never turn a coordinator started from the same
+/// shell into one where every caller is an admin (flag or file only).
+const TOP_LEVEL_KEYS: [&str; 14] = [
     "node_id",
     "grpc_listen",
     "http_listen",
@@ -21,7 +24,6 @@ const TOP_LEVEL_KEYS: [&str; 15] = [
     "advertise_raft",
     "data_dir",
     "initial_members",
-    "insecure_plaintext",
     "tls",
     "raft",
     "sessions",

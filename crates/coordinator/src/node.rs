@@ -151,6 +151,16 @@ impl Coordinator {
         }
     }
 
+    /// Whether `id` votes in the membership this node knows.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+    }
+
     /// The leader this node knows of, with its address.
     pub fn leader(&self) -> Option<(NodeId, NodeInfo)> {
         let m = self.inner.raft.metrics();

@@ -61,6 +61,22 @@ impl RaftRpc for RaftService {
     }
 
     async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        // Writes carry the principal the forwarding node authenticated: only voters, whose
+        // membership the group agreed on, are trusted to forward them. A learner serves
+        // reads and waits to be promoted.
+        if !self.node.config().insecure_plaintext {
+            let voter = request
+                .extensions()
+                .get::<mpc_tls::PeerInfo>()
+                .and_then(|p| p.identity.as_ref())
+                .and_then(|id| id.name.parse::<u64>().ok())
+                .is_some_and(|id| self.node.is_voter(id));
+            if !voter {
+                return Err(Status::permission_denied(
+                    "only a voting member forwards writes",
+                ));
+            }
+        }
         let req: ForwardRequest = decode_request(request)?;
         if let ForwardRequest::Write(cmd) = &req {
             // The scheduler's commands are proposed by the leader itself, never on another

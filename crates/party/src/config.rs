@@ -44,7 +44,8 @@ pub struct PartyConfig {
     #[arg(long, env = "MPC_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// No TLS towards coordinators started with --insecure-plaintext. Never in production.
-    #[arg(long, env = "MPC_INSECURE_PLAINTEXT")]
+    #[arg(long, env = "MPC_INSECURE_PLAINTEXT",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_plaintext: bool,
 }
 

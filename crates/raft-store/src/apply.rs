@@ -734,6 +734,42 @@ fn complete_session(
     })
 }
 
+/// Why `parties` may not run `session`, or `None` when they may. The leader picks who runs a
+/// session, but not freely: a keygen runs with exactly the parties its request named (else a
+/// leader could make a key of parties it controls), a presign with the signers its creation
+/// named, and a signing with `threshold` of the key's own parties.
+fn wrong_participants(
+    txn: &impl StateTxn,
+    session: &SessionRecord,
+    parties: &[String],
+) -> Result<Option<String>, StoreError> {
+    Ok(match session.kind {
+        SessionKind::Keygen | SessionKind::Presign | SessionKind::Refresh => {
+            (parties != session.parties).then(|| {
+                format!(
+                    "a {} session runs with the parties it was created with ({})",
+                    session.kind.as_str(),
+                    session.parties.join(", ")
+                )
+            })
+        }
+        SessionKind::Sign => {
+            let Some(key) = load::<KeyRecord>(txn, Table::Keys, &session.key_id, "key")? else {
+                return Ok(Some(format!("key {} does not exist", session.key_id)));
+            };
+            let fits = parties.len() == usize::from(key.threshold)
+                && parties.iter().all(|p| key.parties.contains(p));
+            (!fits).then(|| {
+                format!(
+                    "a signing runs with {} of the key's parties ({})",
+                    key.threshold,
+                    key.parties.join(", ")
+                )
+            })
+        }
+    })
+}
+
 /// Why a keygen's reports do not prove its public key, or `None` when every party of the
 /// session signed it.
 fn unreported(
@@ -839,6 +875,11 @@ fn start_session(
             id: session_id.to_owned(),
         }));
     };
+    if let Some(reason) = wrong_participants(txn, &session, parties)? {
+        return Ok(Applied::rejected(Rejection::Invalid(
+            crate::ValidationError::new("parties", reason),
+        )));
+    }
     let unavailable = |presignature_id: &str, reason: &str| {
         Ok(Applied::rejected(Rejection::PresignatureUnavailable {
             presignature_id: presignature_id.to_owned(),
@@ -1432,6 +1473,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_leader_cannot_choose_who_makes_a_key_or_signs() {
+        let mut txn = MemTxn::default();
+        register_parties(&mut txn, &["p1", "p2", "p3", "evil-1", "evil-2"]);
+        apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
+        let start = |session: &str, parties: &[&str]| {
+            cmd(
+                2_000,
+                Operation::StartSession {
+                    session_id: session.into(),
+                    parties: parties.iter().map(|p| p.to_string()).collect(),
+                    presignature_id: None,
+                },
+            )
+        };
+        let refused = |applied: Applied| {
+            assert!(
+                matches!(&applied.response, CommandResponse::Rejected(Rejection::Invalid(e)) if e.field == "parties"),
+                "{:?}",
+                applied.response
+            )
+        };
+        // A keygen with parties of the leader's choosing, or a subset.
+        refused(apply_command(&mut txn, pos(2), &start("s1", &["evil-1", "evil-2"])).unwrap());
+        refused(apply_command(&mut txn, pos(3), &start("s1", &["p1", "p2"])).unwrap());
+        apply_command(&mut txn, pos(4), &start("s1", &["p1", "p2", "p3"])).unwrap();
+        let complete = Operation::CompleteSession {
+            session_id: "s1".into(),
+            result: SessionResult::PublicKey(vec![2; 33]),
+            address: None,
+            reports: reports("s1", "k1", &["p1", "p2", "p3"], &[2; 33]),
+        };
+        apply_command(&mut txn, pos(5), &cmd(3_000, complete)).unwrap();
+        // A signing with outsiders, or with fewer than the threshold.
+        let sign = Command {
+            at_ms: 4_000,
+            actor: "alice".into(),
+            op: Operation::CreateSigning(CreateSigning {
+                session_id: "s2".into(),
+                key_id: "k1".into(),
+                input: crate::model::SigningPayload::Digest(vec![1; 32]),
+                request_id: None,
+                deadline_ms: 50_000,
+            }),
+        };
+        apply_command(&mut txn, pos(6), &sign).unwrap();
+        refused(apply_command(&mut txn, pos(7), &start("s2", &["p1", "evil-1"])).unwrap());
+        refused(apply_command(&mut txn, pos(8), &start("s2", &["p1"])).unwrap());
+        let started = apply_command(&mut txn, pos(9), &start("s2", &["p1", "p3"])).unwrap();
+        assert_eq!(session_of(&started).status, SessionStatus::Running);
+    }
+
+    #[test]
     fn a_party_keeps_its_identity_keys_whoever_proposes_a_change() {
         let mut txn = MemTxn::default();
         let register = |signing: u8, endpoint: &str| Command {
@@ -1586,9 +1679,13 @@ mod properties {
                         deadline_ms: 50_000,
                     })
                 }),
-            session_id().prop_map(|session_id| Operation::StartSession {
+            // Two signers (signings of 2-of-3 keys) or all three (keygens, 3-of-3 signings).
+            (session_id(), 2..4usize).prop_map(|(session_id, n)| Operation::StartSession {
                 session_id,
-                parties: vec!["p1".into(), "p2".into()],
+                parties: ["p1", "p2", "p3"][..n]
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
                 presignature_id: None,
             }),
             (session_id(), any::<bool>()).prop_map(|(session_id, keygen)| {

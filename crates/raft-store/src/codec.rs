@@ -7,11 +7,15 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::StoreError;
 
-/// The encoding version written today.
+/// The encoding version written today. Version 2 added the Raft address of every member,
+/// the audit hash chain and the parties' signed keygen reports.
+pub const FORMAT_V2: u8 = 2;
+/// The version before: its membership, audit and session-completion records have another
+/// shape, so it is refused with a clear reason rather than misread.
 pub const FORMAT_V1: u8 = 1;
 
 pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
-    postcard::to_extend(value, vec![FORMAT_V1]).map_err(|e| StoreError::Encode {
+    postcard::to_extend(value, vec![FORMAT_V2]).map_err(|e| StoreError::Encode {
         what,
         reason: e.to_string(),
     })
@@ -19,9 +23,16 @@ pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, St
 
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
+        Some((&FORMAT_V2, body)) => postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
             what,
             reason: e.to_string(),
+        }),
+        Some((&FORMAT_V1, _)) => Err(StoreError::Corrupt {
+            what,
+            reason: "format 1, written by a release before TLS and the audit chain: this \
+                     release cannot read it (start this node on an empty data directory; \
+                     it catches up from the group)"
+                .into(),
         }),
         Some((v, _)) => Err(StoreError::Corrupt {
             what,
@@ -70,17 +81,17 @@ mod tests {
     }
 
     /// A log entry written by this release must stay readable by every later one. If this
-    /// fails, the encoding changed: bump the format version and keep reading version 1.
+    /// fails, the encoding changed: bump the format version and keep reading version 2.
     /// `UPDATE_GOLDEN=1` rewrites the file (only for a deliberate new format).
     #[test]
-    fn log_entries_of_format_v1_still_decode() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/log-entry-v1.hex");
+    fn log_entries_of_format_v2_still_decode() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/log-entry-v2.hex");
         let encoded = encode("log entry", &golden_entry()).unwrap();
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, hex::encode(&encoded)).unwrap();
         }
         let golden = hex::decode(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
-        assert_eq!(encoded, golden, "the v1 encoding of a log entry changed");
+        assert_eq!(encoded, golden, "the v2 encoding of a log entry changed");
         let decoded: openraft::Entry<TypeConfig> = decode("log entry", &golden).unwrap();
         assert_eq!(decoded.log_id, golden_entry().log_id);
         assert_eq!(
@@ -89,13 +100,22 @@ mod tests {
         );
     }
 
+    /// Version 1 (the golden entry the previous release wrote) is refused with its reason.
+    #[test]
+    fn format_v1_is_refused_saying_why() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/log-entry-v1.hex");
+        let v1 = hex::decode(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        let err = decode::<openraft::Entry<TypeConfig>>("log entry", &v1).unwrap_err();
+        assert!(err.to_string().contains("format 1"), "{err}");
+    }
+
     #[test]
     fn unknown_versions_and_garbage_are_refused() {
         let mut encoded = encode("log entry", &golden_entry()).unwrap();
-        encoded[0] = 2;
+        encoded[0] = 3;
         let err = decode::<openraft::Entry<TypeConfig>>("log entry", &encoded).unwrap_err();
-        assert!(err.to_string().contains("unknown format version 2"));
+        assert!(err.to_string().contains("unknown format version 3"));
         assert!(decode::<openraft::Entry<TypeConfig>>("log entry", &[]).is_err());
-        assert!(decode::<openraft::Entry<TypeConfig>>("log entry", &[1, 0xff, 0xff]).is_err());
+        assert!(decode::<openraft::Entry<TypeConfig>>("log entry", &[2, 0xff, 0xff]).is_err());
     }
 }

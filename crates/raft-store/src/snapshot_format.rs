@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use openraft::LogId;
 
-use crate::codec::FORMAT_V1;
+use crate::codec::{FORMAT_V1, FORMAT_V2};
 use crate::snapshot_file::{io_err, SnapshotError};
 use crate::{NodeId, NodeInfo, StoreError};
 
@@ -55,7 +55,7 @@ fn write_varint(w: &mut impl Write, mut n: u64) -> io::Result<()> {
 
 /// The bytes before the first record: version, header and record count.
 pub(crate) fn encode_header(header: &SnapshotHeader, count: u64) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_V1];
+    let mut out = vec![FORMAT_V2];
     out = postcard::to_extend(&(&header.last_applied, &header.membership), out).map_err(|e| {
         StoreError::Encode {
             what: "snapshot",
@@ -108,7 +108,12 @@ impl<R: Read> SnapshotReader<R> {
             path: path.to_path_buf(),
         };
         match reader.byte()? {
-            FORMAT_V1 => {}
+            FORMAT_V2 => {}
+            FORMAT_V1 => {
+                return Err(corrupt(
+                    "format 1, written by a release before TLS and the audit chain: not readable by this release",
+                ))
+            }
             v => return Err(corrupt(format!("unknown format version {v}"))),
         }
         let mut scratch = vec![0u8; usize::try_from(len.min(HEADER_SCRATCH)).unwrap_or(0)];
@@ -341,11 +346,16 @@ mod tests {
         trailing.push(0);
         assert!(read_all(&trailing).is_err());
         let mut version = bytes.clone();
-        version[0] = 2;
+        version[0] = 3;
         assert!(read_all(&version)
             .unwrap_err()
             .to_string()
-            .contains("version 2"));
+            .contains("version 3"));
+        version[0] = 1;
+        assert!(read_all(&version)
+            .unwrap_err()
+            .to_string()
+            .contains("format 1"));
 
         // A record claiming a key of 2^62 bytes is refused for want of bytes, not allocated.
         let header = SnapshotHeader {

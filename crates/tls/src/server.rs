@@ -172,7 +172,7 @@ impl tokio::io::AsyncWrite for Accepted {
 
 /// A handshake that has not finished by then is dropped: a client that opens connections and
 /// says nothing must not hold resources.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Handshakes in progress at once; further connections wait in the kernel's backlog.
 const MAX_HANDSHAKES: usize = 256;
 
@@ -202,8 +202,11 @@ pub fn incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let Ok(permit) = handshakes.clone().acquire_owned().await else {
-                return;
+            // Out of handshake slots: drop this connection rather than stall the loop, so
+            // that idle sockets cannot keep every other client (and peer) waiting.
+            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                tracing::debug!(peer = %remote, "too many handshakes in progress; connection dropped");
+                continue;
             };
             let tx = tx.clone();
             let tls = tls.clone();
