@@ -135,6 +135,11 @@ pub async fn run(
         }
     });
     let filler = tokio::spawn(state.primes.clone().fill());
+    // A rotated certificate serves the next connection: the files are re-read when they
+    // change and on SIGHUP, as coordinators do.
+    let reloader = tls.clone().map(|tls| {
+        tokio::spawn(mpc_tls::Reloader::new(vec![Arc::new(tls)], TLS_RELOAD_INTERVAL).run())
+    });
     let client = tokio::spawn(client::run(state.clone(), config.coordinators.clone(), tls));
 
     shutdown.await;
@@ -142,11 +147,17 @@ pub async fn run(
     let _ = stop_tx.send(true);
     client.abort();
     filler.abort();
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     http.await
         .map_err(|e| PartyError::Server(e.to_string()))?
         .map_err(|e| PartyError::Server(format!("HTTP: {e}")))?;
     Ok(())
 }
+
+/// How often the TLS files are checked for changes.
+const TLS_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs blocking work (disk, heavy cryptography) off the async runtime.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, PartyError>
