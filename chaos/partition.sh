@@ -60,7 +60,7 @@ for round in $(seq 1 "$ROUNDS"); do
   cut "leader alone" "coordinator-$l" "$(others_than "coordinator-$l" | xargs)" minority
 
   read -r l _ < <(leader)
-  f=$(others_than "coordinator-$l" | head -n1)
+  f=$(others_than "coordinator-$l" | sed -n 1p)  # sed reads all: head could SIGPIPE the writer (pipefail)
   cut "minority of two" "coordinator-$l $f" "$(others_than "coordinator-$l" "$f" | xargs)" minority
 
   read -r l _ < <(leader)

@@ -120,7 +120,7 @@ compose() {
 # set: asking Docker directly takes milliseconds, asking docker-compose half a second.
 container_of() {
   docker ps -aq --filter "label=com.docker.compose.project=$MPC_PROJECT" \
-    --filter "label=com.docker.compose.service=$1" | head -n1
+    --filter "label=com.docker.compose.service=$1" | sed -n 1p
 }
 
 # The user-defined bridge every node is on.
