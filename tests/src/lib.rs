@@ -397,7 +397,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
 /// Writes a secret file as a careful operator would: 0600 (parties refuse looser key files).
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -405,6 +405,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(bytes)?;
+    // `mode` applies only when the file is created: tighten one that already existed.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     Ok(())
 }
 

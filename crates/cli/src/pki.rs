@@ -50,11 +50,14 @@ pub enum PkiCommand {
     },
 }
 
+/// Runs as root: never follows a symbolic link (it would hand out whatever the link points
+/// at, and a loop would recurse forever).
 fn set_owner(path: &std::path::Path, uid: u32, gid: u32) -> anyhow::Result<()> {
     use anyhow::Context;
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
         .with_context(|| format!("chown {}", path.display()))?;
-    if path.is_dir() {
+    let meta = std::fs::symlink_metadata(path).with_context(|| path.display().to_string())?;
+    if meta.is_dir() {
         for entry in std::fs::read_dir(path).with_context(|| path.display().to_string())? {
             set_owner(&entry?.path(), uid, gid)?;
         }

@@ -96,8 +96,11 @@ impl Identity {
             (_, Some(_)) => return Err(bad("only client certificates carry a grant")),
             (_, None) => {}
         }
-        if role == Role::Coordinator && name.parse::<u64>().is_err() {
-            return Err(bad("a coordinator's name is its numeric node id"));
+        // Canonical decimal only: "007" must not pass for node 7.
+        if role == Role::Coordinator
+            && name.parse::<u64>().map(|id| id.to_string()).as_deref() != Ok(name)
+        {
+            return Err(bad("a coordinator's name is its node id in decimal"));
         }
         Ok(Self {
             role,
@@ -219,6 +222,7 @@ mod tests {
             "mpc://client/alice?grant=signer",
             "mpc://party/p1?grant=admin",
             "mpc://coordinator/one",
+            "mpc://coordinator/007",
             "mpc://party/../../etc",
         ] {
             assert!(Identity::from_uri(uri).is_err(), "{uri} was accepted");
