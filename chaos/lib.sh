@@ -39,13 +39,13 @@ nemesis() { # action target
 }
 
 # The load runs in a container on the cluster's network, writing its history to the run
-# directory; `stop_load` ends it gracefully.
+# directory, with the admin's files at /admin (credentials; the admin's signing key for its
+# keys' policies, the initiator's for its signings' approvals); `stop_load` ends it gracefully.
 start_load() { # extra mpc-chaos load args...
   docker rm -f "$LOAD" >/dev/null 2>&1 || true
   docker run -d --name "$LOAD" --network "$(network_name)" \
     --user "$(id -u):$(id -g)" -v "$RUN_DIR:/results" -v "$MPC_CLUSTER_DIR/admin:/admin:ro" \
-    -e MPC_CA_CERT=/admin/ca.crt -e MPC_CLIENT_CERT=/admin/admin.crt -e MPC_CLIENT_KEY=/admin/admin.key \
-    "$(image_name)" mpc-chaos load --endpoints "$IN_NETWORK_ENDPOINTS" \
+    "${ADMIN_TOOL_ENV[@]}" "$(image_name)" mpc-chaos load --endpoints "$IN_NETWORK_ENDPOINTS" \
     --out /results/history.jsonl --duration "${LOAD_MAX_SECONDS}s" "$@" >/dev/null
   # The first register key appears once the load's keys exist.
   local deadline=$((SECONDS + 90))
@@ -170,8 +170,7 @@ observe_inside() { # service seconds
 check() { # extra checker args...
   local line code=0
   docker run --rm --network "$(network_name)" --user "$(id -u):$(id -g)" -v "$RUN_DIR:/results" \
-    -v "$MPC_CLUSTER_DIR/admin:/admin:ro" \
-    -e MPC_CA_CERT=/admin/ca.crt -e MPC_CLIENT_CERT=/admin/admin.crt -e MPC_CLIENT_KEY=/admin/admin.key \
+    -v "$MPC_CLUSTER_DIR/admin:/admin:ro" "${ADMIN_TOOL_ENV[@]}" \
     "$(image_name)" mpc-chaos check --scenario "$SCENARIO" \
     --history /results/history.jsonl --history /results/events.jsonl \
     --endpoints "$IN_NETWORK_ENDPOINTS" --final-out /results/final.jsonl \

@@ -6,10 +6,13 @@
 # Coordinators: gRPC 127.0.0.1:50051-50055 (TLS), Raft 127.0.0.1:50061-50065 (mutual TLS),
 # HTTP 127.0.0.1:8080-8084. Parties party-1..3: HTTP 127.0.0.1:8091-8093, each with its own
 # master key in .local-cluster/party-N.key (made once). On first start the cluster's PKI is
-# made under .local-cluster/pki/ and .local-cluster/admin.env is written: `source` it and
-# mpcctl talks to the cluster as the admin. Data and logs under .local-cluster/. MPC_LOCAL_PRIMES=FILE gives party N line N of FILE as
-# its first prime pair (tests and benchmarks; such primes are public, never use them for keys
-# that matter).
+# made under .local-cluster/pki/, with the admin's and an initiator's Ed25519 signing keys
+# (pki/admin-signing.key, pki/initiator-signing.key: the parties trust the admin's public
+# key, --admin-keys), and .local-cluster/admin.env is written: `source` it and mpcctl talks
+# to the cluster as the admin and signs as both. Every `up` enrols the three parties' identities
+# (`mpc-party identity`, `mpcctl party enroll`; again is harmless). Data and logs under
+# .local-cluster/. MPC_LOCAL_PRIMES=FILE gives party N line N of FILE as its first prime pair
+# (tests and benchmarks; such primes are public, never use them for keys that matter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,6 +28,8 @@ for i in $(seq 1 $N); do
   MEMBERS+="${MEMBERS:+,}$i=127.0.0.1:$((50050 + i))=127.0.0.1:$((8079 + i))=127.0.0.1:$((50060 + i))"
 done
 PKI=$DIR/pki
+ADMIN_SIGNING_KEY=$PKI/admin-signing.key
+INITIATOR_SIGNING_KEY=$PKI/initiator-signing.key
 
 build() {
   local flag=(); [[ $PROFILE == release ]] && flag=(--release)
@@ -53,14 +58,47 @@ pki() {
     done
     "$BIN/mpcctl" pki issue --dir "$PKI" --role client --name admin --grant admin >/dev/null
   fi
+  # The admin signs key policies and enrolments; the initiator approves signings. Made once
+  # (a cluster made before they existed gets them now); the parties trust the admin's key.
+  local key
+  for key in "$ADMIN_SIGNING_KEY" "$INITIATOR_SIGNING_KEY"; do
+    [[ -f $key ]] || "$BIN/mpcctl" signing-key new --out "$key" >/dev/null
+  done
+  ADMIN_PUBLIC_KEY=$("$BIN/mpcctl" signing-key public "$ADMIN_SIGNING_KEY")
   (umask 077; cat >"$DIR/admin.env" <<ENV
-# source this file: mpcctl then talks to the local cluster as its admin.
+# source this file: mpcctl then talks to the local cluster as its admin, signs key policies
+# and enrolments as the admin and approves signings as an initiator.
 export MPC_ENDPOINTS=$(seq -s, -f "https://127.0.0.1:%g" 50051 50055)
 export MPC_CA_CERT=$PKI/ca.crt
 export MPC_CLIENT_CERT=$PKI/client/admin.crt
 export MPC_CLIENT_KEY=$PKI/client/admin.key
+export MPC_ADMIN_KEY=$ADMIN_SIGNING_KEY
+export MPC_INITIATOR_KEY=$INITIATOR_SIGNING_KEY
 ENV
   )
+}
+
+# What `mpc-party identity` prints for a party (its identity is made on first use: asked
+# before the party first starts, so that only one process ever makes it).
+party_identity() { # party-N
+  "$BIN/mpc-party" --party-id "$1" --data-dir "$DIR/$1" --master-key-file "$DIR/$1.key" \
+    identity 2>>"$DIR/$1.log" | grep -E '^[0-9a-f]{128}$' | tail -n1 || true
+}
+
+# The admin enrols a party's identity; enrolling it again with the same identity only renews
+# the admin's signature.
+enrol() { # party-N identity
+  local out tries
+  [[ ${#2} == 128 ]] || { echo "$1: no identity from mpc-party identity; its log: $DIR/$1.log" >&2; tail -n 5 "$DIR/$1.log" >&2; exit 1; }
+  for tries in 1 2 3 4 5; do
+    # shellcheck source=/dev/null
+    if out=$(source "$DIR/admin.env" && "$BIN/mpcctl" --timeout 10s party enroll --id "$1" --identity "$2" 2>&1); then
+      return 0
+    fi
+    sleep 1
+  done
+  echo "enrolling $1 failed: $out" >&2
+  exit 1
 }
 
 up() {
@@ -89,9 +127,13 @@ up() {
       sleep 0.2
     done
   done
+  local -A identity=()
   for p in $(seq 1 $PARTIES); do
     local name=party-$p
-    if running_pid "$name" >/dev/null; then continue; fi
+    if running_pid "$name" >/dev/null; then
+      identity[$name]=$(party_identity "$name")
+      continue
+    fi
     if [[ ! -f $DIR/$name.key ]]; then
       (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/$name.key")
     fi
@@ -100,14 +142,20 @@ up() {
       sed -n "${p}p" "$MPC_LOCAL_PRIMES" >"$DIR/$name.primes"
       import=(--import-primes "$DIR/$name.primes")
     fi
+    identity[$name]=$(party_identity "$name")
     MPC_LOG__FILTER=${MPC_LOG__FILTER:-info} nohup "$BIN/mpc-party" \
       --party-id "$name" \
+      --admin-keys "$ADMIN_PUBLIC_KEY" \
       --data-dir "$DIR/$name" \
       --coordinators "$ENDPOINTS" \
       --http-listen "127.0.0.1:$((8090 + p))" \
       --ca-cert "$PKI/ca.crt" --tls-cert "$PKI/party/$name.crt" --tls-key "$PKI/party/$name.key" \
       --master-key-file "$DIR/$name.key" "${import[@]}" >>"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name.pid"
+  done
+  # A party attaches (is ready) only once an admin has enrolled it.
+  for p in $(seq 1 $PARTIES); do
+    enrol "party-$p" "${identity[party-$p]}"
   done
   for p in $(seq 1 $PARTIES); do
     until curl -sf "http://127.0.0.1:$((8090 + p))/ready" >/dev/null 2>&1; do
@@ -126,7 +174,7 @@ up() {
   for p in $(seq 1 $PARTIES); do
     echo "  party-$p: HTTP http://127.0.0.1:$((8090 + p))"
   done
-  echo "  admin credentials: source $DIR/admin.env"
+  echo "  admin credentials and signing keys: source $DIR/admin.env"
   status
 }
 

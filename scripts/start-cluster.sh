@@ -4,7 +4,10 @@
 #   scripts/start-cluster.sh --build   rebuild the image first (after code changes)
 # On first use it writes .env from .env.example, and makes the cluster's PKI, each node's
 # secrets (certificate, key; a party's master key) under .cluster/secrets/ and the admin's
-# credentials (`source .cluster/admin.env`, then mpcctl talks to the cluster as the admin).
+# credentials and signing keys under .cluster/admin/ (`source .cluster/admin.env`, then mpcctl
+# talks to the cluster as the admin and signs as the admin and an initiator). The parties
+# trust the admin's public key (.cluster/admin-keys); once they run, the admin enrols each
+# one's identity (every start: enrolling the same identity again only renews it).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$MPC_ROOT"
@@ -26,7 +29,11 @@ ensure_secrets "$bind"
 [[ $had_secrets == yes ]] || echo "made the cluster PKI and node secrets in $MPC_CLUSTER_DIR (keep it safe: the parties' master keys are there)"
 
 compose up -d --remove-orphans
-wait_healthy "${MPC_START_TIMEOUT:-180}" "${COORDINATORS[@]}" "${PARTIES[@]}"
+# A party reports healthy once attached, which it can only do once enrolled.
+start_timeout=${MPC_START_TIMEOUT:-180}
+wait_healthy "$start_timeout" "${COORDINATORS[@]}"
+enrol_parties "$start_timeout"
+wait_healthy "$start_timeout" "${PARTIES[@]}"
 
 s=$(any_running_coordinator)
 read -r leader term < <(tool_in "$s" mpc-chaos leader --endpoints "$IN_NETWORK_ENDPOINTS")
@@ -37,5 +44,5 @@ done
 for i in 1 2 3; do
   echo "  party-$i        http http://$bind:$((8090 + i))"
 done
-echo "admin credentials: source $MPC_CLUSTER_DIR/admin.env"
+echo "admin credentials and signing keys: source $MPC_CLUSTER_DIR/admin.env"
 echo "try: scripts/test-cluster.sh   logs: scripts/logs.sh [node]   stop: scripts/stop-cluster.sh [--clean]"

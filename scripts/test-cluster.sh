@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks a running docker-compose cluster: every node's health, role and term, that exactly
-# one leader leads them all, and a smoke test that generates keys and signs with them (each
-# signature verified by mpcctl against the key, independently of the cluster).
+# one leader leads them all, that every party is enrolled and registered, and a smoke test
+# that generates keys and signs with them (each signature verified by mpcctl against the key,
+# independently of the cluster).
 #   scripts/test-cluster.sh            Ed25519 and ECDSA (the first ECDSA key waits for the
 #                                      parties' prime pairs: minutes on a fresh cluster)
 #   scripts/test-cluster.sh --quick    Ed25519 only
@@ -40,6 +41,23 @@ for p in "${COORDINATORS[@]}" "${PARTIES[@]}"; do
   printf '  %-14s %s\n' "$p" "$h"
   [[ $h == healthy ]] || fail "$p is $h"
 done
+
+echo "== parties"
+parties=$(mpcctl_in "$s" --output json party list) || fail "party list: $parties"
+python3 - "$parties" "${PARTIES[@]}" <<'PY' || fail "not every party is enrolled and registered"
+import json, sys
+listed = {p["party_id"]: p for p in json.loads(sys.argv[1])}
+ok = True
+for name in sys.argv[2:]:
+    p = listed.get(name)
+    if p is None:
+        print(f"  {name:<14} not enrolled", file=sys.stderr)
+        ok = False
+        continue
+    print(f"  {name:<14} enrolled by {(p['enrolled_by'] or '?')[:16]}…  registered {p['registered']}  connected {p['connected']}")
+    ok = ok and p["registered"]
+sys.exit(0 if ok else 1)
+PY
 
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 

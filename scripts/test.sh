@@ -14,5 +14,7 @@ cargo clippy --workspace --all-targets --locked --release -- -D warnings
 # The cross-process tests run the binaries: build them first.
 cargo build --workspace --bins --locked --release
 cargo nextest run --workspace --locked --profile ci --cargo-profile release
+# Every decoder of untrusted bytes, fuzzed briefly from the committed corpus (docs/fuzzing.md).
+scripts/fuzz.sh 10
 # The image, the compose cluster and the chaos scenarios (skipped, saying why, without Docker).
 scripts/test-docker.sh

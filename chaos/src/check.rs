@@ -150,7 +150,7 @@ pub fn check(events: &[Event], options: CheckOptions) -> Findings {
                     },
                 );
             }
-            Event::Op(op) => ops.push(op),
+            Event::Op(op) => ops.push(op.as_ref()),
             Event::Leader { node, term, .. } => {
                 leaders.entry(*term).or_default().insert(*node);
             }
@@ -547,7 +547,7 @@ mod tests {
         end: u64,
         outcome: Outcome,
     ) -> Event {
-        Event::Op(Op {
+        Event::Op(Box::new(Op {
             client: client.into(),
             kind,
             key_id: "k".into(),
@@ -559,7 +559,7 @@ mod tests {
             error: None,
             expect: None,
             sign: None,
-        })
+        }))
     }
 
     fn load(start: u64, end: u64) -> [Event; 2] {
@@ -675,7 +675,7 @@ mod tests {
         sig: Option<&str>,
         status: &str,
     ) -> Event {
-        Event::Op(Op {
+        Event::Op(Box::new(Op {
             client: client.into(),
             kind: OpKind::Sign,
             key_id: "k".into(),
@@ -698,8 +698,9 @@ mod tests {
                 signature: sig.map(str::to_owned),
                 failure_reason: None,
                 attempt: 1,
+                not_after_ms: 0,
             }),
-        })
+        }))
     }
 
     #[test]
@@ -723,13 +724,13 @@ mod tests {
     #[test]
     fn probes_must_match_the_partition() {
         let probe = |expect, outcome| {
-            Event::Op(Op {
+            Event::Op(Box::new(Op {
                 expect: Some(expect),
                 ..match op("probe", OpKind::Write, "p", 1, 2, outcome) {
-                    Event::Op(o) => o,
+                    Event::Op(o) => *o,
                     _ => unreachable!(),
                 }
-            })
+            }))
         };
         let h = vec![
             register("k"),

@@ -29,13 +29,10 @@ pub enum Event {
         public_key: String,
         initial: String,
     },
-    Op(Op),
+    /// Boxed: by far the largest variant.
+    Op(Box<Op>),
     /// A node said it was the leader in `term`.
-    Leader {
-        at_us: u64,
-        node: u64,
-        term: u64,
-    },
+    Leader { at_us: u64, node: u64, term: u64 },
     /// A fault the scenario injected or healed ("kill", "start", "partition", "heal", ...).
     Nemesis {
         at_us: u64,
@@ -43,10 +40,7 @@ pub enum Event {
         target: String,
     },
     /// The load's bounds: the checker measures unavailability between these.
-    Load {
-        at_us: u64,
-        phase: LoadPhase,
-    },
+    Load { at_us: u64, phase: LoadPhase },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +114,10 @@ pub struct SignDetail {
     pub failure_reason: Option<String>,
     #[serde(default)]
     pub attempt: u32,
+    /// When the initiator's approval expires (milliseconds since the epoch): part of the
+    /// request, so that it can be re-sent unchanged.
+    #[serde(default)]
+    pub not_after_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,7 +239,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.jsonl");
         let (rec, thread) = Recorder::start(Some(&path)).unwrap();
-        let op = Event::Op(Op {
+        let op = Event::Op(Box::new(Op {
             client: "c1".into(),
             kind: OpKind::Write,
             key_id: "k".into(),
@@ -253,7 +251,7 @@ mod tests {
             error: Some("deadline".into()),
             expect: None,
             sign: None,
-        });
+        }));
         rec.record(op.clone());
         rec.record(Event::Leader {
             at_us: 3,

@@ -15,6 +15,7 @@ use mpc_proto::v1::party_gateway_client::PartyGatewayClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
 use rand::Rng;
 
+use crate::authority::{expiry_after, Admin, AdminKeyFile, Initiator, InitiatorKeyFile};
 use crate::client::{CallError, Coordinators};
 use crate::history::{now_us, Event, LoadPhase, Op, OpKind, Outcome, Recorder, SignDetail};
 
@@ -45,6 +46,14 @@ pub struct LoadSettings {
     pub op_budget: Duration,
     #[arg(long, default_value_t = 15)]
     pub sign_timeout_secs: u32,
+    /// How long each signing's approval stays valid: past the load's end, so that the
+    /// final reads can re-send an unacknowledged request unchanged.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub approval_ttl: Duration,
+    #[command(flatten)]
+    pub admin: AdminKeyFile,
+    #[command(flatten)]
+    pub initiator: InitiatorKeyFile,
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +99,9 @@ pub async fn run(
     rec: Recorder,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(settings.keys > 0, "keys: must be at least 1");
-    let keys = setup_keys(&coords, &settings, &rec).await?;
+    let initiator = Initiator::load(&settings.initiator)?;
+    let admin = Admin::load(&settings.admin)?;
+    let keys = setup_keys(&coords, &settings, &admin, &initiator, &rec).await?;
     let budget = Arc::new(Budget {
         deadline: Instant::now() + settings.duration,
         ops_left: AtomicU64::new(settings.max_ops),
@@ -143,6 +154,7 @@ pub async fn run(
             coords.clone(),
             keys.clone(),
             settings.clone(),
+            initiator.clone(),
             budget.clone(),
             rec.clone(),
         )));
@@ -164,11 +176,14 @@ fn unreachable(e: CallError, what: &str) -> anyhow::Error {
     anyhow::anyhow!("{what}: {} (last tried {})", e.message, e.endpoint)
 }
 
-/// Generates the run's keys (Ed25519 keygen is milliseconds) and records each one's
-/// description as the register's initial value.
+/// Generates the run's keys (Ed25519 keygen is milliseconds), each under the admin's policy
+/// that lets the initiator alone approve its signings, and records each one's description
+/// as the register's initial value.
 async fn setup_keys(
     coords: &Coordinators,
     settings: &LoadSettings,
+    admin: &Admin,
+    initiator: &Initiator,
     rec: &Recorder,
 ) -> anyhow::Result<Vec<RegisterKey>> {
     let patience = Duration::from_secs(60);
@@ -181,7 +196,12 @@ async fn setup_keys(
         })
         .await
         .map_err(|e| unreachable(e, "list parties"))?;
-    let mut party_ids: Vec<String> = parties.into_iter().map(|p| p.party_id).collect();
+    // Enrolled parties that never registered could not take part.
+    let mut party_ids: Vec<String> = parties
+        .into_iter()
+        .filter(|p| p.registered)
+        .map(|p| p.party_id)
+        .collect();
     party_ids.sort();
     if party_ids.len() < 2 {
         bail!(
@@ -191,15 +211,20 @@ async fn setup_keys(
     }
     let mut keys = Vec::new();
     for i in 0..settings.keys {
-        let req = pb::CreateKeygenRequest {
-            scheme: settings.scheme.clone(),
-            threshold: 2,
-            parties: party_ids.clone(),
-            request_id: format!("chaos-{}-key-{i}", settings.run_id),
-            description: "initial".into(),
-            tags: Default::default(),
-            timeout_seconds: 60,
-        };
+        let req = admin.endorse(
+            pb::CreateKeygenRequest {
+                scheme: settings.scheme.clone(),
+                threshold: 2,
+                parties: party_ids.clone(),
+                request_id: format!("chaos-{}-key-{i}", settings.run_id),
+                description: "initial".into(),
+                tags: Default::default(),
+                timeout_seconds: 60,
+                key_id: format!("chaos-{}-key-{i}", settings.run_id),
+                policy: None,
+            },
+            initiator,
+        )?;
         let (created, _) = coords
             .call(i, patience, |ch| {
                 let req = req.clone();
@@ -346,10 +371,10 @@ async fn run_client<F, Fut>(
     while budget.take() {
         n += 1;
         let op = next(n).await;
-        rec.record(Event::Op(Op {
+        rec.record(Event::Op(Box::new(Op {
             client: name.clone(),
             ..op
-        }));
+        })));
         tokio::time::sleep(think).await;
     }
 }
@@ -458,16 +483,19 @@ pub async fn read_description(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn signer(
     name: String,
     index: usize,
     coords: Coordinators,
     keys: Vec<RegisterKey>,
     settings: LoadSettings,
+    initiator: Initiator,
     budget: Arc<Budget>,
     rec: Recorder,
 ) {
-    let (coords, keys, settings, prefix) = (&coords, &keys, &settings, name.clone());
+    let (coords, keys, settings, initiator, prefix) =
+        (&coords, &keys, &settings, &initiator, name.clone());
     run_client(name, &budget, &rec, settings.think, |n| {
         let (key, message) = {
             let mut rng = rand::thread_rng();
@@ -476,13 +504,18 @@ async fn signer(
             (key, message)
         };
         let request_id = format!("chaos-{}-{prefix}-{n}", settings.run_id);
-        async move { sign(coords, index, &key, &message, request_id, settings).await }
+        async move {
+            sign(
+                coords, index, &key, &message, request_id, settings, initiator,
+            )
+            .await
+        }
     })
     .await;
 }
 
-/// Creates a signing session (retrying the same request id, so at most one session exists
-/// for it) and follows it to its end.
+/// Creates a signing session approved by the initiator (retrying the same request id, so at
+/// most one session exists for it) and follows it to its end.
 pub async fn sign(
     coords: &Coordinators,
     first: usize,
@@ -490,8 +523,10 @@ pub async fn sign(
     message: &[u8],
     request_id: String,
     settings: &LoadSettings,
+    initiator: &Initiator,
 ) -> Op {
     let start_us = now_us();
+    let not_after_ms = expiry_after(settings.approval_ttl);
     let mut detail = SignDetail {
         request_id: request_id.clone(),
         message: hex::encode(message),
@@ -500,26 +535,36 @@ pub async fn sign(
         signature: None,
         failure_reason: None,
         attempt: 0,
+        not_after_ms,
     };
-    let req = pb::CreateSigningRequest {
-        key_id: key_id.to_owned(),
-        digest: Vec::new(),
-        request_id,
-        timeout_seconds: settings.sign_timeout_secs,
-        message: message.to_vec(),
-        hash: String::new(),
+    let req = approved_signing(key_id, message, request_id, not_after_ms, initiator).map(|req| {
+        pb::CreateSigningRequest {
+            timeout_seconds: settings.sign_timeout_secs,
+            ..req
+        }
+    });
+    let created = match req {
+        // Our own fault, before anything was sent: the request certainly did not happen.
+        Err(e) => Err(CallError {
+            code: tonic::Code::InvalidArgument,
+            outcome: Outcome::Fail,
+            message: format!("approving the request: {e:#}"),
+            endpoint: String::new(),
+        }),
+        Ok(req) => {
+            coords
+                .call(first, settings.op_budget, |ch| {
+                    let req = req.clone();
+                    async move {
+                        SessionsClient::new(ch)
+                            .create_signing(req)
+                            .await
+                            .map(|r| r.into_inner())
+                    }
+                })
+                .await
+        }
     };
-    let created = coords
-        .call(first, settings.op_budget, |ch| {
-            let req = req.clone();
-            async move {
-                SessionsClient::new(ch)
-                    .create_signing(req)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await;
     let (outcome, endpoint, error) = match created {
         Err(e) => (e.outcome, e.endpoint, Some(e.message)),
         Ok((resp, endpoint)) => match resp.session {
@@ -568,6 +613,30 @@ pub async fn sign(
         expect: None,
         sign: Some(detail),
     }
+}
+
+/// The load's signing request of `message` (as it is, no hash) with the initiator's approval:
+/// the same arguments give the same request, so the final reads can re-send it.
+pub fn approved_signing(
+    key_id: &str,
+    message: &[u8],
+    request_id: String,
+    not_after_ms: u64,
+    initiator: &Initiator,
+) -> anyhow::Result<pb::CreateSigningRequest> {
+    initiator.approve(
+        pb::CreateSigningRequest {
+            key_id: key_id.to_owned(),
+            digest: Vec::new(),
+            request_id,
+            timeout_seconds: 0,
+            message: message.to_vec(),
+            hash: String::new(),
+            approvals: Vec::new(),
+            not_after_ms: 0,
+        },
+        not_after_ms,
+    )
 }
 
 /// Asks every coordinator for its state every `every`, recording each (node, term) that

@@ -6,6 +6,7 @@
 //!   leader       the current leader's id and term
 //!   check        final reads after healing, then the verdict, a summary line and a report
 
+mod authority;
 mod check;
 mod client;
 mod history;
@@ -117,6 +118,10 @@ enum Command {
         /// Fail unless every fault is followed by a signing that began after it and completed.
         #[arg(long)]
         require_signing_after_faults: bool,
+        /// Approves the final re-sending of signing requests never acknowledged (needed
+        /// with endpoints).
+        #[arg(long, env = "MPC_INITIATOR_KEY")]
+        initiator_key: Option<PathBuf>,
     },
 }
 
@@ -208,11 +213,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 op.error.as_deref().unwrap_or("")
             );
             let (rec, writer) = Recorder::start(out.as_deref())?;
-            rec.record(Event::Op(Op {
+            rec.record(Event::Op(Box::new(Op {
                 client: label,
                 expect: Some(expect),
                 ..op
-            }));
+            })));
             drop(rec);
             writer.finish()?;
             Ok(if met {
@@ -240,9 +245,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
             max_steps,
             require_signing_after_faults,
+            initiator_key,
         } => {
             let mut files = histories.clone();
             if !endpoints.is_empty() {
+                let initiator = authority::Initiator::load(&authority::InitiatorKeyFile {
+                    initiator_key: initiator_key.context(
+                        "initiator_key: required with endpoints (--initiator-key or \
+                         MPC_INITIATOR_KEY): the final reads re-send unacknowledged signings",
+                    )?,
+                })?;
                 let events = history::read(&histories)?;
                 let coords = Coordinators::new(
                     &endpoints,
@@ -253,7 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "final_out: required with endpoints (the final reads are recorded there)",
                 )?;
                 let (rec, writer) = Recorder::start(Some(&path))?;
-                settle::final_reads(&coords, &events, patience, &rec).await;
+                settle::final_reads(&coords, &events, &initiator, patience, &rec).await;
                 drop(rec);
                 writer.finish()?;
                 files.push(path);

@@ -8,10 +8,11 @@ use mpc_proto::v1 as pb;
 use mpc_proto::v1::sessions_client::SessionsClient;
 use tonic::Code;
 
+use crate::authority::Initiator;
 use crate::check::FINAL_CLIENT;
 use crate::client::Coordinators;
 use crate::history::{now_us, Event, Op, OpKind, Outcome, Recorder, SignDetail};
-use crate::load::{get_session, is_terminal, read_description, status_name};
+use crate::load::{approved_signing, get_session, is_terminal, read_description, status_name};
 
 enum Fetched {
     Found(Box<pb::Session>),
@@ -28,22 +29,24 @@ async fn fetch(coords: &Coordinators, session_id: &str, budget: Duration) -> Fet
 }
 
 /// The session behind a request whose creation was never acknowledged: asking again with
-/// the same request id returns the session if the first request was committed, and
-/// otherwise creates it now, which is harmless.
+/// the same request (id, message and approval expiry) returns the session if the first
+/// request was committed, and otherwise creates it now, which is harmless.
 async fn resolve_request(
     coords: &Coordinators,
     op: &Op,
     detail: &SignDetail,
+    initiator: &Initiator,
     budget: Duration,
 ) -> Result<String, String> {
-    let req = pb::CreateSigningRequest {
-        key_id: op.key_id.clone(),
-        digest: Vec::new(),
-        request_id: detail.request_id.clone(),
-        timeout_seconds: 0,
-        message: hex::decode(&detail.message).map_err(|e| format!("message: {e}"))?,
-        hash: String::new(),
-    };
+    let message = hex::decode(&detail.message).map_err(|e| format!("message: {e}"))?;
+    let req = approved_signing(
+        &op.key_id,
+        &message,
+        detail.request_id.clone(),
+        detail.not_after_ms,
+        initiator,
+    )
+    .map_err(|e| format!("{e:#}"))?;
     coords
         .call(0, budget, |ch| {
             let req = req.clone();
@@ -66,16 +69,17 @@ async fn resolve_request(
 pub async fn final_reads(
     coords: &Coordinators,
     events: &[Event],
+    initiator: &Initiator,
     patience: Duration,
     rec: &Recorder,
 ) {
     for event in events {
         if let Event::Register { key_id, .. } = event {
             let op = read_description(coords, 0, key_id, patience).await;
-            rec.record(Event::Op(Op {
+            rec.record(Event::Op(Box::new(Op {
                 client: FINAL_CLIENT.into(),
                 ..op
-            }));
+            })));
         }
     }
 
@@ -98,7 +102,7 @@ pub async fn final_reads(
             .max(Duration::from_secs(2));
         let session_id = match &detail.session_id {
             Some(s) => Ok(s.clone()),
-            None => resolve_request(coords, op, detail, left).await,
+            None => resolve_request(coords, op, detail, initiator, left).await,
         };
         let mut fin = SignDetail {
             session_id: session_id.as_ref().ok().cloned(),
@@ -145,7 +149,7 @@ pub async fn final_reads(
             Some("failed" | "expired") => Outcome::Fail,
             _ => Outcome::Unknown,
         };
-        rec.record(Event::Op(Op {
+        rec.record(Event::Op(Box::new(Op {
             client: FINAL_CLIENT.into(),
             kind: OpKind::Sign,
             key_id: op.key_id.clone(),
@@ -157,6 +161,6 @@ pub async fn final_reads(
             error,
             expect: None,
             sign: Some(fin),
-        }));
+        })));
     }
 }

@@ -9,8 +9,12 @@ PARTIES=(party-1 party-2 party-3)
 # Inside the compose network every coordinator answers on gRPC 50051 and HTTP 8080.
 IN_NETWORK_ENDPOINTS=coordinator-1:50051,coordinator-2:50051,coordinator-3:50051,coordinator-4:50051,coordinator-5:50051
 # The compose cluster's PKI, the nodes' secret directories and the admin's credentials
-# (docker-compose.yml mounts .cluster/secrets/<service> into each node).
+# (docker-compose.yml mounts .cluster/secrets/<service> into each node). The admin's files,
+# signing keys included, are in .cluster/admin/: mounted only into the tools' containers.
 export MPC_CLUSTER_DIR=${MPC_CLUSTER_DIR:-$MPC_ROOT/.cluster}
+# The admins' Ed25519 public keys the parties trust (comma separated), one file per cluster
+# directory; compose() hands it to the parties as MPC_ADMIN_KEYS.
+admin_keys_file() { echo "$MPC_CLUSTER_DIR/admin-keys"; }
 # The user the image's processes run as; node secrets belong to it.
 IMAGE_UID=10001
 
@@ -27,8 +31,9 @@ ctl_image() {
 
 # Makes, once, the cluster CA and every node's certificate (coordinators are named for the
 # compose network, localhost and the address the ports are published on), each node's secret
-# directory (ca.crt, tls.crt, tls.key; a party's master.key), and the admin's credentials with
-# an admin.env to source on the host.
+# directory (ca.crt, tls.crt, tls.key; a party's master.key), and the admin's credentials and
+# signing keys (the admin's: key policies and enrolments; an initiator's: approvals) with an
+# admin.env to source on the host, and the admin's public key for the parties.
 ensure_secrets() {
   local dir=$MPC_CLUSTER_DIR bind="${1:-127.0.0.1}" i s extra=()
   (umask 077; mkdir -p "$dir/secrets" "$dir/admin")
@@ -80,15 +85,49 @@ ensure_secrets() {
   (umask 077
     cp "$dir/pki/ca.crt" "$dir/admin/ca.crt"
     cp "$dir/pki/client/admin.crt" "$dir/admin/admin.crt"
-    cp "$dir/pki/client/admin.key" "$dir/admin/admin.key"
+    cp "$dir/pki/client/admin.key" "$dir/admin/admin.key")
+  local key
+  for key in admin-signing.key initiator-signing.key; do
+    [[ -f $dir/admin/$key ]] || ctl_image signing-key new --out "/cluster/admin/$key" >/dev/null
+  done
+  [[ -s $(admin_keys_file) ]] ||
+    ctl_image signing-key public /cluster/admin/admin-signing.key >"$(admin_keys_file)"
+  (umask 077
     cat >"$dir/admin.env" <<ENV
-# source this file: mpcctl on this host then talks to the compose cluster as its admin.
+# source this file: mpcctl on this host then talks to the compose cluster as its admin, signs
+# key policies and enrolments as the admin and approves signings as an initiator.
 export MPC_ENDPOINTS=$eps
 export MPC_CA_CERT=$dir/admin/ca.crt
 export MPC_CLIENT_CERT=$dir/admin/admin.crt
 export MPC_CLIENT_KEY=$dir/admin/admin.key
+export MPC_ADMIN_KEY=$dir/admin/admin-signing.key
+export MPC_INITIATOR_KEY=$dir/admin/initiator-signing.key
 ENV
   )
+}
+
+# The admin enrols each party's identity, as the party prints it (`mpc-party identity`, safe
+# beside the running party once it has made its identity, which it does on its first start
+# before it logs "share store opened"). Enrolling again with the same identity only renews
+# the admin's signature.
+enrol_parties() { # timeout_s
+  local deadline=$((SECONDS + $1)) p id from
+  for p in "${PARTIES[@]}"; do
+    # (No grep -q on a pipe: under pipefail, the writer's SIGPIPE would fail the test.)
+    until [[ -n $(container_of "$p") && $(docker logs "$(container_of "$p")" 2>&1) == *"share store opened"* ]]; do
+      if ((SECONDS >= deadline)); then
+        echo "$p has not opened its share store after $1 s" >&2
+        compose logs --tail 15 "$p" >&2 || true
+        return 1
+      fi
+      sleep 0.5
+    done
+    id=$(compose exec -T "$p" mpc-party identity 2>/dev/null | tr -d '\r' | grep -E '^[0-9a-f]{128}$' | tail -n1) || true
+    [[ -n $id ]] || { echo "$p: mpc-party identity printed no identity" >&2; return 1; }
+    from=$(any_running_coordinator) || { echo "no coordinator is running" >&2; return 1; }
+    mpcctl_in "$from" --timeout 15s party enroll --id "$p" --identity "$id" >/dev/null ||
+      { echo "enrolling $p failed" >&2; return 1; }
+  done
 }
 
 # A tool of the image (mpcctl, mpc-chaos) run as the admin inside the network namespace of a
@@ -97,15 +136,26 @@ ENV
 tool_in() { # service tool args...
   local s=$1; shift
   docker run --rm -i --network "container:$(container_of "$s")" \
-    -u "$(id -u):$(id -g)" -v "$MPC_CLUSTER_DIR/admin:/admin:ro" \
-    -e MPC_CA_CERT=/admin/ca.crt -e MPC_CLIENT_CERT=/admin/admin.crt -e MPC_CLIENT_KEY=/admin/admin.key \
+    -u "$(id -u):$(id -g)" -v "$MPC_CLUSTER_DIR/admin:/admin:ro" "${ADMIN_TOOL_ENV[@]}" \
     "$(image_name)" "$@"
 }
 
+# What a tool container needs besides the /admin mount: the admin's credentials and the
+# admin's and initiator's signing keys.
+ADMIN_TOOL_ENV=(
+  -e MPC_CA_CERT=/admin/ca.crt -e MPC_CLIENT_CERT=/admin/admin.crt -e MPC_CLIENT_KEY=/admin/admin.key
+  -e MPC_ADMIN_KEY=/admin/admin-signing.key -e MPC_INITIATOR_KEY=/admin/initiator-signing.key
+)
+
 have_docker() { docker info >/dev/null 2>&1; }
 
-# `docker compose` (the plugin) where present, else the standalone `docker-compose`.
+# `docker compose` (the plugin) where present, else the standalone `docker-compose`. The
+# parties get the admins' public keys (MPC_ADMIN_KEYS) from this cluster directory.
 compose() {
+  if [[ -s $(admin_keys_file) ]]; then
+    MPC_ADMIN_KEYS=$(tr -d ' \n' <"$(admin_keys_file)")
+    export MPC_ADMIN_KEYS
+  fi
   if docker compose version >/dev/null 2>&1; then
     docker compose -p "$MPC_PROJECT" -f "$MPC_ROOT/docker-compose.yml" --project-directory "$MPC_ROOT" "$@"
   elif command -v docker-compose >/dev/null 2>&1; then

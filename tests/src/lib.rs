@@ -142,7 +142,39 @@ impl Cluster {
         cluster
             .wait_ready(&(1..=n).collect::<Vec<_>>(), Duration::from_secs(30))
             .await?;
+        // Keygens of tests that run no parties name p1..p3: enrol them with keys nobody
+        // holds (their sessions are created, never run).
+        for (i, p) in ["p1", "p2", "p3"].iter().enumerate() {
+            let signing = ed25519_dalek::SigningKey::from_bytes(&[0x70 + i as u8; 32]);
+            let identity = format!(
+                "{}{}",
+                hex::encode(signing.verifying_key().to_bytes()),
+                hex::encode([0x42u8; 32])
+            );
+            cluster.enroll(p, &identity).await?;
+        }
         Ok(cluster)
+    }
+
+    /// Enrols a party's identity (as `mpc-party identity` prints it) as the admin.
+    pub async fn enroll(&self, party_id: &str, identity: &str) -> anyhow::Result<pb::Party> {
+        let req = mpc_client::authority::enrol(&admin_signing_key(), party_id, identity)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut last = String::new();
+            for id in self.running() {
+                let mut client =
+                    mpc_proto::v1::party_gateway_client::PartyGatewayClient::new(self.channel(id)?);
+                match client.enroll(req.clone()).await {
+                    Ok(r) => return Ok(r.into_inner()),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("enrolling {party_id}: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn node(dir: &Path, pki: &Path, id: u64) -> anyhow::Result<NodeProc> {
@@ -364,9 +396,30 @@ impl Drop for Cluster {
     }
 }
 
-/// A keygen request with the given request id.
+/// The admin whose signature the test parties trust (`--admin-keys`): signs enrolments and
+/// key policies.
+pub fn admin_signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0xad; 32])
+}
+
+/// The initiator every test key's policy names: approves signings.
+pub fn initiator_signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x1e; 32])
+}
+
+/// A keygen request with the given request id, its key id derived from it (so a retry is the
+/// same request) and the admin's policy: one initiator, one approval.
 pub fn keygen_request(request_id: &str) -> pb::CreateKeygenRequest {
-    pb::CreateKeygenRequest {
+    use sha2::Digest;
+    let key_id = if request_id.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        format!(
+            "key-{}",
+            hex::encode(&sha2::Sha256::digest(request_id.as_bytes())[..8])
+        )
+    };
+    with_policy(pb::CreateKeygenRequest {
         scheme: "ecdsa-secp256k1".into(),
         threshold: 2,
         parties: vec!["p1".into(), "p2".into(), "p3".into()],
@@ -374,7 +427,50 @@ pub fn keygen_request(request_id: &str) -> pb::CreateKeygenRequest {
         description: "integration test".into(),
         tags: Default::default(),
         timeout_seconds: 0,
+        key_id,
+        policy: None,
+    })
+}
+
+/// Signs the admin's policy for exactly this request (after a test changed its fields).
+pub fn with_policy(mut req: pb::CreateKeygenRequest) -> pb::CreateKeygenRequest {
+    req.policy = Some(mpc_client::authority::sign_policy(
+        &admin_signing_key(),
+        mpc_client::authority::PolicyTerms {
+            key_id: req.key_id.clone(),
+            scheme: req.scheme.clone(),
+            threshold: u16::try_from(req.threshold).unwrap_or(u16::MAX),
+            parties: req.parties.clone(),
+            initiators: vec![initiator_signing_key().verifying_key().to_bytes()],
+            approvals_needed: 1,
+        },
+    ));
+    req
+}
+
+/// Adds the test initiator's approval to a signing request (and a request id if it has
+/// none), valid for five minutes.
+pub fn approve(mut req: pb::CreateSigningRequest) -> pb::CreateSigningRequest {
+    if req.request_id.is_empty() {
+        req.request_id = uuid::Uuid::new_v4().to_string();
     }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    req.not_after_ms = now_ms + 300_000;
+    let mut request = mpc_client::authority::ApprovalRequest {
+        key_id: req.key_id.clone(),
+        digest: hex::encode(&req.digest),
+        message: hex::encode(&req.message),
+        hash: req.hash.clone(),
+        request_id: req.request_id.clone(),
+        not_after_ms: req.not_after_ms,
+        approvals: Vec::new(),
+    };
+    if request.approve(&initiator_signing_key()).is_ok() {
+        req.approvals = request.signatures().unwrap_or_default();
+    }
+    req
 }
 
 /// A minimal HTTP/1.0 GET: status code and body.
@@ -482,12 +578,35 @@ impl Parties {
                 child: None,
             };
             parties.parties.insert(id.clone(), proc);
+            let identity = parties.identity(&id)?;
+            cluster.enroll(&id, &identity).await?;
             parties.spawn(&id, Some(&primes_file))?;
         }
         for id in parties.parties.keys() {
             parties.wait_ready(id, Duration::from_secs(30)).await?;
         }
         Ok(parties)
+    }
+
+    /// What `mpc-party identity` prints for party `id` (creating its identity on first use).
+    pub fn identity(&self, id: &str) -> anyhow::Result<String> {
+        let party = self.parties.get(id).context("no such party")?;
+        let out = Command::new(binary("mpc-party")?)
+            .arg("--party-id")
+            .arg(id)
+            .arg("--data-dir")
+            .arg(&party.data_dir)
+            .arg("--master-key-file")
+            .arg(&party.key_file)
+            .arg("identity")
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "mpc-party identity for {id}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
     }
 
     /// Starts (or restarts, on its data) one party; returns the process for the caller to
@@ -517,6 +636,8 @@ impl Parties {
             .arg(&party.tls.cert)
             .arg("--tls-key")
             .arg(&party.tls.key)
+            .arg("--admin-keys")
+            .arg(hex::encode(admin_signing_key().verifying_key().to_bytes()))
             .env("MPC_LOG__FILTER", "info")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));

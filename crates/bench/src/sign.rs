@@ -14,6 +14,8 @@ use mpc_proto::v1::sessions_client::SessionsClient;
 use mpc_tss::{local, AuxInfo, Channel, HashFunction, KeyShare, Scheme, SigningInput, TssError};
 use serde_json::json;
 
+use crate::authority::Signers;
+
 fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
 }
@@ -300,24 +302,39 @@ async fn run_session(
     bail!("watch ended early")
 }
 
+/// A 2-of-3 keygen across party-1..3 under the admin's policy (signed before the clock
+/// starts: the client's work).
 async fn cluster_keygen(
     sessions: &mut SessionsClient<GrpcChannel>,
+    signers: &Signers,
     scheme: &str,
 ) -> anyhow::Result<(pb::Session, Duration)> {
-    let t = Instant::now();
-    let mut client = sessions.clone();
+    let parties: Vec<String> = ["party-1", "party-2", "party-3"]
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect();
+    let key_id = uuid::Uuid::new_v4().to_string();
     let req = pb::CreateKeygenRequest {
         scheme: scheme.into(),
         threshold: 2,
-        parties: vec!["party-1".into(), "party-2".into(), "party-3".into()],
+        policy: Some(signers.policy(&key_id, scheme, 2, &parties)?),
+        parties,
+        key_id,
         request_id: uuid::Uuid::new_v4().to_string(),
         ..Default::default()
     };
+    let t = Instant::now();
+    let mut client = sessions.clone();
     let s = run_session(sessions, async move { client.create_keygen(req).await }).await?;
     Ok((s, t.elapsed()))
 }
 
-fn signing(key_id: &str, input: &SigningInput) -> pb::CreateSigningRequest {
+/// A signing request with the initiator's approval.
+fn signing(
+    signers: &Signers,
+    key_id: &str,
+    input: &SigningInput,
+) -> anyhow::Result<pb::CreateSigningRequest> {
     let (digest, message, hash) = match input {
         SigningInput::Digest(d) => (d.to_vec(), Vec::new(), String::new()),
         SigningInput::Message { message, hash } => (
@@ -326,18 +343,21 @@ fn signing(key_id: &str, input: &SigningInput) -> pb::CreateSigningRequest {
             hash.map(|h| h.as_str().to_owned()).unwrap_or_default(),
         ),
     };
-    pb::CreateSigningRequest {
+    signers.approve(pb::CreateSigningRequest {
         key_id: key_id.into(),
         digest,
         message,
         hash,
         request_id: uuid::Uuid::new_v4().to_string(),
         timeout_seconds: 0,
-    }
+        approvals: Vec::new(),
+        not_after_ms: 0,
+    })
 }
 
 async fn cluster_sign(
     leader: &str,
+    signers: &Signers,
     key_id: &str,
     input: SigningInput,
     count: usize,
@@ -366,7 +386,8 @@ async fn cluster_sign(
                     }
                     other => other.clone(),
                 };
-                let req = signing(&key_id, &input);
+                // Approved before the clock starts: the initiator's work, not the cluster's.
+                let req = signing(signers, &key_id, &input)?;
                 let mut client = sessions.clone();
                 let t = Instant::now();
                 let s = run_session(
@@ -419,10 +440,15 @@ async fn presignatures_done(
 }
 
 /// The same through a running cluster of coordinators and parties on loopback.
-pub async fn cluster(leader: &str, iterations: usize, presign_pool: usize) -> anyhow::Result<()> {
+pub async fn cluster(
+    leader: &str,
+    iterations: usize,
+    presign_pool: usize,
+    signers: &Signers,
+) -> anyhow::Result<()> {
     let mut sessions = SessionsClient::new(grpc(leader)?);
     let mut keys = KeysClient::new(grpc(leader)?);
-    let (first, took) = cluster_keygen(&mut sessions, "ecdsa-secp256k1").await?;
+    let (first, took) = cluster_keygen(&mut sessions, signers, "ecdsa-secp256k1").await?;
     println!(
         "{}",
         json!({"bench": "keygen", "place": "cluster", "scheme": "ecdsa-secp256k1", "aux_info": "generated", "ms": took.as_secs_f64() * 1000.0})
@@ -430,7 +456,7 @@ pub async fn cluster(leader: &str, iterations: usize, presign_pool: usize) -> an
     for scheme in Scheme::ALL {
         let mut hist = histogram()?;
         for _ in 0..3 {
-            let (_, took) = cluster_keygen(&mut sessions, scheme.as_str()).await?;
+            let (_, took) = cluster_keygen(&mut sessions, signers, scheme.as_str()).await?;
             hist.record(took.as_micros().max(1) as u64)?;
         }
         summary(
@@ -462,7 +488,7 @@ pub async fn cluster(leader: &str, iterations: usize, presign_pool: usize) -> an
         message: b"bench message".to_vec(),
         hash: Some(HashFunction::Keccak256),
     };
-    let (hist, wall, presigned) = cluster_sign(leader, &ecdsa_key, message, n, 1).await?;
+    let (hist, wall, presigned) = cluster_sign(leader, signers, &ecdsa_key, message, n, 1).await?;
     summary(
         "sign",
         "cluster",
@@ -473,6 +499,7 @@ pub async fn cluster(leader: &str, iterations: usize, presign_pool: usize) -> an
 
     let (hist, wall, _) = cluster_sign(
         leader,
+        signers,
         &ecdsa_key,
         SigningInput::Digest([9; 32]),
         iterations.min(30),
@@ -486,8 +513,15 @@ pub async fn cluster(leader: &str, iterations: usize, presign_pool: usize) -> an
         wall,
         json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 1}),
     );
-    let (hist, wall, _) =
-        cluster_sign(leader, &ecdsa_key, SigningInput::Digest([9; 32]), 8, 8).await?;
+    let (hist, wall, _) = cluster_sign(
+        leader,
+        signers,
+        &ecdsa_key,
+        SigningInput::Digest([9; 32]),
+        8,
+        8,
+    )
+    .await?;
     summary(
         "sign_burst",
         "cluster",
@@ -497,7 +531,7 @@ pub async fn cluster(leader: &str, iterations: usize, presign_pool: usize) -> an
     );
 
     for scheme in [Scheme::SchnorrEd25519, Scheme::SchnorrBip340] {
-        let (s, _) = cluster_keygen(&mut sessions, scheme.as_str()).await?;
+        let (s, _) = cluster_keygen(&mut sessions, signers, scheme.as_str()).await?;
         let key = keys
             .get_key(pb::GetKeyRequest {
                 key_id: s.key_id.clone(),
@@ -510,7 +544,7 @@ pub async fn cluster(leader: &str, iterations: usize, presign_pool: usize) -> an
             hash: None,
         };
         let (hist, wall, _) =
-            cluster_sign(leader, &key.key_id, input.clone(), iterations, 1).await?;
+            cluster_sign(leader, signers, &key.key_id, input.clone(), iterations, 1).await?;
         summary(
             "sign",
             "cluster",
@@ -518,7 +552,8 @@ pub async fn cluster(leader: &str, iterations: usize, presign_pool: usize) -> an
             wall,
             json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 1}),
         );
-        let (hist, wall, _) = cluster_sign(leader, &key.key_id, input, 4 * iterations, 64).await?;
+        let (hist, wall, _) =
+            cluster_sign(leader, signers, &key.key_id, input, 4 * iterations, 64).await?;
         summary(
             "sign_burst",
             "cluster",

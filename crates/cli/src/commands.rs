@@ -67,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Probe(args) => return crate::probe::probe(args, cli.timeout).await,
         Command::Pki(cmd) => return crate::pki::run(cli.output, cmd),
+        Command::SigningKey(cmd) => return crate::authority::signing_key(cli.output, cmd),
         _ => {}
     }
     let endpoints = Endpoints::new(
@@ -75,14 +76,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.credentials.credentials()?,
     );
     match cli.command {
-        Command::Probe(_) | Command::Pki(_) => Ok(()),
+        Command::Probe(_) | Command::Pki(_) | Command::SigningKey(_) => Ok(()),
+        Command::Party(cmd) => {
+            crate::authority::party(&endpoints, cli.output, &cli.signer, cmd).await
+        }
+        Command::Approval(cmd) => {
+            crate::authority::approval(&endpoints, cli.output, &cli.signer, cmd).await
+        }
         Command::Token(cmd) => crate::access::token(&endpoints, cli.output, cmd).await,
         Command::Audit(cmd) => crate::access::audit(&endpoints, cli.output, cmd).await,
         Command::Whoami => crate::access::whoami(&endpoints, cli.output).await,
         Command::Cluster(cmd) => cluster(&endpoints, cli.output, cmd).await,
         Command::Session(cmd) => session(&endpoints, cli.output, cmd).await,
-        Command::Keygen(args) => keygen(&endpoints, cli.output, args).await,
-        Command::Sign(args) => crate::signing::sign(&endpoints, cli.output, args).await,
+        Command::Keygen(args) => keygen(&endpoints, cli.output, &cli.signer, args).await,
+        Command::Sign(args) => {
+            crate::signing::sign(&endpoints, cli.output, &cli.signer, args).await
+        }
         Command::Key(cmd) => crate::signing::key(&endpoints, cli.output, cmd).await,
     }
 }
@@ -367,7 +376,12 @@ pub fn expand_parties(spec: &str) -> Vec<String> {
     }
 }
 
-pub async fn keygen(endpoints: &Endpoints, output: Output, args: KeygenArgs) -> anyhow::Result<()> {
+pub async fn keygen(
+    endpoints: &Endpoints,
+    output: Output,
+    signer: &crate::authority::SignerArgs,
+    args: KeygenArgs,
+) -> anyhow::Result<()> {
     let mut tags = std::collections::HashMap::new();
     for tag in &args.tag {
         let (k, v) = tag
@@ -375,10 +389,40 @@ pub async fn keygen(endpoints: &Endpoints, output: Output, args: KeygenArgs) -> 
             .with_context(|| format!("--tag {tag:?}: expected name=value"))?;
         tags.insert(k.to_owned(), v.to_owned());
     }
+    let parties = expand_parties(&args.parties);
+    let key_id = args
+        .key_id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // Who may ask the new key to sign: the initiators named, or else this caller's own
+    // initiator key.
+    let initiators = if args.initiators.is_empty() {
+        vec![signer.initiator()?.verifying_key().to_bytes()]
+    } else {
+        args.initiators
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                mpc_client::authority::parse_public_key(&format!("--initiators[{}]", i + 1), k)
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let policy = mpc_client::authority::sign_policy(
+        &signer.admin()?,
+        mpc_client::authority::PolicyTerms {
+            key_id: key_id.clone(),
+            scheme: args.scheme.clone(),
+            threshold: u16::try_from(args.threshold).context("--threshold: too large")?,
+            parties: parties.clone(),
+            initiators,
+            approvals_needed: args.approvals,
+        },
+    );
     let req = pb::CreateKeygenRequest {
         scheme: args.scheme,
         threshold: args.threshold,
-        parties: expand_parties(&args.parties),
+        parties,
+        key_id,
+        policy: Some(policy),
         // A fixed id per invocation makes the client's own retries safe.
         request_id: args
             .request_id
@@ -443,6 +487,16 @@ pub struct KeygenArgs {
     /// Makes a retried command return the first session.
     #[arg(long)]
     request_id: Option<String>,
+    /// The new key's id (default: a random UUID); the admin's policy names it.
+    #[arg(long)]
+    key_id: Option<String>,
+    /// Initiators allowed to approve signings with the key (Ed25519 public keys, hex, comma
+    /// separated). Default: the public key of MPC_INITIATOR_KEY.
+    #[arg(long, value_delimiter = ',')]
+    initiators: Vec<String>,
+    /// Distinct initiators' approvals each signing needs.
+    #[arg(long, default_value_t = 1)]
+    approvals: u16,
     #[arg(long, default_value = "")]
     description: String,
     /// name=value, repeatable.

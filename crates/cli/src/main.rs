@@ -1,6 +1,7 @@
 //! mpcctl: the operator's command line for an mpc cluster.
 
 mod access;
+mod authority;
 mod client;
 mod commands;
 mod output;
@@ -35,6 +36,8 @@ pub struct Cli {
     timeout: Duration,
     #[command(flatten)]
     credentials: client::CredentialArgs,
+    #[command(flatten)]
+    signer: authority::SignerArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +76,15 @@ pub enum Command {
     Audit(access::AuditCommand),
     /// Who the cluster takes this caller for.
     Whoami,
+    /// Ed25519 signing key files for admins and initiators.
+    #[command(subcommand)]
+    SigningKey(authority::SigningKeyCommand),
+    /// Party enrolment (admins) and the list of parties.
+    #[command(subcommand)]
+    Party(authority::PartyCommand),
+    /// Offline approvals: a request file that initiators sign in turn.
+    #[command(subcommand)]
+    Approval(authority::ApprovalCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]

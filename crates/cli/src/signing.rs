@@ -14,11 +14,6 @@ use crate::client::Endpoints;
 use crate::output::{session_kind, session_status};
 use crate::Output;
 
-fn parse_hex(field: &str, text: &str) -> anyhow::Result<Vec<u8>> {
-    let digits = text.strip_prefix("0x").unwrap_or(text);
-    hex::decode(digits).with_context(|| format!("--{field}: not hex ({text:?})"))
-}
-
 fn hex0x(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         Value::Null
@@ -211,10 +206,10 @@ pub async fn finish_keygen(
 
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
-    #[arg(long)]
-    key_id: String,
+    #[arg(long, required_unless_present = "approvals")]
+    key_id: Option<String>,
     /// The message to sign, hex. ECDSA signers hash it with --hash; Schnorr keys sign it as is.
-    #[arg(long, conflicts_with = "digest", required_unless_present = "digest")]
+    #[arg(long, conflicts_with = "digest", required_unless_present_any = ["digest", "approvals"])]
     message: Option<String>,
     /// keccak256 or sha256 (ECDSA keys; default keccak256).
     #[arg(long, requires = "message")]
@@ -234,37 +229,62 @@ pub struct SignArgs {
     /// How long to wait for the signature.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     wait: Duration,
+    /// Submit a request file with the approvals initiators added (`mpcctl approval create`,
+    /// `approval sign`) instead of approving with MPC_INITIATOR_KEY.
+    #[arg(long, conflicts_with_all = ["message", "digest", "hash", "request_id"])]
+    approvals: Option<std::path::PathBuf>,
+    /// How long this caller's approval stays valid.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    approval_ttl: Duration,
 }
 
-pub async fn sign(endpoints: &Endpoints, output: Output, args: SignArgs) -> anyhow::Result<()> {
-    let key = get_key(endpoints, &args.key_id).await?;
-    let scheme: mpc_tss::Scheme = key.scheme.parse()?;
-    let (digest, message, hash) = match (&args.digest, &args.message) {
-        (Some(d), _) => {
-            let d = parse_hex("digest", d)?;
-            if d.len() != 32 {
-                bail!("--digest: must be 32 bytes, got {}", d.len());
+pub async fn sign(
+    endpoints: &Endpoints,
+    output: Output,
+    signer: &crate::authority::SignerArgs,
+    args: SignArgs,
+) -> anyhow::Result<()> {
+    let request = match &args.approvals {
+        Some(file) => {
+            let request = crate::authority::read_request(file)?;
+            if args.key_id.as_ref().is_some_and(|k| *k != request.key_id) {
+                bail!(
+                    "--key-id: the request file is for key {}, not {}",
+                    request.key_id,
+                    args.key_id.unwrap_or_default()
+                );
             }
-            (d, Vec::new(), String::new())
+            request
         }
-        (None, Some(m)) => {
-            let hash = match (scheme, &args.hash) {
-                (mpc_tss::Scheme::EcdsaSecp256k1, None) => "keccak256".to_owned(),
-                (_, h) => h.clone().unwrap_or_default(),
-            };
-            (Vec::new(), parse_hex("message", m)?, hash)
+        None => {
+            let key_id = args.key_id.clone().context("--key-id: required")?;
+            let key = get_key(endpoints, &key_id).await?;
+            let mut request = crate::authority::request_for(
+                &key,
+                args.digest.as_deref(),
+                args.message.as_deref(),
+                args.hash.as_deref(),
+                args.request_id.clone(),
+                args.approval_ttl,
+            )?;
+            request.approve(&signer.initiator()?)?;
+            request
         }
-        (None, None) => bail!("give --message or --digest"),
     };
+    let key = get_key(endpoints, &request.key_id).await?;
+    let scheme: mpc_tss::Scheme = key.scheme.parse()?;
+    let digest = hex::decode(&request.digest)?;
+    let message = hex::decode(&request.message)?;
+    let hash = request.hash.clone();
     let req = pb::CreateSigningRequest {
-        key_id: args.key_id.clone(),
+        key_id: request.key_id.clone(),
         digest: digest.clone(),
-        request_id: args
-            .request_id
-            .unwrap_or_else(|| format!("mpcctl-{}", uuid::Uuid::new_v4())),
+        request_id: request.request_id.clone(),
         timeout_seconds: args.timeout_seconds,
         message: message.clone(),
         hash: hash.clone(),
+        approvals: request.signatures()?,
+        not_after_ms: request.not_after_ms,
     };
     let created = endpoints
         .call(|ch| {
@@ -279,7 +299,7 @@ pub async fn sign(endpoints: &Endpoints, output: Output, args: SignArgs) -> anyh
         .await?;
     let session = created.session.context("the answer holds no session")?;
     if args.no_wait {
-        let value = json!({ "session_id": session.session_id, "status": session_status(session.status), "key_id": args.key_id });
+        let value = json!({ "session_id": session.session_id, "status": session_status(session.status), "key_id": request.key_id });
         crate::commands::print(output, &value, || {
             format!(
                 "signing session {} {}",

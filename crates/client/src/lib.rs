@@ -29,6 +29,8 @@
 //! # let _ = status; Ok(()) }
 //! ```
 
+pub mod authority;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -167,6 +167,7 @@ pub fn rule(path: &str) -> Option<Rule> {
         ("mpc.v1.Cluster", "AddLearner" | "ChangeMembership") => Rule::Role(Admin),
         ("mpc.v1.PartyGateway", "Register" | "Attach") => Rule::Party,
         ("mpc.v1.PartyGateway", "ListParties") => Rule::Role(Reader),
+        ("mpc.v1.PartyGateway", "Enroll") => Rule::Role(Admin),
         ("mpc.v1.Access", "CreateToken" | "ListTokens" | "RevokeToken") => Rule::Role(Admin),
         ("mpc.v1.Access", "ListAudit") => Rule::Role(Reader),
         ("mpc.v1.Access", "WhoAmI") => Rule::Authenticated,
@@ -491,6 +492,18 @@ mod tests {
             keygen_session_id: String::new(),
             created_at_ms: 0,
             updated_at_ms: 0,
+            policy: mpc_raft_store::model::Endorsed::new(
+                &ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+                mpc_raft_store::model::KeyPolicy {
+                    key_id: id.into(),
+                    scheme: "schnorr-ed25519".into(),
+                    threshold: 2,
+                    parties: vec![],
+                    initiators: vec![],
+                    approvals_needed: 1,
+                    version: 1,
+                },
+            ),
         };
         let hot = key("k1", &[("wallet", "hot")]);
         let cold = key("k2", &[("wallet", "cold")]);

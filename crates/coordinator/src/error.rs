@@ -48,9 +48,12 @@ impl From<CoordinatorError> for Status {
                 Rejection::NotFound { .. } => Code::NotFound,
                 Rejection::AlreadyExists { .. }
                 | Rejection::RequestIdReused { .. }
-                | Rejection::KeyUpdateIdReused { .. }
-                | Rejection::PartyIdentityChanged { .. } => Code::AlreadyExists,
+                | Rejection::KeyUpdateIdReused { .. } => Code::AlreadyExists,
+                Rejection::PartyIdentityChanged { .. } | Rejection::Unauthorised { .. } => {
+                    Code::PermissionDenied
+                }
                 Rejection::KeyNotActive { .. }
+                | Rejection::PartyNotEnrolled { .. }
                 | Rejection::InvalidTransition { .. }
                 | Rejection::PresignatureUnavailable { .. } => Code::FailedPrecondition,
                 Rejection::Invalid(_) => Code::InvalidArgument,

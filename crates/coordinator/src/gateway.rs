@@ -6,16 +6,19 @@ use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use futures::Stream;
+use mpc_proto::statements;
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::party_gateway_server::PartyGateway;
 use mpc_raft_store::command::RegisterParty;
-use mpc_raft_store::model::{PartyRecord, PartyStatus};
+use mpc_raft_store::model::{Endorsed, Enrolment, PartyRecord, PartyStatus};
 use mpc_raft_store::{CommandResponse, Operation};
 use rand::RngCore;
 use tokio::sync::{mpsc, Notify};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::actor;
 use crate::auth::Principal;
+use crate::error::invalid;
 use crate::node::{Consistency, Coordinator};
 use crate::router::Router;
 use crate::CoordinatorError;
@@ -69,6 +72,8 @@ impl GatewayService {
             last_seen_ms: p.last_seen_ms,
             registered_at_ms: p.registered_at_ms,
             connected: self.hub.router.is_online(&p.party_id),
+            enrolled_by: Some(statements::signature_to(&p.enrolled_by)),
+            registered: p.registered_at_ms != 0,
         }
     }
 }
@@ -79,6 +84,36 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[tonic::async_trait]
 impl PartyGateway for GatewayService {
+    async fn enroll(
+        &self,
+        request: Request<pb::EnrollPartyRequest>,
+    ) -> Result<Response<pb::Party>, Status> {
+        let actor = actor(&request)?;
+        let req = request.into_inner();
+        let key = |field: &str, b: &[u8]| -> Result<[u8; 32], CoordinatorError> {
+            b.try_into()
+                .map_err(|_| invalid(field, format!("must be 32 bytes, got {}", b.len())))
+        };
+        let admin = req
+            .admin
+            .as_ref()
+            .ok_or_else(|| invalid("admin", "required: the admin's signature"))?;
+        let enrolment = Endorsed {
+            statement: Enrolment {
+                party_id: req.party_id,
+                signing_public_key: key("signing_public_key", &req.signing_public_key)?,
+                encryption_public_key: key("encryption_public_key", &req.encryption_public_key)?,
+            },
+            by: statements::signature_from("admin", admin)
+                .map_err(|(field, reason)| invalid(&field, reason))?,
+        };
+        let cmd = self.node.command(actor, Operation::EnrollParty(enrolment));
+        match self.node.write(cmd).await? {
+            CommandResponse::Party(p) => Ok(Response::new(self.party(&p))),
+            other => Err(CoordinatorError::Server(format!("enroll answered {other:?}")).into()),
+        }
+    }
+
     async fn register(
         &self,
         request: Request<pb::RegisterPartyRequest>,
@@ -96,19 +131,27 @@ impl PartyGateway for GatewayService {
             .party(&req.party_id)
             .await
             .map_err(CoordinatorError::from)?;
-        if let Some(existing) = existing {
-            // First registration wins: an id is bound to its keys for good.
-            if existing.signing_public_key != req.signing_public_key
-                || existing.encryption_public_key != req.encryption_public_key
-            {
-                return Err(Status::already_exists(format!(
-                    "party {:?} is registered with other identity keys",
+        // Only an admin's enrolment binds an id to keys (apply checks this again).
+        match existing {
+            None => {
+                return Err(Status::failed_precondition(format!(
+                    "party {:?} is not enrolled: an admin enrols it first (mpcctl party enroll)",
                     req.party_id
-                )));
+                )))
             }
-            if existing.endpoint == req.endpoint {
-                return Ok(Response::new(self.party(&existing)));
+            Some(e)
+                if e.signing_public_key != req.signing_public_key
+                    || e.encryption_public_key != req.encryption_public_key =>
+            {
+                return Err(Status::permission_denied(format!(
+                    "party {:?} presents other identity keys than an admin enrolled",
+                    req.party_id
+                )))
             }
+            Some(e) if e.endpoint == req.endpoint && e.registered_at_ms != 0 => {
+                return Ok(Response::new(self.party(&e)));
+            }
+            Some(_) => {}
         }
         let cmd = self.node.command(
             actor,

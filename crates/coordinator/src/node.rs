@@ -178,7 +178,7 @@ impl Coordinator {
         cmd.validate()?;
         let started = Instant::now();
         let outcome = if cmd.op.is_scheduler_only() {
-            match self.run_local(ForwardRequest::Write(cmd)).await {
+            match self.run_local(ForwardRequest::Write(Box::new(cmd))).await {
                 Ok(resp) => Ok(resp),
                 Err(ForwardError::NotLeader { .. }) => Err(self.not_leader("a scheduler command")),
                 Err(ForwardError::Membership(m)) => Err(CoordinatorError::Membership(m)),
@@ -186,7 +186,8 @@ impl Coordinator {
                 Err(ForwardError::Unconfirmed) => Err(unconfirmed()),
             }
         } else {
-            self.forward_or_run(ForwardRequest::Write(cmd)).await
+            self.forward_or_run(ForwardRequest::Write(Box::new(cmd)))
+                .await
         };
         metrics::histogram!("mpc_raft_proposal_seconds").record(started.elapsed().as_secs_f64());
         match outcome? {
@@ -370,7 +371,7 @@ impl Coordinator {
         let raft = &self.inner.raft;
         match req {
             ForwardRequest::Write(cmd) => {
-                let response = self.inner.proposer.propose(cmd).await?;
+                let response = self.inner.proposer.propose(*cmd).await?;
                 Ok(ForwardResponse::Written(response))
             }
             ForwardRequest::AddLearner {

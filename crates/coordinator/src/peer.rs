@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 /// A write that a follower carries to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardRequest {
-    Write(Command),
+    Write(Box<Command>),
     AddLearner {
         node_id: NodeId,
         node: NodeInfo,

@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mpc_proto::statements;
 use mpc_proto::v1 as pb;
 use mpc_raft_store::command::{CreatePresign, PartyReport};
 use mpc_raft_store::model::{
@@ -377,6 +378,7 @@ impl Scheduler {
                 })?;
             identity_keys.insert(party.party_id.clone(), party.signing_public_key.clone());
             identities.push(pb::PartyIdentity {
+                enrolled_by: Some(statements::signature_to(&party.enrolled_by)),
                 party_id: party.party_id,
                 signing_public_key: party.signing_public_key,
                 encryption_public_key: party.encryption_public_key,
@@ -409,6 +411,19 @@ impl Scheduler {
             hash,
             presignature_id: presignature.clone().unwrap_or_default(),
             deadline_ms: started.deadline_ms,
+            // Keygen: the policy it runs under; any other run: the key's current one.
+            policy: started
+                .policy
+                .as_ref()
+                .or(key.as_ref().map(|k| &k.policy))
+                .map(statements::policy_to),
+            approvals: started
+                .approvals
+                .iter()
+                .map(statements::signature_to)
+                .collect(),
+            approvals_not_after_ms: started.approvals_not_after_ms,
+            request_id: started.request_id.clone().unwrap_or_default(),
         };
         self.hub
             .router

@@ -96,6 +96,15 @@ async fn connect_once(state: &Arc<PartyState>, target: &str, tls: Option<&Client
         endpoint: state.advertised_endpoint.clone(),
     };
     if let Err(status) = client.register(register).await {
+        if status.code() == tonic::Code::FailedPrecondition {
+            // Until an admin enrols these keys the party can do nothing: say what to enrol.
+            tracing::warn!(
+                party = %state.party_id,
+                identity = %state.identity.public_hex(),
+                "not enrolled: an admin runs `mpcctl party enroll --id {} --identity <identity>`",
+                state.party_id
+            );
+        }
         return ended_by(status);
     }
 

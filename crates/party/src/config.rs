@@ -43,6 +43,11 @@ pub struct PartyConfig {
     /// The certificate's private key.
     #[arg(long, env = "MPC_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// The admins' Ed25519 public keys (64 hex digits each, comma separated): the party runs
+    /// a keygen only under a policy one of them signed, and works only with parties one of
+    /// them enrolled.
+    #[arg(long, env = "MPC_ADMIN_KEYS", value_delimiter = ',')]
+    pub admin_keys: Vec<String>,
     /// No TLS towards coordinators started with --insecure-plaintext. Never in production.
     #[arg(long, env = "MPC_INSECURE_PLAINTEXT",
           value_parser = clap::builder::BoolishValueParser::new())]
@@ -65,6 +70,33 @@ impl PartyConfig {
                 reason: "set MPC_MASTER_KEY (64 hex digits) or --master-key-file".into(),
             }),
         }
+    }
+
+    /// The admin keys, checked: at least one, each a valid Ed25519 public key.
+    pub fn admin_keys(&self) -> Result<Vec<[u8; 32]>, PartyError> {
+        let bad = |reason: String| PartyError::Config {
+            field: "admin_keys".into(),
+            reason,
+        };
+        if self.admin_keys.is_empty() {
+            return Err(bad(
+                "name at least one admin public key (--admin-keys or MPC_ADMIN_KEYS)".into(),
+            ));
+        }
+        self.admin_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let bytes: [u8; 32] = hex::decode(k.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| bad(format!("key {} is not 64 hex digits", i + 1)))?;
+                match ed25519_dalek::VerifyingKey::from_bytes(&bytes) {
+                    Ok(key) if !key.is_weak() => Ok(bytes),
+                    _ => Err(bad(format!("key {} is not an Ed25519 public key", i + 1))),
+                }
+            })
+            .collect()
     }
 
     pub fn validate(&self) -> Result<(), PartyError> {
@@ -104,7 +136,7 @@ impl PartyConfig {
                 reason: "name at least one coordinator endpoint".into(),
             });
         }
-        Ok(())
+        self.admin_keys().map(|_| ())
     }
 }
 

@@ -31,22 +31,7 @@ impl Identity {
     /// Loads the identity, creating and storing one on first start.
     pub fn load_or_create(store: &ShareStore) -> Result<Self, PartyError> {
         if let Some(bytes) = store.get(RecordKind::Identity, RECORD_ID)? {
-            let bytes: &[u8; 64] =
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| PartyError::Unreadable {
-                        path: RecordKind::Identity.as_str().into(),
-                        reason: "identity record has the wrong length".into(),
-                    })?;
-            let mut signing = Zeroizing::new([0u8; 32]);
-            let mut encryption = Zeroizing::new([0u8; 32]);
-            signing.copy_from_slice(&bytes[..32]);
-            encryption.copy_from_slice(&bytes[32..]);
-            return Ok(Identity {
-                signing: SigningKey::from_bytes(&signing),
-                encryption: StaticSecret::from(*encryption),
-            });
+            return Self::from_record(&bytes);
         }
         let identity = Identity {
             signing: SigningKey::generate(&mut OsRng),
@@ -59,12 +44,49 @@ impl Identity {
         Ok(identity)
     }
 
+    /// The identity of the party whose store lives under `data_dir`, read without opening
+    /// the store (safe beside the running party); None before the party first started.
+    pub fn peek(
+        data_dir: &std::path::Path,
+        party_id: &str,
+        key: &crate::master_key::MasterKey,
+    ) -> Result<Option<Self>, PartyError> {
+        ShareStore::peek(data_dir, party_id, key, RecordKind::Identity, RECORD_ID)?
+            .map(|bytes| Self::from_record(&bytes))
+            .transpose()
+    }
+
+    fn from_record(bytes: &[u8]) -> Result<Self, PartyError> {
+        {
+            let bytes: &[u8; 64] = bytes.try_into().map_err(|_| PartyError::Unreadable {
+                path: RecordKind::Identity.as_str().into(),
+                reason: "identity record has the wrong length".into(),
+            })?;
+            let mut signing = Zeroizing::new([0u8; 32]);
+            let mut encryption = Zeroizing::new([0u8; 32]);
+            signing.copy_from_slice(&bytes[..32]);
+            encryption.copy_from_slice(&bytes[32..]);
+            Ok(Identity {
+                signing: SigningKey::from_bytes(&signing),
+                encryption: StaticSecret::from(*encryption),
+            })
+        }
+    }
+
     pub fn signing_public_key(&self) -> [u8; 32] {
         self.signing.verifying_key().to_bytes()
     }
 
     pub fn encryption_public_key(&self) -> [u8; 32] {
         PublicKey::from(&self.encryption).to_bytes()
+    }
+
+    /// Both public keys as an admin enrols them: 128 hex digits, the Ed25519 signing key
+    /// then the X25519 encryption key.
+    pub fn public_hex(&self) -> String {
+        let mut both = self.signing_public_key().to_vec();
+        both.extend_from_slice(&self.encryption_public_key());
+        hex::encode(both)
     }
 
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {

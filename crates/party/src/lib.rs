@@ -15,6 +15,7 @@
 //! Protocol messages to other parties leave only as envelopes ([`envelope`]): signed, and
 //! encrypted end to end when addressed to one party.
 
+pub mod authority;
 pub mod client;
 pub mod config;
 pub mod envelope;
@@ -64,6 +65,8 @@ pub struct PartyState {
     pub connected: AtomicBool,
     pub running_sessions: AtomicUsize,
     pub advertised_endpoint: String,
+    /// The admins whose signatures the party accepts (enrolments, key policies).
+    pub admin_keys: Vec<[u8; 32]>,
 }
 
 /// Runs a party until `shutdown` completes.
@@ -72,6 +75,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), PartyError> {
     let prometheus = http::prometheus()?;
+    let admin_keys = config.admin_keys()?;
     if config.insecure_plaintext {
         tracing::warn!(
             "INSECURE: --insecure-plaintext is set: coordinators are dialled without TLS"
@@ -108,11 +112,12 @@ pub async fn run(
         connected: AtomicBool::new(false),
         running_sessions: AtomicUsize::new(0),
         advertised_endpoint: config.http_listen.to_string(),
+        admin_keys,
     });
     tracing::info!(
         party = %config.party_id,
         records,
-        signing_public_key = %hex::encode(state.identity.signing_public_key()),
+        identity = %state.identity.public_hex(),
         "share store opened"
     );
 
@@ -141,12 +146,14 @@ pub async fn run(
         tokio::spawn(mpc_tls::Reloader::new(vec![Arc::new(tls)], TLS_RELOAD_INTERVAL).run())
     });
     let client = tokio::spawn(client::run(state.clone(), config.coordinators.clone(), tls));
+    let pruner = tokio::spawn(prune_approval_uses(state.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     client.abort();
     filler.abort();
+    pruner.abort();
     if let Some(reloader) = reloader {
         reloader.abort();
     }
@@ -154,6 +161,32 @@ pub async fn run(
         .map_err(|e| PartyError::Server(e.to_string()))?
         .map_err(|e| PartyError::Server(format!("HTTP: {e}")))?;
     Ok(())
+}
+
+/// Forgets used approvals once they have expired, at start and then hourly, so the record of
+/// uses stays as small as the approvals still alive.
+async fn prune_approval_uses(state: Arc<PartyState>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let store = state.store.clone();
+        match blocking(move || authority::prune_approval_uses(&store, authority::now_ms())).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired approval records removed"),
+            Err(e) => tracing::warn!(error = %e, "pruning approval records failed"),
+        }
+    }
+}
+
+/// Prints this party's identity (opening or creating it), for an admin to enrol:
+/// `mpcctl party enroll --id <party id> --identity <this>`.
+pub fn identity(config: &PartyConfig) -> Result<String, PartyError> {
+    let key = config.master_key()?;
+    if let Some(identity) = Identity::peek(&config.data_dir, &config.party_id, &key)? {
+        return Ok(identity.public_hex());
+    }
+    let store = ShareStore::open(&config.data_dir, &config.party_id, &key)?;
+    Ok(Identity::load_or_create(&store)?.public_hex())
 }
 
 /// How often the TLS files are checked for changes.

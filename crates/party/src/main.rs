@@ -7,9 +7,18 @@ use mpc_party::PartyConfig;
 struct Args {
     #[command(flatten)]
     config: PartyConfig,
+    #[command(subcommand)]
+    command: Option<Command>,
     /// "human" or "json".
     #[arg(long, env = "MPC_LOG__FORMAT", default_value = "human")]
     log_format: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Prints the party's identity public keys (creating them on first use) for an admin to
+    /// enrol with `mpcctl party enroll --id <party id> --identity <printed value>`.
+    Identity,
 }
 
 #[tokio::main]
@@ -22,6 +31,12 @@ async fn main() -> anyhow::Result<()> {
         builder.json().init();
     } else {
         builder.init();
+    }
+    if let Some(Command::Identity) = args.command {
+        let config = args.config;
+        let identity = tokio::task::spawn_blocking(move || mpc_party::identity(&config)).await??;
+        println!("{identity}");
+        return Ok(());
     }
     args.config.validate()?;
     mpc_party::run(args.config, shutdown_signal()).await?;

@@ -1,7 +1,7 @@
 //! Running one assignment: the protocol on a blocking thread, its messages pumped through the
 //! envelope codec to and from the coordinator stream.
 
-use mpc_types::statement::Statement;
+use mpc_types::statement::{Endorsed, KeyPolicy, PublicKey, Signed, SigningApproval, Statement};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -17,6 +17,7 @@ use mpc_tss::{
 use sha2::Digest as _;
 use tokio::sync::mpsc;
 
+use crate::authority;
 use crate::envelope::{EnvelopeCodec, PeerKeys};
 use crate::identity::Identity;
 use crate::store::RecordKind;
@@ -69,9 +70,20 @@ struct Run {
     input: Option<SigningInput>,
     presignature_id: Option<String>,
     peers: HashMap<String, PeerKeys>,
+    /// Keygen: the admin-signed policy, checked.
+    policy: Option<Endorsed<KeyPolicy>>,
+    /// Signing: the request the approvals must approve, and the approvals.
+    approvals: Option<(SigningApproval, Vec<Signed>)>,
 }
 
-fn parse(me: &str, identity: &Identity, a: &pb::Assignment) -> Result<Run, Failure> {
+/// Reads an assignment and makes every check that needs no disk: the identities' enrolments,
+/// a keygen's policy, the presence of a signing's approvals.
+fn parse(
+    me: &str,
+    identity: &Identity,
+    admins: &[PublicKey],
+    a: &pb::Assignment,
+) -> Result<Run, Failure> {
     let kind =
         pb::SessionKind::try_from(a.kind).map_err(|_| Failure::new("unknown session kind"))?;
     let scheme: Scheme = a.scheme.parse().map_err(Failure::new)?;
@@ -89,6 +101,31 @@ fn parse(me: &str, identity: &Identity, a: &pb::Assignment) -> Result<Run, Failu
             )));
         }
     }
+    authority::check_identities(
+        admins,
+        me,
+        (
+            &identity.signing_public_key(),
+            &identity.encryption_public_key(),
+        ),
+        &a.identities,
+    )
+    .map_err(Failure::new)?;
+    for p in &a.participants {
+        if !a.identities.iter().any(|id| id.party_id == *p) {
+            return Err(Failure::new(format!(
+                "unauthorised: participant {p} comes without an enrolled identity"
+            )));
+        }
+    }
+    let policy = match kind {
+        pb::SessionKind::Keygen => Some(authority::keygen_policy(admins, a).map_err(Failure::new)?),
+        _ => None,
+    };
+    let approvals = match kind {
+        pb::SessionKind::Sign => Some(authority::approvals(a).map_err(Failure::new)?),
+        _ => None,
+    };
     let mut peers = HashMap::new();
     for id in &a.identities {
         let keys = PeerKeys::parse(
@@ -137,6 +174,8 @@ fn parse(me: &str, identity: &Identity, a: &pb::Assignment) -> Result<Run, Failu
         input,
         presignature_id: (!a.presignature_id.is_empty()).then(|| a.presignature_id.clone()),
         peers,
+        policy,
+        approvals,
     })
 }
 
@@ -206,13 +245,21 @@ pub async fn run(
     let kind = pb::SessionKind::try_from(assignment.kind)
         .map(|k| k.as_str_name())
         .unwrap_or("unknown");
-    let result = match parse(&state.party_id, &state.identity, &assignment) {
+    let result = match parse(
+        &state.party_id,
+        &state.identity,
+        &state.admin_keys,
+        &assignment,
+    ) {
         Ok(run) if !first_start(&run.session_id, run.attempt) => Err(Failure::new(format!(
             "attempt {} of session {} was already started on this party; a second run is \
              refused",
             run.attempt, run.session_id
         ))),
-        Ok(run) => execute(&state, run, inbox, out).await,
+        Ok(run) => match authorise(&state, &run).await {
+            Ok(()) => execute(&state, run, inbox, out).await,
+            Err(f) => Err(f),
+        },
         Err(f) => Err(f),
     };
     state.running_sessions.fetch_sub(1, Ordering::Relaxed);
@@ -260,10 +307,52 @@ pub async fn run(
     }
 }
 
+/// The checks that need the disk: a keygen for a key this party already holds is refused (a
+/// share is never overwritten); a signing's approvals are checked against the policy this
+/// party holds and recorded as used by this session.
+async fn authorise(state: &Arc<PartyState>, run: &Run) -> Result<(), Failure> {
+    let store = state.store.clone();
+    let key_id = run.key_id.clone();
+    match run.kind {
+        pb::SessionKind::Keygen => {
+            if blocking(move || Ok(store.holds_share(&key_id))).await? {
+                return Err(Failure::new(format!(
+                    "unauthorised: this party already holds a share of key {}; it never \
+                     overwrites one",
+                    run.key_id
+                )));
+            }
+            Ok(())
+        }
+        pb::SessionKind::Sign => {
+            let Some((request, approvals)) = run.approvals.clone() else {
+                return Err(Failure::new(
+                    "unauthorised: the signing carries no approvals",
+                ));
+            };
+            let admins = state.admin_keys.clone();
+            let session_id = run.session_id.clone();
+            let decided = blocking(move || {
+                authority::authorise_signing(
+                    &store,
+                    &admins,
+                    &session_id,
+                    &request,
+                    &approvals,
+                    authority::now_ms(),
+                )
+            })
+            .await?;
+            decided.map_err(Failure::new)
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn load_share(state: &PartyState, key_id: &str) -> Result<Arc<KeyShare>, Failure> {
     let store = state.store.clone();
     let key_id = key_id.to_owned();
-    let share = blocking(move || match store.get(RecordKind::KeyShare, &key_id)? {
+    let share = blocking(move || match store.get_share(&key_id)? {
         Some(bytes) => Ok(KeyShare::from_bytes(&bytes)?),
         None => Err(PartyError::Config {
             field: "key_id".into(),
@@ -315,6 +404,11 @@ async fn execute(
             };
             let store = state.store.clone();
             let key_id = run.key_id.clone();
+            let policy = run
+                .policy
+                .as_ref()
+                .ok_or_else(|| Failure::new("unauthorised: the keygen carries no policy"))
+                .and_then(|p| authority::encode_policy(p).map_err(Failure::from))?;
             let share = pump(state, &run, inbox, out, move |aux_channel, main_channel| {
                 Box::pin(async move {
                     let aux = match (primes, stored_aux) {
@@ -345,8 +439,10 @@ async fn execute(
                         main_channel,
                     )
                     .await?;
+                    // The policy first: the share is sealed bound to it.
                     store
-                        .put(RecordKind::KeyShare, &key_id, &share.to_bytes()?)
+                        .put(RecordKind::KeyPolicy, &key_id, &policy)
+                        .and_then(|()| store.put_share(&key_id, &share.to_bytes()?))
                         .map_err(|e| TssError::Bug(e.to_string()))?;
                     share.public_key()
                 })
@@ -568,11 +664,39 @@ mod tests {
     use crate::primes::PrimePool;
     use crate::store::ShareStore;
 
-    /// A party `id` on its own store under `dir`.
+    fn admin() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[0xad; 32])
+    }
+
+    fn initiator() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[0x1e; 32])
+    }
+
+    /// A party `id` on its own store under `dir`, holding the admin's policy of `key-1` (a
+    /// 2-of-2 ECDSA key of p1 and p2 that the test initiator may have sign).
     fn party(dir: &std::path::Path, id: &str) -> Arc<PartyState> {
         let key = MasterKey::from_hex("t", &"22".repeat(32)).unwrap();
         let store = Arc::new(ShareStore::open(&dir.join(id), id, &key).unwrap());
         let identity = Arc::new(Identity::load_or_create(&store).unwrap());
+        let policy = Endorsed::new(
+            &admin(),
+            KeyPolicy {
+                key_id: "key-1".into(),
+                scheme: Scheme::EcdsaSecp256k1.as_str().into(),
+                threshold: 2,
+                parties: vec!["p1".into(), "p2".into()],
+                initiators: vec![initiator().verifying_key().to_bytes()],
+                approvals_needed: 1,
+                version: 1,
+            },
+        );
+        store
+            .put(
+                RecordKind::KeyPolicy,
+                "key-1",
+                &authority::encode_policy(&policy).unwrap(),
+            )
+            .unwrap();
         Arc::new(PartyState {
             party_id: id.into(),
             primes: PrimePool::new(store.clone(), 0),
@@ -581,6 +705,7 @@ mod tests {
             connected: AtomicBool::new(false),
             running_sessions: AtomicUsize::new(0),
             advertised_endpoint: String::new(),
+            admin_keys: vec![admin().verifying_key().to_bytes()],
         })
     }
 
@@ -647,6 +772,18 @@ mod tests {
         message: &[u8],
     ) -> pb::Assignment {
         let ids: Vec<String> = parties.iter().map(|p| p.party_id.clone()).collect();
+        let hash = HashFunction::Sha256.as_str().to_owned();
+        let not_after_ms = authority::now_ms() + 60_000;
+        let approval = SigningApproval {
+            key_id: "key-1".into(),
+            digest: Vec::new(),
+            message: message.to_vec(),
+            hash: hash.clone(),
+            derivation_path: Vec::new(),
+            request_id: session_id.into(),
+            not_after_ms,
+        };
+        let approved = mpc_types::statement::sign(&initiator(), &approval);
         pb::Assignment {
             session_id: session_id.into(),
             attempt: 1,
@@ -658,15 +795,29 @@ mod tests {
             participants: ids,
             identities: parties
                 .iter()
-                .map(|p| pb::PartyIdentity {
-                    party_id: p.party_id.clone(),
-                    signing_public_key: p.identity.signing_public_key().to_vec(),
-                    encryption_public_key: p.identity.encryption_public_key().to_vec(),
+                .map(|p| {
+                    let enrolled = Endorsed::new(
+                        &admin(),
+                        mpc_types::statement::Enrolment {
+                            party_id: p.party_id.clone(),
+                            signing_public_key: p.identity.signing_public_key(),
+                            encryption_public_key: p.identity.encryption_public_key(),
+                        },
+                    );
+                    pb::PartyIdentity {
+                        party_id: p.party_id.clone(),
+                        signing_public_key: p.identity.signing_public_key().to_vec(),
+                        encryption_public_key: p.identity.encryption_public_key().to_vec(),
+                        enrolled_by: Some(mpc_proto::statements::signature_to(&enrolled.by)),
+                    }
                 })
                 .collect(),
             message: message.to_vec(),
-            hash: HashFunction::Sha256.as_str().into(),
+            hash,
             presignature_id: presignature_id.into(),
+            approvals: vec![mpc_proto::statements::signature_to(&approved)],
+            approvals_not_after_ms: not_after_ms,
+            request_id: session_id.into(),
             ..Default::default()
         }
     }
@@ -771,7 +922,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (p1, p2) = (party(dir.path(), "p1"), party(dir.path(), "p2"));
         let mut a = sign_assignment("low-order", "pre", &[&p1, &p2], b"m");
+        // Even a key an admin enrolled (by mistake or malice) is refused if it has low order.
+        let enrolled = Endorsed::new(
+            &admin(),
+            mpc_types::statement::Enrolment {
+                party_id: "p2".into(),
+                signing_public_key: p2.identity.signing_public_key(),
+                encryption_public_key: [0; 32],
+            },
+        );
         a.identities[1].encryption_public_key = vec![0; 32];
+        a.identities[1].enrolled_by = Some(mpc_proto::statements::signature_to(&enrolled.by));
         let outcome = run_assignment(&p1, a).await;
         let Some(pb::session_outcome::Result::Failure(f)) = outcome.result else {
             panic!("{outcome:?}");

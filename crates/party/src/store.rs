@@ -44,18 +44,25 @@ const TMP_SUFFIX: &str = ".tmp";
 pub enum RecordKind {
     Identity,
     AuxInfo,
+    /// Sealed with the digest of its key's policy record bound in (see [`ShareStore::put_share`]).
     KeyShare,
+    /// The admin-signed policy a key was generated under.
+    KeyPolicy,
     PrimePair,
     Presignature,
+    /// An approval set already used, by its fingerprint: which session used it, until when.
+    ApprovalUse,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 5] = [
+    pub const ALL: [RecordKind; 7] = [
         RecordKind::Identity,
         RecordKind::AuxInfo,
         RecordKind::KeyShare,
+        RecordKind::KeyPolicy,
         RecordKind::PrimePair,
         RecordKind::Presignature,
+        RecordKind::ApprovalUse,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,10 +70,18 @@ impl RecordKind {
             RecordKind::Identity => "identity",
             RecordKind::AuxInfo => "aux-info",
             RecordKind::KeyShare => "key-share",
+            RecordKind::KeyPolicy => "key-policy",
             RecordKind::PrimePair => "prime-pair",
             RecordKind::Presignature => "presignature",
+            RecordKind::ApprovalUse => "approval-use",
         }
     }
+}
+
+/// What binds a key share to its policy record: the digest of the sealed policy's plaintext.
+pub fn policy_binding(policy_plaintext: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(policy_plaintext).into()
 }
 
 pub struct ShareStore {
@@ -178,6 +193,20 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), PartyError> 
     sync_dir(dir)
 }
 
+/// Creates `dir/name` with `bytes` atomically and durably unless it exists (then false).
+fn write_new_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<bool, PartyError> {
+    let tmp = dir.join(tmp_name(name));
+    write_new_file(&tmp, bytes)?;
+    let path = dir.join(name);
+    let linked = fs::hard_link(&tmp, &path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => sync_dir(dir).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io(&path, e)),
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), PartyError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -214,21 +243,36 @@ struct Sealer {
 }
 
 impl Sealer {
-    /// `label` is the record kind's name (or the presignature ledger's).
-    fn associated_data(&self, label: &str, id: &str) -> Vec<u8> {
+    /// `label` is the record kind's name (or the presignature ledger's); `binding` ties the
+    /// record to another one (a key share to its policy), empty for most.
+    fn associated_data(&self, label: &str, id: &str, binding: &[u8]) -> Vec<u8> {
         let mut aad = b"mpc-share-store".to_vec();
         for part in [label, id, &self.party_id] {
             aad.push(0);
             aad.extend_from_slice(part.as_bytes());
         }
         aad.extend_from_slice(&RECORD_FORMAT.to_be_bytes());
+        if !binding.is_empty() {
+            aad.push(0);
+            aad.extend_from_slice(binding);
+        }
         aad
     }
 
     fn seal(&self, label: &str, id: &str, plaintext: &[u8]) -> Result<Vec<u8>, PartyError> {
+        self.seal_bound(label, id, &[], plaintext)
+    }
+
+    fn seal_bound(
+        &self,
+        label: &str,
+        id: &str,
+        binding: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, PartyError> {
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
-        let aad = self.associated_data(label, id);
+        let aad = self.associated_data(label, id, binding);
         let ciphertext = self
             .cipher
             .encrypt(
@@ -255,6 +299,17 @@ impl Sealer {
         path: &Path,
         record: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, PartyError> {
+        self.open_bound(label, id, &[], path, record)
+    }
+
+    fn open_bound(
+        &self,
+        label: &str,
+        id: &str,
+        binding: &[u8],
+        path: &Path,
+        record: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, PartyError> {
         let unreadable = |reason: &str| PartyError::Unreadable {
             path: path.to_path_buf(),
             reason: reason.to_owned(),
@@ -269,7 +324,7 @@ impl Sealer {
             )));
         }
         let nonce = Nonce::from_slice(&record[6..HEADER_LEN]);
-        let aad = self.associated_data(label, id);
+        let aad = self.associated_data(label, id, binding);
         self.cipher
             .decrypt(
                 nonce,
@@ -352,6 +407,29 @@ impl ShareStore {
         Ok(store)
     }
 
+    /// Opens one record without opening the store: no sweep, no ledger recovery, so it is
+    /// safe while a party process works on the same directory. None when it is not there.
+    pub fn peek(
+        data_dir: &Path,
+        party_id: &str,
+        key: &MasterKey,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, PartyError> {
+        check_id(id)?;
+        let path = data_dir.join("store").join(kind.as_str()).join(id);
+        let record = match fs::read(&path) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path, e)),
+        };
+        let sealer = Sealer {
+            party_id: party_id.to_owned(),
+            cipher: Aes256Gcm::new(key.bytes().into()),
+        };
+        sealer.open(kind.as_str(), id, &path, &record).map(Some)
+    }
+
     fn dir(&self, kind: RecordKind) -> PathBuf {
         self.root.join(kind.as_str())
     }
@@ -383,8 +461,78 @@ impl ShareStore {
     pub fn put(&self, kind: RecordKind, id: &str, plaintext: &[u8]) -> Result<(), PartyError> {
         check_id(id)?;
         Self::not_presignature(kind, "stored")?;
+        if kind == RecordKind::KeyShare {
+            return Err(PartyError::Config {
+                field: "record kind".into(),
+                reason: "key shares are stored only with put_share, never replaced".into(),
+            });
+        }
         let record = self.sealer.seal(kind.as_str(), id, plaintext)?;
         write_atomic(&self.dir(kind), id, &record)
+    }
+
+    /// Seals and writes a record that must not exist yet: false (and nothing written) when
+    /// one does. Atomic against concurrent writers: the final name is created by a hard link,
+    /// which never replaces a file.
+    pub fn put_new(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        plaintext: &[u8],
+    ) -> Result<bool, PartyError> {
+        check_id(id)?;
+        Self::not_presignature(kind, "stored")?;
+        let record = self.sealer.seal(kind.as_str(), id, plaintext)?;
+        write_new_atomic(&self.dir(kind), id, &record)
+    }
+
+    /// Stores the share of `key_id`, bound to the policy record stored for it: the share opens
+    /// only beside that very policy. A share is never overwritten: an error when one exists.
+    pub fn put_share(&self, key_id: &str, plaintext: &[u8]) -> Result<(), PartyError> {
+        check_id(key_id)?;
+        let binding = self.share_binding(key_id)?;
+        let kind = RecordKind::KeyShare;
+        let record = self
+            .sealer
+            .seal_bound(kind.as_str(), key_id, &binding, plaintext)?;
+        if write_new_atomic(&self.dir(kind), key_id, &record)? {
+            Ok(())
+        } else {
+            Err(PartyError::Config {
+                field: "key_id".into(),
+                reason: format!("this party already holds a share of key {key_id}"),
+            })
+        }
+    }
+
+    /// The share of `key_id`, opened with its policy record's binding.
+    pub fn get_share(&self, key_id: &str) -> Result<Option<Zeroizing<Vec<u8>>>, PartyError> {
+        check_id(key_id)?;
+        let path = self.path(RecordKind::KeyShare, key_id);
+        let record = match fs::read(&path) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path, e)),
+        };
+        let binding = self.share_binding(key_id)?;
+        self.sealer
+            .open_bound(
+                RecordKind::KeyShare.as_str(),
+                key_id,
+                &binding,
+                &path,
+                &record,
+            )
+            .map(Some)
+    }
+
+    /// Whether a share of `key_id` is on disk (readable or not).
+    pub fn holds_share(&self, key_id: &str) -> bool {
+        check_id(key_id).is_err() || self.path(RecordKind::KeyShare, key_id).exists()
+    }
+
+    fn share_binding(&self, key_id: &str) -> Result<[u8; 32], PartyError> {
+        share_binding(&self.root, &self.sealer, key_id)
     }
 
     /// Opens a record. A wrong master key and a tampered record both fail here, by name.
@@ -400,6 +548,9 @@ impl ShareStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(&path, e)),
         };
+        if kind == RecordKind::KeyShare {
+            return self.get_share(id);
+        }
         self.sealer
             .open(kind.as_str(), id, &path, &record)
             .map(Some)
@@ -490,11 +641,33 @@ fn verify_records(root: &Path, sealer: &Sealer) -> Result<usize, PartyError> {
             check_id(&id)?;
             let path = root.join(kind.as_str()).join(&id);
             let record = fs::read(&path).map_err(|e| io(&path, e))?;
-            sealer.open(kind.as_str(), &id, &path, &record)?;
+            let binding = match kind {
+                RecordKind::KeyShare => share_binding(root, sealer, &id)?.to_vec(),
+                _ => Vec::new(),
+            };
+            sealer.open_bound(kind.as_str(), &id, &binding, &path, &record)?;
             count += 1;
         }
     }
     Ok(count)
+}
+
+/// The binding of a key share: the digest of its policy record's plaintext.
+fn share_binding(root: &Path, sealer: &Sealer, key_id: &str) -> Result<[u8; 32], PartyError> {
+    let kind = RecordKind::KeyPolicy;
+    let path = root.join(kind.as_str()).join(key_id);
+    let record = match fs::read(&path) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PartyError::Unreadable {
+                path,
+                reason: format!("key {key_id} has no policy record: its share cannot be used"),
+            })
+        }
+        Err(e) => return Err(io(&path, e)),
+    };
+    let policy = sealer.open(kind.as_str(), key_id, &path, &record)?;
+    Ok(policy_binding(&policy))
 }
 
 /// At start, before anything runs: removes temporary files of interrupted writes and records
@@ -540,24 +713,55 @@ mod tests {
     }
 
     #[test]
+    fn a_share_opens_only_beside_its_policy_and_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore::open(dir.path(), "party-1", &key(1)).unwrap();
+        // No policy, no share.
+        assert!(store.put_share("k1", b"share").is_err());
+        store.put(RecordKind::KeyPolicy, "k1", b"policy A").unwrap();
+        store.put_share("k1", b"share").unwrap();
+        assert_eq!(&**store.get_share("k1").unwrap().unwrap(), b"share");
+        let again = store.put_share("k1", b"other share").unwrap_err();
+        assert!(
+            again.to_string().contains("already holds a share"),
+            "{again}"
+        );
+        assert!(store.put(RecordKind::KeyShare, "k1", b"x").is_err());
+        assert_eq!(&**store.get_share("k1").unwrap().unwrap(), b"share");
+        assert_eq!(store.verify_all().unwrap(), 2);
+        // Another policy beside the share (even one sealed properly): the share stays shut,
+        // and the party refuses to start with it.
+        store.put(RecordKind::KeyPolicy, "k1", b"policy B").unwrap();
+        assert!(store.get_share("k1").is_err());
+        assert!(store.verify_all().is_err());
+        // Records that must be new stay as first written.
+        assert!(store.put_new(RecordKind::ApprovalUse, "a1", b"s1").unwrap());
+        assert!(!store.put_new(RecordKind::ApprovalUse, "a1", b"s2").unwrap());
+        assert_eq!(
+            &**store.get(RecordKind::ApprovalUse, "a1").unwrap().unwrap(),
+            b"s1"
+        );
+    }
+
+    #[test]
     fn records_round_trip_and_list() {
         let dir = tempfile::tempdir().unwrap();
         let store = ShareStore::open(dir.path(), "party-1", &key(1)).unwrap();
         store
-            .put(RecordKind::KeyShare, "k1", b"secret share")
+            .put(RecordKind::AuxInfo, "k1", b"secret share")
             .unwrap();
-        store.put(RecordKind::KeyShare, "k1", b"replaced").unwrap();
+        store.put(RecordKind::AuxInfo, "k1", b"replaced").unwrap();
         assert_eq!(
-            &**store.get(RecordKind::KeyShare, "k1").unwrap().unwrap(),
+            &**store.get(RecordKind::AuxInfo, "k1").unwrap().unwrap(),
             b"replaced"
         );
         assert_eq!(
-            store.list(RecordKind::KeyShare).unwrap(),
+            store.list(RecordKind::AuxInfo).unwrap(),
             vec!["k1".to_string()]
         );
-        assert!(store.get(RecordKind::KeyShare, "k2").unwrap().is_none());
-        store.delete(RecordKind::KeyShare, "k1").unwrap();
-        assert!(store.get(RecordKind::KeyShare, "k1").unwrap().is_none());
+        assert!(store.get(RecordKind::AuxInfo, "k2").unwrap().is_none());
+        store.delete(RecordKind::AuxInfo, "k1").unwrap();
+        assert!(store.get(RecordKind::AuxInfo, "k1").unwrap().is_none());
         assert_eq!(store.verify_all().unwrap(), 0);
     }
 
@@ -566,9 +770,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ShareStore::open(dir.path(), "party-1", &key(1)).unwrap();
         store
-            .put(RecordKind::KeyShare, "k1", b"very secret share bytes")
+            .put(RecordKind::AuxInfo, "k1", b"very secret share bytes")
             .unwrap();
-        let raw = fs::read(dir.path().join("store/key-share/k1")).unwrap();
+        let raw = fs::read(dir.path().join("store/aux-info/k1")).unwrap();
         assert!(!raw.windows(6).any(|w| w == b"secret"));
     }
 
@@ -576,7 +780,7 @@ mod tests {
     fn a_wrong_key_a_tampered_record_and_a_moved_record_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = ShareStore::open(dir.path(), "party-1", &key(1)).unwrap();
-        store.put(RecordKind::KeyShare, "k1", b"share").unwrap();
+        store.put(RecordKind::AuxInfo, "k1", b"share").unwrap();
 
         // The store's own bookkeeping is sealed too: a wrong key stops the open.
         let err = ShareStore::open(dir.path(), "party-1", &key(2)).unwrap_err();
@@ -588,20 +792,20 @@ mod tests {
             party_id: party.into(),
             cipher: Aes256Gcm::new(key(k).bytes().into()),
         };
-        let path = dir.path().join("store/key-share/k1");
+        let path = dir.path().join("store/aux-info/k1");
         let raw = fs::read(&path).unwrap();
         let err = sealer("party-1", 2)
-            .open("key-share", "k1", &path, &raw)
+            .open("aux-info", "k1", &path, &raw)
             .unwrap_err();
         assert!(err.to_string().contains("wrong master key"), "{err}");
         assert!(verify_records(&store.root, &sealer("party-1", 2)).is_err());
         assert!(sealer("party-2", 1)
-            .open("key-share", "k1", &path, &raw)
+            .open("aux-info", "k1", &path, &raw)
             .is_err());
 
-        fs::copy(&path, dir.path().join("store/key-share/k2")).unwrap();
+        fs::copy(&path, dir.path().join("store/aux-info/k2")).unwrap();
         assert!(
-            store.get(RecordKind::KeyShare, "k2").is_err(),
+            store.get(RecordKind::AuxInfo, "k2").is_err(),
             "a renamed record opened"
         );
 
@@ -609,7 +813,7 @@ mod tests {
         let last = raw.len() - 1;
         raw[last] ^= 1;
         fs::write(&path, raw).unwrap();
-        assert!(store.get(RecordKind::KeyShare, "k1").is_err());
+        assert!(store.get(RecordKind::AuxInfo, "k1").is_err());
     }
 
     #[test]
@@ -618,7 +822,7 @@ mod tests {
         let store = ShareStore::open(dir.path(), "p", &key(1)).unwrap();
         for bad in ["../x", "", ".hidden", "a/b"] {
             assert!(
-                store.put(RecordKind::KeyShare, bad, b"x").is_err(),
+                store.put(RecordKind::AuxInfo, bad, b"x").is_err(),
                 "{bad:?}"
             );
         }
@@ -637,14 +841,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let store = ShareStore::open(&data, "p", &key(1)).unwrap();
-        store.put(RecordKind::KeyShare, "k1", b"share").unwrap();
+        store.put(RecordKind::AuxInfo, "k1", b"share").unwrap();
         store.put_presignature("key.p1", b"presignature").unwrap();
-        assert_eq!(mode(&data.join("store/key-share/k1")), 0o600);
+        assert_eq!(mode(&data.join("store/aux-info/k1")), 0o600);
         assert_eq!(mode(&data.join("store/presignature/key.p1")), 0o600);
         assert_eq!(mode(&data.join("store")), 0o700);
         let mut files = 0;
         for kind in [
-            "key-share",
+            "aux-info",
             "presignature",
             "presignature-ledger",
             "identity",
@@ -659,17 +863,17 @@ mod tests {
         assert!(files >= 4, "{files}");
 
         // What an older build or an operator left loose is tightened at the next start.
-        let share = data.join("store/key-share/k1");
+        let share = data.join("store/aux-info/k1");
         fs::set_permissions(&share, fs::Permissions::from_mode(0o644)).unwrap();
         fs::set_permissions(
-            data.join("store/key-share"),
+            data.join("store/aux-info"),
             fs::Permissions::from_mode(0o755),
         )
         .unwrap();
         drop(store);
         ShareStore::open(&data, "p", &key(1)).unwrap();
         assert_eq!(mode(&share), 0o600);
-        assert_eq!(mode(&data.join("store/key-share")), 0o700);
+        assert_eq!(mode(&data.join("store/aux-info")), 0o700);
     }
 
     #[test]

@@ -244,34 +244,42 @@ pub fn apply_command(
         ),
         Operation::RegisterParty(p) => {
             let existing = load::<PartyRecord>(txn, Table::Parties, &p.party_id, "party")?;
-            // An id is bound to its identity keys for good: whoever proposes a registration
+            // Only an admin's enrolment binds an id to keys: whoever proposes a registration
             // (a follower forwarding it, a compromised node), it can never swap them.
-            if existing.as_ref().is_some_and(|e| {
-                e.signing_public_key != p.signing_public_key
-                    || e.encryption_public_key != p.encryption_public_key
-            }) {
-                let rejected = Applied::rejected(Rejection::PartyIdentityChanged {
+            let enrolled = match existing {
+                None => Err(Rejection::PartyNotEnrolled {
                     party_id: p.party_id.clone(),
-                });
-                return finish(
-                    txn,
-                    at,
-                    cmd,
-                    rejected,
-                    "party.register",
-                    p.party_id.clone(),
-                    None,
-                );
-            }
-            let party = PartyRecord {
-                party_id: p.party_id.clone(),
-                signing_public_key: p.signing_public_key.clone(),
-                encryption_public_key: p.encryption_public_key.clone(),
-                endpoint: p.endpoint.clone(),
-                status: PartyStatus::Online,
-                last_seen_ms: cmd.at_ms,
-                registered_at_ms: existing.map_or(cmd.at_ms, |e| e.registered_at_ms),
+                }),
+                Some(e)
+                    if e.signing_public_key != p.signing_public_key
+                        || e.encryption_public_key != p.encryption_public_key =>
+                {
+                    Err(Rejection::PartyIdentityChanged {
+                        party_id: p.party_id.clone(),
+                    })
+                }
+                Some(e) => Ok(e),
             };
+            let mut party = match enrolled {
+                Ok(party) => party,
+                Err(rejection) => {
+                    return finish(
+                        txn,
+                        at,
+                        cmd,
+                        Applied::rejected(rejection),
+                        "party.register",
+                        p.party_id.clone(),
+                        None,
+                    );
+                }
+            };
+            party.endpoint = p.endpoint.clone();
+            party.status = PartyStatus::Online;
+            party.last_seen_ms = cmd.at_ms;
+            if party.registered_at_ms == 0 {
+                party.registered_at_ms = cmd.at_ms;
+            }
             store(txn, Table::Parties, &party.party_id, "party", &party)?;
             (
                 Applied {
@@ -280,6 +288,43 @@ pub fn apply_command(
                 },
                 "party.register",
                 p.party_id.clone(),
+            )
+        }
+        Operation::EnrollParty(e) => {
+            let enrolment = &e.statement;
+            let existing = load::<PartyRecord>(txn, Table::Parties, &enrolment.party_id, "party")?;
+            let same_keys = existing.as_ref().is_some_and(|p| {
+                p.signing_public_key == enrolment.signing_public_key
+                    && p.encryption_public_key == enrolment.encryption_public_key
+            });
+            let party = match existing {
+                // Re-enrolling the same keys only renews the admin's signature.
+                Some(mut p) if same_keys => {
+                    p.enrolled_by = e.by.clone();
+                    p.enrolled_at_ms = cmd.at_ms;
+                    p
+                }
+                // New keys (a rotation): the party must register again with them.
+                other => PartyRecord {
+                    party_id: enrolment.party_id.clone(),
+                    signing_public_key: enrolment.signing_public_key.to_vec(),
+                    encryption_public_key: enrolment.encryption_public_key.to_vec(),
+                    endpoint: other.map(|p| p.endpoint).unwrap_or_default(),
+                    status: PartyStatus::Offline,
+                    last_seen_ms: cmd.at_ms,
+                    registered_at_ms: 0,
+                    enrolled_by: e.by.clone(),
+                    enrolled_at_ms: cmd.at_ms,
+                },
+            };
+            store(txn, Table::Parties, &party.party_id, "party", &party)?;
+            (
+                Applied {
+                    response: CommandResponse::Party(Box::new(party)),
+                    session: None,
+                },
+                "party.enroll",
+                enrolment.party_id.clone(),
             )
         }
         Operation::SetPartyStatus { party_id, status } => {
@@ -365,6 +410,7 @@ fn audited_key(
             load::<SessionRecord>(txn, Table::Sessions, session_id, "session")?.map(|s| s.key_id)
         }
         Operation::RegisterParty(_)
+        | Operation::EnrollParty(_)
         | Operation::SetPartyStatus { .. }
         | Operation::CreateToken(_)
         | Operation::RevokeToken { .. } => None,
@@ -424,6 +470,7 @@ fn create_keygen(
         &k.parties,
         &k.description,
         &k.tags,
+        &k.policy,
     ));
     if let Some(found) = replay(txn, k.request_id.as_deref(), fingerprint)? {
         return Ok(found);
@@ -433,6 +480,13 @@ fn create_keygen(
             kind: "key".into(),
             id: k.key_id.clone(),
         }));
+    }
+    for party_id in &k.parties {
+        if load::<PartyRecord>(txn, Table::Parties, party_id, "party")?.is_none() {
+            return Ok(Applied::rejected(Rejection::PartyNotEnrolled {
+                party_id: party_id.clone(),
+            }));
+        }
     }
     let session = SessionRecord {
         session_id: k.session_id.clone(),
@@ -456,6 +510,9 @@ fn create_keygen(
         deadline_ms: k.deadline_ms,
         started_at_ms: None,
         finished_at_ms: None,
+        policy: Some(k.policy.clone()),
+        approvals: Vec::new(),
+        approvals_not_after_ms: 0,
     };
     insert_session(txn, session, k.request_id.as_deref(), fingerprint)
 }
@@ -466,7 +523,7 @@ fn create_signing(
     actor: &str,
     s: &CreateSigning,
 ) -> Result<Applied, StoreError> {
-    let fingerprint = fingerprint(&("sign", &s.key_id, &s.input));
+    let fingerprint = fingerprint(&("sign", &s.key_id, &s.input, s.approvals_not_after_ms));
     if let Some(found) = replay(txn, s.request_id.as_deref(), fingerprint)? {
         return Ok(found);
     }
@@ -498,6 +555,14 @@ fn create_signing(
             )));
         }
     }
+    // The parties decide, each against the policy it holds; this only fails fast.
+    if let Err(reason) = key
+        .policy
+        .statement
+        .authorise(&s.approval(), &s.approvals, at_ms)
+    {
+        return Ok(Applied::rejected(Rejection::Unauthorised { reason }));
+    }
     let session = SessionRecord {
         session_id: s.session_id.clone(),
         kind: SessionKind::Sign,
@@ -520,6 +585,9 @@ fn create_signing(
         deadline_ms: s.deadline_ms,
         started_at_ms: None,
         finished_at_ms: None,
+        policy: None,
+        approvals: s.approvals.clone(),
+        approvals_not_after_ms: s.approvals_not_after_ms,
     };
     insert_session(txn, session, s.request_id.as_deref(), fingerprint)
 }
@@ -692,6 +760,11 @@ fn complete_session(
                     crate::ValidationError::new("reports", refused),
                 )));
             }
+            let Some(policy) = session.policy.clone() else {
+                return Ok(Applied::rejected(Rejection::Invalid(
+                    crate::ValidationError::new("policy", "the keygen session carries none"),
+                )));
+            };
             let key = KeyRecord {
                 key_id: session.key_id.clone(),
                 scheme: session.scheme,
@@ -705,6 +778,7 @@ fn complete_session(
                 keygen_session_id: session.session_id.clone(),
                 created_at_ms: at_ms,
                 updated_at_ms: at_ms,
+                policy,
             };
             store(txn, Table::Keys, &key.key_id, "key", &key)?;
         }
@@ -856,6 +930,9 @@ fn create_presign(
         deadline_ms: p.deadline_ms,
         started_at_ms: None,
         finished_at_ms: None,
+        policy: None,
+        approvals: Vec::new(),
+        approvals_not_after_ms: 0,
     };
     insert_session(txn, session, None, [0; 32])
 }
@@ -1017,7 +1094,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::command::{CreateKeygen, CreateSigning};
-    use crate::model::Scheme;
+    use crate::model::{Endorsed, Enrolment, KeyPolicy, Scheme};
 
     /// The state as a plain map: the same apply code, no RocksDB.
     #[derive(Default)]
@@ -1037,6 +1114,32 @@ pub(crate) mod tests {
         ed25519_dalek::SigningKey::from_bytes(&Sha3_256::digest(party.as_bytes()).into())
     }
 
+    /// A state in which p1, p2 and p3 are enrolled (and registered).
+    pub fn state() -> MemTxn {
+        let mut txn = MemTxn::default();
+        register_parties(&mut txn, &["p1", "p2", "p3"]);
+        txn
+    }
+
+    /// The admin's enrolments of p1, p2 and p3, as commands (for tests on real stores).
+    pub fn enrol_cmds() -> Vec<Command> {
+        ["p1", "p2", "p3"]
+            .iter()
+            .map(|p| Command {
+                at_ms: 500,
+                actor: "client:admin".into(),
+                op: Operation::EnrollParty(Endorsed::new(
+                    &admin_key(),
+                    Enrolment {
+                        party_id: (*p).into(),
+                        signing_public_key: party_key(p).verifying_key().to_bytes(),
+                        encryption_public_key: [9; 32],
+                    },
+                )),
+            })
+            .collect()
+    }
+
     /// Records `parties` with their identity keys, as their registration would.
     pub fn register_parties(txn: &mut MemTxn, parties: &[&str]) {
         for p in parties {
@@ -1048,9 +1151,72 @@ pub(crate) mod tests {
                 status: PartyStatus::Online,
                 last_seen_ms: 0,
                 registered_at_ms: 0,
+                enrolled_by: mpc_types::statement::sign(
+                    &admin_key(),
+                    &mpc_types::statement::Enrolment {
+                        party_id: (*p).into(),
+                        signing_public_key: party_key(p).verifying_key().to_bytes(),
+                        encryption_public_key: [9; 32],
+                    },
+                ),
+                enrolled_at_ms: 0,
             };
             store(txn, Table::Parties, p, "party", &record).unwrap();
         }
+    }
+
+    pub fn admin_key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[0xad; 32])
+    }
+
+    pub fn initiator_key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[0x1e; 32])
+    }
+
+    /// Stands in where a literal needs a policy: [`with_policy`] replaces it with the one
+    /// that matches the keygen.
+    pub fn policy_placeholder() -> Endorsed<KeyPolicy> {
+        Endorsed::new(
+            &admin_key(),
+            KeyPolicy {
+                key_id: String::new(),
+                scheme: String::new(),
+                threshold: 0,
+                parties: Vec::new(),
+                initiators: vec![initiator_key().verifying_key().to_bytes()],
+                approvals_needed: 1,
+                version: 1,
+            },
+        )
+    }
+
+    /// The admin's policy for exactly this keygen: one initiator, one approval.
+    pub fn with_policy(mut op: Operation) -> Operation {
+        if let Operation::CreateKeygen(k) = &mut op {
+            k.policy = Endorsed::new(
+                &admin_key(),
+                KeyPolicy {
+                    key_id: k.key_id.clone(),
+                    scheme: k.scheme.as_str().to_owned(),
+                    threshold: k.threshold,
+                    parties: k.parties.clone(),
+                    initiators: vec![initiator_key().verifying_key().to_bytes()],
+                    approvals_needed: 1,
+                    version: 1,
+                },
+            );
+        }
+        op
+    }
+
+    /// The initiator's approval of the signing, when it names a request id (without one it
+    /// stays unapproved, as a client that forgot would send it).
+    pub fn approve(mut s: CreateSigning) -> CreateSigning {
+        if s.request_id.is_some() {
+            s.approvals_not_after_ms = s.deadline_ms + 60_000;
+            s.approvals = vec![mpc_types::statement::sign(&initiator_key(), &s.approval())];
+        }
+        s
     }
 
     /// Every party's signed report of `public_key` for keygen `session_id` of `key_id`.
@@ -1083,7 +1249,7 @@ pub(crate) mod tests {
         Command {
             at_ms: 1_000,
             actor: "alice".into(),
-            op: Operation::CreateKeygen(CreateKeygen {
+            op: with_policy(Operation::CreateKeygen(CreateKeygen {
                 session_id: session_id.into(),
                 key_id: key_id.into(),
                 scheme: Scheme::EcdsaSecp256k1,
@@ -1093,7 +1259,8 @@ pub(crate) mod tests {
                 description: "treasury".into(),
                 tags: BTreeMap::from([("env".into(), "prod".into())]),
                 deadline_ms: 61_000,
-            }),
+                policy: policy_placeholder(),
+            })),
         }
     }
 
@@ -1118,12 +1285,13 @@ pub(crate) mod tests {
 
     #[test]
     fn a_retried_request_id_returns_the_first_session() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         let first =
             apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", Some("req-1"))).unwrap();
-        // The retry reached the leader with fresh ids, as it would after a client timeout.
+        // The retry reached the leader with a fresh session id, as it would after a client
+        // timeout (the key id is the client's, named by the admin's policy).
         let retry =
-            apply_command(&mut txn, pos(2), &keygen_cmd("s2", "k2", Some("req-1"))).unwrap();
+            apply_command(&mut txn, pos(2), &keygen_cmd("s2", "k1", Some("req-1"))).unwrap();
         assert!(matches!(
             retry.response,
             CommandResponse::Session { created: false, .. }
@@ -1134,12 +1302,13 @@ pub(crate) mod tests {
 
     #[test]
     fn a_request_id_reused_with_other_parameters_is_refused() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", Some("req-1"))).unwrap();
         let mut other = keygen_cmd("s2", "k2", Some("req-1"));
         if let Operation::CreateKeygen(k) = &mut other.op {
             k.threshold = 3;
         }
+        other.op = with_policy(other.op);
         let applied = apply_command(&mut txn, pos(2), &other).unwrap();
         assert!(matches!(
             applied.response,
@@ -1149,7 +1318,7 @@ pub(crate) mod tests {
 
     #[test]
     fn keygen_completion_creates_the_key_and_signing_needs_it() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         register_parties(&mut txn, &["p1", "p2", "p3"]);
         let sign = |txn: &mut MemTxn, idx| {
             apply_command(
@@ -1157,13 +1326,15 @@ pub(crate) mod tests {
                 pos(idx),
                 &cmd(
                     5_000,
-                    Operation::CreateSigning(CreateSigning {
+                    Operation::CreateSigning(approve(CreateSigning {
                         session_id: format!("sig-{idx}"),
                         key_id: "k1".into(),
                         input: crate::model::SigningPayload::Digest(vec![7; 32]),
-                        request_id: None,
+                        request_id: Some(format!("r-{idx}")),
                         deadline_ms: 9_000,
-                    }),
+                        approvals: Vec::new(),
+                        approvals_not_after_ms: 0,
+                    })),
                 ),
             )
             .unwrap()
@@ -1215,7 +1386,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_key_update_applies_once_per_update_id() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
         let start = Operation::StartSession {
             session_id: "s1".into(),
@@ -1280,7 +1451,7 @@ pub(crate) mod tests {
 
     #[test]
     fn terminal_sessions_do_not_move() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
         let fail = cmd(
             2_000,
@@ -1326,7 +1497,7 @@ pub(crate) mod tests {
 
     #[test]
     fn expiry_before_the_deadline_is_refused() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
         let early = cmd(
             60_999,
@@ -1352,7 +1523,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_command_leaves_one_audit_event_at_its_index() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         apply_command(&mut txn, pos(41), &keygen_cmd("s1", "k1", None)).unwrap();
         let bad = keygen_cmd("s1", "k1", None); // same session id again
         apply_command(&mut txn, pos(42), &bad).unwrap();
@@ -1379,7 +1550,7 @@ pub(crate) mod tests {
 
     #[test]
     fn audit_events_form_a_hash_chain_that_shows_any_rewrite() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         for i in 1..=4u64 {
             apply_command(
                 &mut txn,
@@ -1415,7 +1586,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_keygen_completes_only_with_every_partys_signed_report() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         register_parties(&mut txn, &["p1", "p2", "p3"]);
         apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
         let start = Operation::StartSession {
@@ -1474,7 +1645,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_leader_cannot_choose_who_makes_a_key_or_signs() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         register_parties(&mut txn, &["p1", "p2", "p3", "evil-1", "evil-2"]);
         apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
         let start = |session: &str, parties: &[&str]| {
@@ -1509,13 +1680,15 @@ pub(crate) mod tests {
         let sign = Command {
             at_ms: 4_000,
             actor: "alice".into(),
-            op: Operation::CreateSigning(CreateSigning {
+            op: Operation::CreateSigning(approve(CreateSigning {
                 session_id: "s2".into(),
                 key_id: "k1".into(),
                 input: crate::model::SigningPayload::Digest(vec![1; 32]),
-                request_id: None,
+                request_id: Some("r-s2".into()),
                 deadline_ms: 50_000,
-            }),
+                approvals: Vec::new(),
+                approvals_not_after_ms: 0,
+            })),
         };
         apply_command(&mut txn, pos(6), &sign).unwrap();
         refused(apply_command(&mut txn, pos(7), &start("s2", &["p1", "evil-1"])).unwrap());
@@ -1525,39 +1698,150 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_party_keeps_its_identity_keys_whoever_proposes_a_change() {
+    fn only_an_admin_enrolment_binds_a_party_to_its_keys() {
         let mut txn = MemTxn::default();
-        let register = |signing: u8, endpoint: &str| Command {
+        let key_of = |seed: &str| party_key(seed).verifying_key().to_bytes();
+        let register = |signing: [u8; 32], endpoint: &str| Command {
             at_ms: 5,
             actor: "party:party-1".into(),
             op: Operation::RegisterParty(crate::command::RegisterParty {
                 party_id: "party-1".into(),
-                signing_public_key: vec![signing; 32],
+                signing_public_key: signing.to_vec(),
                 encryption_public_key: vec![2; 32],
                 endpoint: endpoint.into(),
             }),
         };
-        apply_command(&mut txn, pos(1), &register(1, "a:1")).unwrap();
-        // The same keys at a new endpoint: fine.
-        let moved = apply_command(&mut txn, pos(2), &register(1, "b:1")).unwrap();
-        assert!(matches!(moved.response, CommandResponse::Party(_)));
+        let enrol = |signing: [u8; 32]| Command {
+            at_ms: 7,
+            actor: "client:admin".into(),
+            op: Operation::EnrollParty(Endorsed::new(
+                &admin_key(),
+                Enrolment {
+                    party_id: "party-1".into(),
+                    signing_public_key: signing,
+                    encryption_public_key: [2; 32],
+                },
+            )),
+        };
+        let rejected = |applied: Applied| match applied.response {
+            CommandResponse::Rejected(r) => r,
+            other => panic!("expected a rejection, got {other:?}"),
+        };
+        // First come is no longer first served.
+        assert!(matches!(
+            rejected(apply_command(&mut txn, pos(1), &register(key_of("a"), "a:1")).unwrap()),
+            Rejection::PartyNotEnrolled { .. }
+        ));
+        apply_command(&mut txn, pos(2), &enrol(key_of("a"))).unwrap();
+        let moved = apply_command(&mut txn, pos(3), &register(key_of("a"), "b:1")).unwrap();
+        let CommandResponse::Party(party) = moved.response else {
+            panic!("{:?}", moved.response)
+        };
+        assert_eq!(
+            (party.status, party.registered_at_ms),
+            (PartyStatus::Online, 5)
+        );
+        assert!(party
+            .enrolment()
+            .is_some_and(|e| e.endorsed_by_one_of(&[admin_key().verifying_key().to_bytes()])));
         // Other keys: refused, and nothing changes.
         let before = txn.get(Table::Parties, b"party-1").unwrap();
-        let swapped = apply_command(&mut txn, pos(3), &register(9, "b:1")).unwrap();
-        assert!(
-            matches!(
-                swapped.response,
-                CommandResponse::Rejected(Rejection::PartyIdentityChanged { .. })
-            ),
-            "{:?}",
-            swapped.response
-        );
+        assert!(matches!(
+            rejected(apply_command(&mut txn, pos(4), &register(key_of("b"), "b:1")).unwrap()),
+            Rejection::PartyIdentityChanged { .. }
+        ));
         assert_eq!(txn.get(Table::Parties, b"party-1").unwrap(), before);
+        // A rotation is an admin's enrolment: the old keys are then refused.
+        apply_command(&mut txn, pos(5), &enrol(key_of("b"))).unwrap();
+        assert!(matches!(
+            rejected(apply_command(&mut txn, pos(6), &register(key_of("a"), "b:1")).unwrap()),
+            Rejection::PartyIdentityChanged { .. }
+        ));
+        apply_command(&mut txn, pos(7), &register(key_of("b"), "b:1")).unwrap();
+        // An enrolment whose signature does not verify never reaches the state.
+        let mut forged = enrol(key_of("c"));
+        if let Operation::EnrollParty(e) = &mut forged.op {
+            e.by.signature[0] ^= 1;
+        }
+        assert!(forged.validate().is_err());
+    }
+
+    #[test]
+    fn keygens_need_enrolled_parties_and_signings_need_approvals() {
+        let mut txn = MemTxn::default();
+        register_parties(&mut txn, &["p1", "p2"]);
+        let refused = apply_command(&mut txn, pos(1), &keygen_cmd("s1", "k1", None)).unwrap();
+        assert!(
+            matches!(&refused.response, CommandResponse::Rejected(Rejection::PartyNotEnrolled { party_id }) if party_id == "p3"),
+            "{:?}",
+            refused.response
+        );
+        register_parties(&mut txn, &["p3"]);
+        apply_command(&mut txn, pos(2), &keygen_cmd("s1", "k1", None)).unwrap();
+        let parties = vec!["p1".to_string(), "p2".into(), "p3".into()];
+        apply_command(
+            &mut txn,
+            pos(3),
+            &cmd(
+                2_000,
+                Operation::StartSession {
+                    session_id: "s1".into(),
+                    parties,
+                    presignature_id: None,
+                },
+            ),
+        )
+        .unwrap();
+        let complete = Operation::CompleteSession {
+            session_id: "s1".into(),
+            result: SessionResult::PublicKey(vec![2; 33]),
+            address: None,
+            reports: reports("s1", "k1", &["p1", "p2", "p3"], &[2; 33]),
+        };
+        apply_command(&mut txn, pos(4), &cmd(3_000, complete)).unwrap();
+        let signing = |request_id: &str| {
+            approve(CreateSigning {
+                session_id: format!("sig-{request_id}"),
+                key_id: "k1".into(),
+                input: crate::model::SigningPayload::Digest(vec![7; 32]),
+                request_id: Some(request_id.into()),
+                deadline_ms: 9_000,
+                approvals: Vec::new(),
+                approvals_not_after_ms: 0,
+            })
+        };
+        let mut unauthorised = |s: CreateSigning, idx| {
+            let applied =
+                apply_command(&mut txn, pos(idx), &cmd(5_000, Operation::CreateSigning(s)))
+                    .unwrap();
+            matches!(
+                applied.response,
+                CommandResponse::Rejected(Rejection::Unauthorised { .. })
+            )
+        };
+        // Someone else's approval, an approval of another request, an expired one.
+        let mut stranger = signing("r1");
+        stranger.approvals = vec![mpc_types::statement::sign(
+            &party_key("stranger"),
+            &stranger.approval(),
+        )];
+        assert!(unauthorised(stranger, 5));
+        let mut moved = signing("r2");
+        moved.input = crate::model::SigningPayload::Digest(vec![8; 32]);
+        assert!(unauthorised(moved, 6));
+        let mut expired = signing("r3");
+        expired.approvals_not_after_ms = 4_000;
+        expired.approvals = vec![mpc_types::statement::sign(
+            &initiator_key(),
+            &expired.approval(),
+        )];
+        assert!(unauthorised(expired, 7));
+        assert!(!unauthorised(signing("r4"), 8));
     }
 
     #[test]
     fn tokens_are_created_once_and_revoked_for_good() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         let token = TokenRecord {
             token_id: "0123456789abcdef".into(),
             name: "ci".into(),
@@ -1617,7 +1901,7 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_commands_are_rejected_in_apply_too() {
-        let mut txn = MemTxn::default();
+        let mut txn = state();
         let mut bad = keygen_cmd("s1", "k1", None);
         if let Operation::CreateKeygen(k) = &mut bad.op {
             k.threshold = 9;
@@ -1652,7 +1936,7 @@ mod properties {
         prop_oneof![
             (session_id(), 0..4u16, request_id.clone()).prop_map(
                 |(session_id, threshold, request_id)| {
-                    Operation::CreateKeygen(CreateKeygen {
+                    tests::with_policy(Operation::CreateKeygen(CreateKeygen {
                         key_id: format!("k-{session_id}"),
                         session_id,
                         scheme: Scheme::SchnorrEd25519,
@@ -1662,7 +1946,8 @@ mod properties {
                         description: String::new(),
                         tags: BTreeMap::new(),
                         deadline_ms: 50_000,
-                    })
+                        policy: tests::policy_placeholder(),
+                    }))
                 }
             ),
             (
@@ -1671,13 +1956,15 @@ mod properties {
                 request_id
             )
                 .prop_map(|(session_id, key_id, request_id)| {
-                    Operation::CreateSigning(CreateSigning {
+                    Operation::CreateSigning(tests::approve(CreateSigning {
                         session_id,
                         key_id,
                         input: crate::model::SigningPayload::Digest(vec![1; 32]),
                         request_id,
                         deadline_ms: 50_000,
-                    })
+                        approvals: Vec::new(),
+                        approvals_not_after_ms: 0,
+                    }))
                 }),
             // Two signers (signings of 2-of-3 keys) or all three (keygens, 3-of-3 signings).
             (session_id(), 2..4usize).prop_map(|(session_id, n)| Operation::StartSession {

@@ -7,15 +7,19 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::StoreError;
 
-/// The encoding version written today. Version 2 added the Raft address of every member,
-/// the audit hash chain and the parties' signed keygen reports.
+/// The encoding version written today. Version 3 added the admin-signed key policies,
+/// signing approvals and party enrolments.
+pub const FORMAT_V3: u8 = 3;
+/// Version 2 added the Raft address of every member, the audit hash chain and the parties'
+/// signed keygen reports. Its keys have no policy that parties would accept, so it is
+/// refused rather than migrated.
 pub const FORMAT_V2: u8 = 2;
 /// The version before: its membership, audit and session-completion records have another
 /// shape, so it is refused with a clear reason rather than misread.
 pub const FORMAT_V1: u8 = 1;
 
 pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
-    postcard::to_extend(value, vec![FORMAT_V2]).map_err(|e| StoreError::Encode {
+    postcard::to_extend(value, vec![FORMAT_V3]).map_err(|e| StoreError::Encode {
         what,
         reason: e.to_string(),
     })
@@ -23,9 +27,16 @@ pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, St
 
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&FORMAT_V2, body)) => postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
+        Some((&FORMAT_V3, body)) => postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
             what,
             reason: e.to_string(),
+        }),
+        Some((&FORMAT_V2, _)) => Err(StoreError::Corrupt {
+            what,
+            reason: "format 2, written by a release before key policies and party \
+                     enrolment: its keys carry no policy the parties would accept, so this \
+                     release cannot use it (start the cluster on empty data directories)"
+                .into(),
         }),
         Some((&FORMAT_V1, _)) => Err(StoreError::Corrupt {
             what,
@@ -74,6 +85,18 @@ mod tests {
                         description: "cold wallet".into(),
                         tags: BTreeMap::from([("env".into(), "prod".into())]),
                         deadline_ms: 1_790_000_300_000,
+                        policy: crate::model::Endorsed::new(
+                            &ed25519_dalek::SigningKey::from_bytes(&[0xad; 32]),
+                            crate::model::KeyPolicy {
+                                key_id: "6c1f3c0e-0000-4000-8000-000000000002".into(),
+                                scheme: "schnorr-bip340".into(),
+                                threshold: 2,
+                                parties: vec!["party-1".into(), "party-2".into(), "party-3".into()],
+                                initiators: vec![[0x1e; 32]],
+                                approvals_needed: 1,
+                                version: 1,
+                            },
+                        ),
                     }),
                 }],
             }),
@@ -81,17 +104,17 @@ mod tests {
     }
 
     /// A log entry written by this release must stay readable by every later one. If this
-    /// fails, the encoding changed: bump the format version and keep reading version 2.
+    /// fails, the encoding changed: bump the format version and keep reading version 3.
     /// `UPDATE_GOLDEN=1` rewrites the file (only for a deliberate new format).
     #[test]
-    fn log_entries_of_format_v2_still_decode() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/log-entry-v2.hex");
+    fn log_entries_of_format_v3_still_decode() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/log-entry-v3.hex");
         let encoded = encode("log entry", &golden_entry()).unwrap();
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, hex::encode(&encoded)).unwrap();
         }
         let golden = hex::decode(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
-        assert_eq!(encoded, golden, "the v2 encoding of a log entry changed");
+        assert_eq!(encoded, golden, "the v3 encoding of a log entry changed");
         let decoded: openraft::Entry<TypeConfig> = decode("log entry", &golden).unwrap();
         assert_eq!(decoded.log_id, golden_entry().log_id);
         assert_eq!(
@@ -100,22 +123,28 @@ mod tests {
         );
     }
 
-    /// Version 1 (the golden entry the previous release wrote) is refused with its reason.
+    /// Versions 1 and 2 (golden entries earlier releases wrote) are refused with the reason.
     #[test]
-    fn format_v1_is_refused_saying_why() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/log-entry-v1.hex");
-        let v1 = hex::decode(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
-        let err = decode::<openraft::Entry<TypeConfig>>("log entry", &v1).unwrap_err();
-        assert!(err.to_string().contains("format 1"), "{err}");
+    fn older_formats_are_refused_saying_why() {
+        for version in [1, 2] {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("testdata/log-entry-v{version}.hex"));
+            let old = hex::decode(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+            let err = decode::<openraft::Entry<TypeConfig>>("log entry", &old).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("format {version}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
     fn unknown_versions_and_garbage_are_refused() {
         let mut encoded = encode("log entry", &golden_entry()).unwrap();
-        encoded[0] = 3;
+        encoded[0] = 4;
         let err = decode::<openraft::Entry<TypeConfig>>("log entry", &encoded).unwrap_err();
-        assert!(err.to_string().contains("unknown format version 3"));
+        assert!(err.to_string().contains("unknown format version 4"));
         assert!(decode::<openraft::Entry<TypeConfig>>("log entry", &[]).is_err());
-        assert!(decode::<openraft::Entry<TypeConfig>>("log entry", &[2, 0xff, 0xff]).is_err());
+        assert!(decode::<openraft::Entry<TypeConfig>>("log entry", &[3, 0xff, 0xff]).is_err());
     }
 }

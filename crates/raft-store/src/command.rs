@@ -12,8 +12,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AccessRole, KeyRecord, KeyStatus, PartyRecord, PartyStatus, PresignatureRecord, Scheme,
-    SessionFailure, SessionRecord, SessionResult, SigningPayload, TokenRecord,
+    AccessRole, Endorsed, Enrolment, KeyPolicy, KeyRecord, KeyStatus, PartyRecord, PartyStatus,
+    PresignatureRecord, Scheme, SessionFailure, SessionRecord, SessionResult, Signed,
+    SigningPayload, TokenRecord,
 };
 
 pub const MAX_ID_LEN: usize = 64;
@@ -91,6 +92,8 @@ pub enum Operation {
     RevokeToken {
         token_id: String,
     },
+    /// An admin vouched for a party's identity keys (first enrolment or rotation).
+    EnrollParty(Endorsed<Enrolment>),
 }
 
 impl Operation {
@@ -136,6 +139,7 @@ pub struct CreateKeygen {
     pub description: String,
     pub tags: BTreeMap<String, String>,
     pub deadline_ms: u64,
+    pub policy: Endorsed<KeyPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +149,47 @@ pub struct CreateSigning {
     pub input: SigningPayload,
     pub request_id: Option<String>,
     pub deadline_ms: u64,
+    /// Initiators' signatures over the request's [`mpc_types::statement::SigningApproval`].
+    pub approvals: Vec<Signed>,
+    pub approvals_not_after_ms: u64,
+}
+
+impl CreateSigning {
+    /// The statement the initiators signed.
+    pub fn approval(&self) -> mpc_types::statement::SigningApproval {
+        approval_of(
+            &self.key_id,
+            &self.input,
+            self.request_id.as_deref().unwrap_or_default(),
+            self.approvals_not_after_ms,
+        )
+    }
+}
+
+/// The approval statement of a signing request: what initiators sign and parties check.
+pub fn approval_of(
+    key_id: &str,
+    input: &SigningPayload,
+    request_id: &str,
+    not_after_ms: u64,
+) -> mpc_types::statement::SigningApproval {
+    let (digest, message, hash) = match input {
+        SigningPayload::Digest(d) => (d.clone(), Vec::new(), String::new()),
+        SigningPayload::Message { message, hash } => (
+            Vec::new(),
+            message.clone(),
+            hash.map(|h| h.as_str().to_owned()).unwrap_or_default(),
+        ),
+    };
+    mpc_types::statement::SigningApproval {
+        key_id: key_id.to_owned(),
+        digest,
+        message,
+        hash,
+        derivation_path: Vec::new(),
+        request_id: request_id.to_owned(),
+        not_after_ms,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,8 +253,12 @@ pub enum Rejection {
         from: String,
         to: String,
     },
-    #[error("party {party_id:?} is registered with other identity keys")]
+    #[error("party {party_id:?} presents other identity keys than an admin enrolled")]
     PartyIdentityChanged { party_id: String },
+    #[error("party {party_id:?} is not enrolled: an admin enrols it first (mpcctl party enroll)")]
+    PartyNotEnrolled { party_id: String },
+    #[error("unauthorised: {reason}")]
+    Unauthorised { reason: String },
     #[error("presignature {presignature_id:?} cannot serve session {session_id}: {reason}")]
     PresignatureUnavailable {
         presignature_id: String,
@@ -256,14 +305,16 @@ impl Command {
                 check_request_id(k.request_id.as_deref())?;
                 check_description(&k.description)?;
                 check_tags(&k.tags)?;
-                check_deadline(self.at_ms, k.deadline_ms)
+                check_deadline(self.at_ms, k.deadline_ms)?;
+                check_policy(k)
             }
             Operation::CreateSigning(s) => {
                 check_id("session_id", &s.session_id)?;
                 check_id("key_id", &s.key_id)?;
                 check_signing_payload(&s.input)?;
                 check_request_id(s.request_id.as_deref())?;
-                check_deadline(self.at_ms, s.deadline_ms)
+                check_deadline(self.at_ms, s.deadline_ms)?;
+                check_approvals(s)
             }
             Operation::StartSession {
                 session_id,
@@ -375,8 +426,88 @@ impl Command {
             Operation::SetPartyStatus { party_id, .. } => check_id("party_id", party_id),
             Operation::CreateToken(t) => check_token(t),
             Operation::RevokeToken { token_id } => check_token_id(token_id),
+            Operation::EnrollParty(e) => check_enrolment(e),
         }
     }
+}
+
+/// The policy must describe exactly the key being made, be well formed, and carry a valid
+/// signature (whose signer the parties judge: the coordinators hold no admin list).
+fn check_policy(k: &CreateKeygen) -> Result<(), ValidationError> {
+    let p = &k.policy.statement;
+    let mismatch = |what: &str| {
+        ValidationError::new(
+            format!("policy.{what}"),
+            format!("differs from the request's {what}"),
+        )
+    };
+    if p.key_id != k.key_id {
+        return Err(mismatch("key_id"));
+    }
+    if p.scheme != k.scheme.as_str() {
+        return Err(mismatch("scheme"));
+    }
+    if p.threshold != k.threshold {
+        return Err(mismatch("threshold"));
+    }
+    if p.parties != k.parties {
+        return Err(mismatch("parties"));
+    }
+    p.check().map_err(|reason| {
+        let field = reason.split(':').next().unwrap_or("policy").to_owned();
+        ValidationError::new(format!("policy.{field}"), reason)
+    })?;
+    if !k.policy.verifies() {
+        return Err(ValidationError::new(
+            "policy.admin",
+            "the signature does not verify over the policy",
+        ));
+    }
+    Ok(())
+}
+
+fn check_approvals(s: &CreateSigning) -> Result<(), ValidationError> {
+    if s.approvals.is_empty() {
+        return Err(ValidationError::new(
+            "approvals",
+            "a signing needs the approvals its key's policy demands",
+        ));
+    }
+    if s.approvals.len() > MAX_PARTIES {
+        return Err(ValidationError::new(
+            "approvals",
+            format!("at most {MAX_PARTIES}, got {}", s.approvals.len()),
+        ));
+    }
+    if s.request_id.is_none() {
+        return Err(ValidationError::new(
+            "request_id",
+            "required with approvals: they approve one request, once",
+        ));
+    }
+    if s.approvals_not_after_ms == 0 {
+        return Err(ValidationError::new(
+            "not_after_ms",
+            "required with approvals: when they expire",
+        ));
+    }
+    Ok(())
+}
+
+fn check_enrolment(e: &Endorsed<Enrolment>) -> Result<(), ValidationError> {
+    check_id("party_id", &e.statement.party_id)?;
+    mpc_types::statement::check_identity_keys(
+        &e.statement.signing_public_key,
+        &e.statement.encryption_public_key,
+    )
+    .map_err(|(field, reason)| ValidationError::new(field, reason))?;
+    if !e.verifies() {
+        return Err(ValidationError::new(
+            "admin",
+            "the signature does not verify over the enrolment",
+        ));
+    }
+    Ok(())
 }
 
 /// Token ids are 16 lowercase hex digits: the part of a token a server may log.
@@ -579,6 +710,22 @@ fn check_deadline(at_ms: u64, deadline_ms: u64) -> Result<(), ValidationError> {
 mod tests {
     use super::*;
 
+    fn admin() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[0xad; 32])
+    }
+
+    fn policy(threshold: u16, parties: &[&str]) -> KeyPolicy {
+        KeyPolicy {
+            key_id: "k1".into(),
+            scheme: Scheme::EcdsaSecp256k1.as_str().into(),
+            threshold,
+            parties: parties.iter().map(|p| p.to_string()).collect(),
+            initiators: vec![[0x1e; 32]],
+            approvals_needed: 1,
+            version: 1,
+        }
+    }
+
     fn keygen(threshold: u16, parties: &[&str]) -> Command {
         Command {
             at_ms: 1_000,
@@ -593,6 +740,7 @@ mod tests {
                 description: String::new(),
                 tags: BTreeMap::new(),
                 deadline_ms: 2_000,
+                policy: Endorsed::new(&admin(), policy(threshold, parties)),
             }),
         }
     }
@@ -600,6 +748,33 @@ mod tests {
     #[test]
     fn a_valid_keygen_passes() {
         assert_eq!(keygen(2, &["p1", "p2", "p3"]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_keygen_policy_must_describe_the_keygen_and_verify() {
+        let field = |cmd: Command| cmd.validate().err().map(|e| e.field);
+        let with = |p: KeyPolicy| {
+            let mut cmd = keygen(2, &["p1", "p2", "p3"]);
+            if let Operation::CreateKeygen(k) = &mut cmd.op {
+                k.policy = Endorsed::new(&admin(), p);
+            }
+            cmd
+        };
+        let base = policy(2, &["p1", "p2", "p3"]);
+        let mut p = base.clone();
+        p.key_id = "k2".into();
+        assert_eq!(field(with(p)), Some("policy.key_id".into()));
+        let mut p = base.clone();
+        p.parties.reverse();
+        assert_eq!(field(with(p)), Some("policy.parties".into()));
+        let mut p = base.clone();
+        p.approvals_needed = 2;
+        assert_eq!(field(with(p)), Some("policy.approvals_needed".into()));
+        let mut forged = keygen(2, &["p1", "p2", "p3"]);
+        if let Operation::CreateKeygen(k) = &mut forged.op {
+            k.policy.by.signature[0] ^= 1;
+        }
+        assert_eq!(field(forged), Some("policy.admin".into()));
     }
 
     #[test]
@@ -627,6 +802,8 @@ mod tests {
                 input: SigningPayload::Digest(vec![0; 31]),
                 request_id: None,
                 deadline_ms: 2,
+                approvals: Vec::new(),
+                approvals_not_after_ms: 0,
             }),
         };
         let err = cmd.validate().err();

@@ -1,15 +1,18 @@
+#[cfg(feature = "storage")]
 use std::path::PathBuf;
 
 /// Failures of the store itself (disk, database, encoding), as opposed to a command that the
 /// state machine rejects, which is a [`crate::Rejection`] inside a normal response.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[cfg(feature = "storage")]
     #[error("cannot open the RocksDB store at {path}: {source}")]
     Open {
         path: PathBuf,
         #[source]
         source: rocksdb::Error,
     },
+    #[cfg(feature = "storage")]
     #[error("RocksDB {op} failed: {source}")]
     Db {
         op: &'static str,
@@ -31,6 +34,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    #[cfg(feature = "storage")]
     pub(crate) fn db(op: &'static str) -> impl FnOnce(rocksdb::Error) -> Self {
         move |source| Self::Db { op, source }
     }

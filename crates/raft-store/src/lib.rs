@@ -36,26 +36,36 @@ pub mod apply;
 pub mod codec;
 pub mod command;
 mod error;
+#[cfg(feature = "storage")]
 mod log_store;
 pub mod model;
 mod node;
+#[cfg(feature = "storage")]
 mod reader;
+#[cfg_attr(not(feature = "storage"), allow(dead_code))]
 mod snapshot_file;
+#[cfg(feature = "storage")]
 mod snapshot_format;
+#[cfg(feature = "storage")]
 mod state_machine;
+#[cfg(feature = "storage")]
 mod store;
 
 pub use command::{
     Command, CommandResponse, Operation, Proposal, ProposalResponse, Rejection, ValidationError,
 };
 pub use error::StoreError;
+#[cfg(feature = "storage")]
 pub use log_store::LogStore;
 pub use node::NodeInfo;
+#[cfg(feature = "storage")]
 pub use reader::{AuditFilter, SessionFilter, StateReader};
 pub use snapshot_file::{
     check_snapshot_chunk, SnapshotChunkError, SnapshotFile, MAX_SNAPSHOT_BYTES,
 };
+#[cfg(feature = "storage")]
 pub use state_machine::{SessionUpdate, StateMachine};
+#[cfg(feature = "storage")]
 pub use store::Store;
 
 openraft::declare_raft_types!(

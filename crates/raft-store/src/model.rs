@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+pub use mpc_types::statement::{Endorsed, Enrolment, KeyPolicy, Signed};
 pub use mpc_types::AccessRole;
 use serde::{Deserialize, Serialize};
 
@@ -215,6 +216,12 @@ pub struct SessionRecord {
     pub deadline_ms: u64,
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
+    /// Keygen: the admin-signed policy the key is made under (parties check it again).
+    pub policy: Option<Endorsed<KeyPolicy>>,
+    /// Signing: the initiators' approvals of this request, valid until
+    /// `approvals_not_after_ms` (every party checks them again and uses them once).
+    pub approvals: Vec<Signed>,
+    pub approvals_not_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +254,8 @@ pub struct KeyRecord {
     pub keygen_session_id: String,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// Who may ask the key to sign: the admin-signed policy its parties hold.
+    pub policy: Endorsed<KeyPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,10 +271,29 @@ pub struct PartyRecord {
     pub signing_public_key: Vec<u8>,
     /// X25519 public key that point-to-point payloads are encrypted to.
     pub encryption_public_key: Vec<u8>,
+    /// Empty until the party first registers.
     pub endpoint: String,
     pub status: PartyStatus,
     pub last_seen_ms: u64,
+    /// 0 until the party first registers with its enrolled keys.
     pub registered_at_ms: u64,
+    /// The admin's signature over the [`Enrolment`] of these keys: parties pin each other's
+    /// keys only from such records.
+    pub enrolled_by: Signed,
+    pub enrolled_at_ms: u64,
+}
+
+impl PartyRecord {
+    pub fn enrolment(&self) -> Option<Endorsed<Enrolment>> {
+        Some(Endorsed {
+            statement: Enrolment {
+                party_id: self.party_id.clone(),
+                signing_public_key: self.signing_public_key.as_slice().try_into().ok()?,
+                encryption_public_key: self.encryption_public_key.as_slice().try_into().ok()?,
+            },
+            by: self.enrolled_by.clone(),
+        })
+    }
 }
 
 /// A client request id already used, and what it created.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use openraft::LogId;
 
-use crate::codec::{FORMAT_V1, FORMAT_V2};
+use crate::codec::{FORMAT_V1, FORMAT_V2, FORMAT_V3};
 use crate::snapshot_file::{io_err, SnapshotError};
 use crate::{NodeId, NodeInfo, StoreError};
 
@@ -55,7 +55,7 @@ fn write_varint(w: &mut impl Write, mut n: u64) -> io::Result<()> {
 
 /// The bytes before the first record: version, header and record count.
 pub(crate) fn encode_header(header: &SnapshotHeader, count: u64) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_V2];
+    let mut out = vec![FORMAT_V3];
     out = postcard::to_extend(&(&header.last_applied, &header.membership), out).map_err(|e| {
         StoreError::Encode {
             what: "snapshot",
@@ -108,7 +108,12 @@ impl<R: Read> SnapshotReader<R> {
             path: path.to_path_buf(),
         };
         match reader.byte()? {
-            FORMAT_V2 => {}
+            FORMAT_V3 => {}
+            FORMAT_V2 => {
+                return Err(corrupt(
+                    "format 2, written by a release before key policies and party enrolment: not readable by this release",
+                ))
+            }
             FORMAT_V1 => {
                 return Err(corrupt(
                     "format 1, written by a release before TLS and the audit chain: not readable by this release",
@@ -346,11 +351,16 @@ mod tests {
         trailing.push(0);
         assert!(read_all(&trailing).is_err());
         let mut version = bytes.clone();
-        version[0] = 3;
+        version[0] = 4;
         assert!(read_all(&version)
             .unwrap_err()
             .to_string()
-            .contains("version 3"));
+            .contains("version 4"));
+        version[0] = 2;
+        assert!(read_all(&version)
+            .unwrap_err()
+            .to_string()
+            .contains("format 2"));
         version[0] = 1;
         assert!(read_all(&version)
             .unwrap_err()

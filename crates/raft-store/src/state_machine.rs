@@ -717,7 +717,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
     use super::*;
-    use crate::apply::tests::keygen_cmd;
+    use crate::apply::tests::{enrol_cmds, keygen_cmd};
     use crate::{check_snapshot_chunk, Proposal, StateReader, Store};
 
     fn log_id(index: u64) -> LogId<NodeId> {
@@ -730,11 +730,15 @@ mod tests {
             .map(|i| Entry {
                 log_id: log_id(i),
                 payload: EntryPayload::Normal(Proposal {
-                    commands: vec![keygen_cmd(
-                        &format!("s{i}"),
-                        &format!("k{i}"),
-                        Some(&format!("r{i}")),
-                    )],
+                    // Enrolling the same keys again only renews the admin's signature.
+                    commands: enrol_cmds()
+                        .into_iter()
+                        .chain([keygen_cmd(
+                            &format!("s{i}"),
+                            &format!("k{i}"),
+                            Some(&format!("r{i}")),
+                        )])
+                        .collect(),
                 }),
             })
             .collect()
@@ -877,7 +881,10 @@ mod tests {
                 .apply(vec![Entry {
                     log_id: log_id(2),
                     payload: EntryPayload::Normal(Proposal {
-                        commands: vec![keygen_cmd("stale", "k-stale", None)],
+                        commands: enrol_cmds()
+                            .into_iter()
+                            .chain([keygen_cmd("stale", "k-stale", None)])
+                            .collect(),
                     }),
                 }])
                 .await

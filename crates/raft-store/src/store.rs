@@ -124,6 +124,13 @@ mod tests {
         }
     }
 
+    /// `cmd` after the admin's enrolment of the parties its keygen names.
+    fn enrolled(cmd: crate::Command) -> crate::Proposal {
+        let mut commands = crate::apply::tests::enrol_cmds();
+        commands.push(cmd);
+        crate::Proposal { commands }
+    }
+
     fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> openraft::Entry<TypeConfig> {
         openraft::Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
@@ -177,15 +184,15 @@ mod tests {
             .apply(vec![
                 entry(
                     1,
-                    EntryPayload::Normal(one(keygen_cmd("s1", "k1", Some("r1")))),
+                    EntryPayload::Normal(enrolled(keygen_cmd("s1", "k1", Some("r1")))),
                 ),
                 entry(2, EntryPayload::Normal(one(keygen_cmd("s2", "k2", None)))),
             ])
             .await
             .unwrap();
         assert!(matches!(
-            responses[0].responses[0],
-            CommandResponse::Session { created: true, .. }
+            responses[0].responses.last(),
+            Some(CommandResponse::Session { created: true, .. })
         ));
         let snapshot = source
             .get_snapshot_builder()
@@ -204,7 +211,7 @@ mod tests {
         target
             .apply(vec![entry(
                 1,
-                EntryPayload::Normal(one(keygen_cmd("stale", "k9", None))),
+                EntryPayload::Normal(enrolled(keygen_cmd("stale", "k9", None))),
             )])
             .await
             .unwrap();
@@ -224,7 +231,7 @@ mod tests {
         let retried = target
             .apply(vec![entry(
                 3,
-                EntryPayload::Normal(one(keygen_cmd("s3", "k3", Some("r1")))),
+                EntryPayload::Normal(one(keygen_cmd("s3", "k1", Some("r1")))),
             )])
             .await
             .unwrap();
@@ -241,10 +248,13 @@ mod tests {
         let (_, mut sm, reader) = Store::open(dir.path()).unwrap().into_parts().unwrap();
         let entries = (1..=5)
             .map(|i| {
-                entry(
-                    i,
-                    EntryPayload::Normal(one(keygen_cmd(&format!("s{i}"), &format!("k{i}"), None))),
-                )
+                let keygen = keygen_cmd(&format!("s{i}"), &format!("k{i}"), None);
+                let proposal = if i == 1 {
+                    enrolled(keygen)
+                } else {
+                    one(keygen)
+                };
+                entry(i, EntryPayload::Normal(proposal))
             })
             .collect::<Vec<_>>();
         sm.apply(entries).await.unwrap();
@@ -255,6 +265,6 @@ mod tests {
         let ids: Vec<_> = second.iter().map(|s| s.session_id.as_str()).collect();
         assert_eq!(ids, ["s3", "s2"]);
         let audit = reader.audit(None, 10, Default::default()).await.unwrap();
-        assert_eq!(audit.len(), 5);
+        assert_eq!(audit.len(), 3 + 5);
     }
 }

@@ -139,6 +139,13 @@ pub fn verify(
                 .map_err(|e| invalid(e.to_string()))
         }
         (Scheme::SchnorrBip340, Signature::Schnorr(bytes)) => {
+            // k256 asserts the length (a panic) rather than reporting it: check it first.
+            if public_key.len() != 32 {
+                return Err(invalid(format!(
+                    "BIP-340 public keys are 32 bytes, got {}",
+                    public_key.len()
+                )));
+            }
             let key = k256::schnorr::VerifyingKey::from_bytes(public_key)
                 .map_err(|e| invalid(format!("public key: {e}")))?;
             let sig = k256::schnorr::Signature::try_from(&bytes[..])
@@ -147,5 +154,29 @@ pub fn verify(
                 .map_err(|e| invalid(e.to_string()))
         }
         (scheme, _) => Err(invalid(format!("not a {scheme} signature"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `tss_wire` fuzz target: a BIP-340 key of the wrong length made k256
+    /// panic inside `verify`.
+    #[test]
+    fn a_public_key_of_the_wrong_length_is_an_error_for_every_scheme() {
+        let input = SigningInput::Message {
+            message: b"m".to_vec(),
+            hash: None,
+        };
+        for scheme in [Scheme::SchnorrEd25519, Scheme::SchnorrBip340] {
+            for len in [0, 16, 31, 33, 64] {
+                let result = verify(scheme, &vec![2; len], &input, &Signature::Schnorr([1; 64]));
+                assert!(
+                    matches!(result, Err(TssError::InvalidSignature(_))),
+                    "{scheme} {len}"
+                );
+            }
+        }
     }
 }

@@ -359,6 +359,9 @@ pub mod statement {
         pub initiators: Vec<PublicKey>,
         /// Distinct initiators' approvals each signing needs (M of the N initiators).
         pub approvals_needed: u16,
+        /// Raised by each change of the policy: a party keeps the highest version it has
+        /// seen signed by an admin and refuses older ones.
+        pub version: u64,
     }
 
     impl Statement for KeyPolicy {
@@ -369,7 +372,8 @@ pub mod statement {
                 .u64(u64::from(self.threshold))
                 .list(self.parties.iter().map(|p| p.as_bytes()))
                 .list(self.initiators.iter().map(|k| k.as_slice()))
-                .u64(u64::from(self.approvals_needed));
+                .u64(u64::from(self.approvals_needed))
+                .u64(self.version);
             w.0
         }
     }
@@ -415,6 +419,13 @@ pub mod statement {
                     request.not_after_ms
                 ));
             }
+            if request.not_after_ms - now_ms > MAX_APPROVAL_LIFETIME_MS {
+                return Err(format!(
+                    "the approvals are valid until {}, more than {} hours ahead",
+                    request.not_after_ms,
+                    MAX_APPROVAL_LIFETIME_MS / 3_600_000
+                ));
+            }
             let mut approved = std::collections::BTreeSet::new();
             for a in approvals {
                 if self.initiators.contains(&a.signer) && a.verifies(request) {
@@ -429,6 +440,34 @@ pub mod statement {
                 ));
             }
             Ok(())
+        }
+    }
+
+    /// The longest an approval may stay valid: parties remember each used approval until it
+    /// expires, so this bounds what they keep.
+    pub const MAX_APPROVAL_LIFETIME_MS: u64 = 24 * 3_600_000;
+
+    /// A statement with the signature that vouches for it.
+    #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub struct Endorsed<T> {
+        pub statement: T,
+        pub by: Signed,
+    }
+
+    impl<T: Statement> Endorsed<T> {
+        pub fn new(key: &ed25519_dalek::SigningKey, statement: T) -> Self {
+            let by = sign(key, &statement);
+            Self { statement, by }
+        }
+
+        /// Whether the signature verifies, whoever made it.
+        pub fn verifies(&self) -> bool {
+            self.by.verifies(&self.statement)
+        }
+
+        /// Whether one of `keys` made the signature and it verifies.
+        pub fn endorsed_by_one_of(&self, keys: &[PublicKey]) -> bool {
+            keys.contains(&self.by.signer) && self.verifies()
         }
     }
 
@@ -460,6 +499,14 @@ pub mod statement {
             }
             w.bytes(self.request_id.as_bytes()).u64(self.not_after_ms);
             w.0
+        }
+    }
+
+    impl SigningApproval {
+        /// Names the approved request: a party records it as used by one session.
+        pub fn fingerprint(&self) -> [u8; 32] {
+            use sha2::Digest;
+            sha2::Sha256::digest(self.signing_bytes()).into()
         }
     }
 
@@ -499,6 +546,24 @@ pub mod statement {
         .verifies(statement)
     }
 
+    /// The shape checks a coordinator can make of a party's identity keys: the Ed25519 key
+    /// is a point of full order, the X25519 key is not zero. (Each party also refuses a peer
+    /// key whose Diffie-Hellman result would be low order.) Errors name the field.
+    pub fn check_identity_keys(
+        signing: &PublicKey,
+        encryption: &PublicKey,
+    ) -> Result<(), (&'static str, &'static str)> {
+        match VerifyingKey::from_bytes(signing) {
+            Ok(k) if !k.is_weak() => {}
+            Ok(_) => return Err(("signing_public_key", "has small order")),
+            Err(_) => return Err(("signing_public_key", "is not an Ed25519 point")),
+        }
+        if encryption.iter().all(|b| *b == 0) {
+            return Err(("encryption_public_key", "is zero"));
+        }
+        Ok(())
+    }
+
     /// Signs `statement` with an Ed25519 signing key (admins' and initiators' tools).
     pub fn sign(key: &ed25519_dalek::SigningKey, statement: &impl Statement) -> Signed {
         use ed25519_dalek::Signer;
@@ -527,6 +592,7 @@ pub mod statement {
                     .map(|k| k.verifying_key().to_bytes())
                     .collect(),
                 approvals_needed: m,
+                version: 1,
             }
         }
 
@@ -556,8 +622,12 @@ pub mod statement {
             assert!(p
                 .authorise(&r, &[sign(&a, &r), sign(&stranger, &r)], 500)
                 .is_err());
-            // Expired.
+            // Expired, or valid for longer than parties remember approvals.
             assert!(p.authorise(&r, &ok, 1_000).is_err());
+            let far = request(500 + MAX_APPROVAL_LIFETIME_MS + 1);
+            assert!(p
+                .authorise(&far, &[sign(&a, &far), sign(&b, &far)], 500)
+                .is_err());
             // Approvals of another request (another request id, digest or key) do not count.
             let mut other = r.clone();
             other.request_id = "r2".into();
@@ -588,6 +658,37 @@ pub mod statement {
             moved.party_id = "party-2".into();
             assert!(!s.verifies(&moved));
             assert_ne!(e.signing_bytes(), policy(&[&admin], 1).signing_bytes());
+        }
+
+        #[test]
+        fn an_endorsement_counts_only_from_the_keys_trusted() {
+            let (admin, stranger) = (key(4), key(5));
+            let p = Endorsed::new(&admin, policy(&[&key(1)], 1));
+            assert!(p.verifies());
+            assert!(p.endorsed_by_one_of(&[admin.verifying_key().to_bytes()]));
+            assert!(!p.endorsed_by_one_of(&[stranger.verifying_key().to_bytes()]));
+            // Another version of the same policy is another statement.
+            let mut changed = p.clone();
+            changed.statement.version = 2;
+            assert!(!changed.verifies());
+            // A stranger's endorsement of the same policy does not pass for the admin's.
+            let mut relabelled = Endorsed::new(&stranger, p.statement.clone());
+            relabelled.by.signer = admin.verifying_key().to_bytes();
+            assert!(!relabelled.endorsed_by_one_of(&[admin.verifying_key().to_bytes()]));
+        }
+
+        #[test]
+        fn identity_keys_are_checked_for_shape() {
+            let good = key(1).verifying_key().to_bytes();
+            assert!(check_identity_keys(&good, &[9; 32]).is_ok());
+            assert!(check_identity_keys(&good, &[0; 32]).is_err());
+            // The identity point has small order.
+            let mut identity = [0u8; 32];
+            identity[0] = 1;
+            assert_eq!(
+                check_identity_keys(&identity, &[9; 32]).map_err(|e| e.0),
+                Err("signing_public_key")
+            );
         }
 
         #[test]

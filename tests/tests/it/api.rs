@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mpc_proto::v1 as pb;
-use mpc_tests::{keygen_request, Cluster};
+use mpc_tests::{approve, keygen_request, with_policy, Cluster};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -36,6 +36,7 @@ async fn a_retried_request_id_returns_the_same_session_on_any_node() -> anyhow::
     // The same id with other parameters is refused, naming the id.
     let mut other = keygen_request("retry-me");
     other.threshold = 3;
+    let other = with_policy(other);
     let err = cluster.sessions(3)?.create_keygen(other).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     assert!(err.message().contains("request_id"), "{}", err.message());
@@ -115,11 +116,11 @@ async fn invalid_input_is_invalid_argument_naming_the_field() -> anyhow::Result<
 
     // Well formed, but the key does not exist: NotFound naming it.
     let err = sessions
-        .create_signing(pb::CreateSigningRequest {
+        .create_signing(approve(pb::CreateSigningRequest {
             key_id: "no-such-key".into(),
             digest: vec![0; 32],
             ..Default::default()
-        })
+        }))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);

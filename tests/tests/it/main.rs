@@ -4,5 +4,6 @@ mod api;
 mod cluster;
 mod image;
 mod ops;
+mod party_authority;
 mod security;
 mod signing;

@@ -10,17 +10,17 @@ use mpc_proto::v1 as pb;
 use mpc_proto::v1::access_client::AccessClient;
 use mpc_proto::v1::cluster_client::ClusterClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
-use mpc_tests::{issue, keygen_request, Cluster};
+use mpc_tests::{admin_signing_key, approve, issue, keygen_request, Cluster};
 use mpc_tls::{pki, Role};
 use mpc_types::{token, AccessRole};
 use tonic::Code;
 
 fn signing_request(key_id: &str) -> pb::CreateSigningRequest {
-    pb::CreateSigningRequest {
+    approve(pb::CreateSigningRequest {
         key_id: key_id.into(),
         digest: vec![7; 32],
         ..Default::default()
-    }
+    })
 }
 
 async fn who(
@@ -170,6 +170,23 @@ async fn roles_decide_who_signs_makes_keys_and_reconfigures() -> anyhow::Result<
             .await
             .unwrap_err(),
     );
+    // Nor enrols a party, even with a valid admin signature in hand: enrolment is an admin's
+    // call on the API too.
+    let identity = format!("{}{}", hex::encode([0x5au8; 32]), hex::encode([0x42u8; 32]));
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[0x5a; 32]);
+    let identity = identity.replacen(
+        &hex::encode([0x5au8; 32]),
+        &hex::encode(signing.verifying_key().to_bytes()),
+        1,
+    );
+    let enrolment = mpc_client::authority::enrol(&admin_signing_key(), "party-9", &identity)?;
+    let msg = denied(
+        pb::party_gateway_client::PartyGatewayClient::new(cluster.channel_as(1, &operator)?)
+            .enroll(enrolment)
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.contains("admin"), "{msg}");
 
     // A party's certificate has no client rights.
     let party = issue(cluster.pki_dir(), Role::Party, "party-1", None)?;
@@ -353,7 +370,7 @@ async fn the_raft_port_takes_member_coordinators_only() -> anyhow::Result<()> {
 
     // A member (a compromised follower) may forward client writes, never the scheduler's.
     let follower = if leader == 1 { 2 } else { 1 };
-    let forged = mpc_coordinator::peer::ForwardRequest::Write(mpc_raft_store::Command {
+    let forged = mpc_coordinator::peer::ForwardRequest::Write(Box::new(mpc_raft_store::Command {
         at_ms: 1,
         actor: "forged".into(),
         op: mpc_raft_store::Operation::CompleteSession {
@@ -362,7 +379,7 @@ async fn the_raft_port_takes_member_coordinators_only() -> anyhow::Result<()> {
             address: None,
             reports: Vec::new(),
         },
-    });
+    }));
     let data = mpc_raft_store::codec::encode("forward", &forged)?;
     let member = &cluster.nodes[&follower].tls;
     let err = raft_forward(&cluster, leader, Some(member), data)

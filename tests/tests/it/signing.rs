@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::keys_client::KeysClient;
-use mpc_tests::{wait_session, Cluster, Parties};
+use mpc_tests::{approve, wait_session, with_policy, Cluster, Parties};
 use mpc_tss::{HashFunction, Scheme, Signature, SigningInput};
 
 const SESSION_WAIT: Duration = Duration::from_secs(120);
@@ -13,15 +13,14 @@ const SESSION_WAIT: Duration = Duration::from_secs(120);
 async fn keygen(cluster: &Cluster, node: u64, scheme: &str) -> anyhow::Result<pb::Key> {
     let created = cluster
         .sessions(node)?
-        .create_keygen(pb::CreateKeygenRequest {
+        .create_keygen(with_policy(pb::CreateKeygenRequest {
             scheme: scheme.into(),
             threshold: 2,
             parties: vec!["party-1".into(), "party-2".into(), "party-3".into()],
             request_id: format!("keygen-{scheme}"),
-            description: String::new(),
-            tags: Default::default(),
-            timeout_seconds: 0,
-        })
+            key_id: format!("key-{scheme}"),
+            ..Default::default()
+        }))
         .await?
         .into_inner();
     let session = created
@@ -57,14 +56,14 @@ fn signing_request(
             hash.map(|h| h.as_str().to_owned()).unwrap_or_default(),
         ),
     };
-    pb::CreateSigningRequest {
+    approve(pb::CreateSigningRequest {
         key_id: key.key_id.clone(),
         digest,
         request_id: request_id.into(),
-        timeout_seconds: 0,
         message,
         hash,
-    }
+        ..Default::default()
+    })
 }
 
 /// Signs through `node`, waits, and checks the signature with the independent verifiers.

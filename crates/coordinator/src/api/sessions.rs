@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 
 use futures::Stream;
+use mpc_proto::statements;
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::sessions_server::Sessions;
 use mpc_raft_store::command::{CreateKeygen, CreateSigning};
@@ -110,10 +111,14 @@ impl Sessions for SessionsService {
         let scheme: Scheme = req.scheme.parse().map_err(|e| invalid("scheme", e))?;
         let threshold = u16::try_from(req.threshold)
             .map_err(|_| invalid("threshold", format!("{} is out of range", req.threshold)))?;
+        let policy = statements::policy_from("policy", req.policy.as_ref())
+            .map_err(|(field, reason)| invalid(&field, reason))?;
+        // The policy names the key: a request that leaves key_id empty takes the policy's.
+        let key_id = optional(req.key_id).unwrap_or_else(|| policy.statement.key_id.clone());
         let session_id = uuid::Uuid::now_v7().to_string();
         let op = Operation::CreateKeygen(CreateKeygen {
             session_id: session_id.clone(),
-            key_id: uuid::Uuid::new_v4().to_string(),
+            key_id,
             scheme,
             threshold,
             parties: req.parties,
@@ -121,6 +126,7 @@ impl Sessions for SessionsService {
             description: req.description,
             tags: req.tags.into_iter().collect::<BTreeMap<_, _>>(),
             deadline_ms: self.deadline(req.timeout_seconds)?,
+            policy,
         });
         Ok(Response::new(self.create(actor, session_id, op).await?))
     }
@@ -168,6 +174,8 @@ impl Sessions for SessionsService {
                 return Err(invalid("digest", "give a digest or a message to sign").into())
             }
         };
+        let approvals = statements::signatures_from("approvals", &req.approvals)
+            .map_err(|(field, reason)| invalid(&field, reason))?;
         let session_id = uuid::Uuid::now_v7().to_string();
         let op = Operation::CreateSigning(CreateSigning {
             session_id: session_id.clone(),
@@ -175,6 +183,8 @@ impl Sessions for SessionsService {
             input,
             request_id: optional(req.request_id),
             deadline_ms: self.deadline(req.timeout_seconds)?,
+            approvals,
+            approvals_not_after_ms: req.not_after_ms,
         });
         Ok(Response::new(self.create(actor, session_id, op).await?))
     }
