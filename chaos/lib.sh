@@ -42,7 +42,7 @@ nemesis() { # action target
 # directory, with the admin's files at /admin (credentials; the admin's signing key for its
 # keys' policies, the initiator's for its signings' approvals); `stop_load` ends it gracefully.
 start_load() { # extra mpc-chaos load args...
-  docker rm -f "$LOAD" >/dev/null 2>&1 || true
+  docker rm -f -v "$LOAD" >/dev/null 2>&1 || true
   docker run -d --name "$LOAD" --network "$(network_name)" \
     --user "$(id -u):$(id -g)" -v "$RUN_DIR:/results" -v "$MPC_CLUSTER_DIR/admin:/admin:ro" \
     "${ADMIN_TOOL_ENV[@]}" "$(image_name)" mpc-chaos load --endpoints "$IN_NETWORK_ENDPOINTS" \
@@ -63,14 +63,14 @@ stop_load() {
   docker stop -t 90 "$LOAD" >/dev/null
   local code; code=$(docker inspect -f '{{.State.ExitCode}}' "$LOAD")
   docker logs "$LOAD" >"$RUN_DIR/load.log" 2>&1 || true
-  docker rm "$LOAD" >/dev/null
+  docker rm -v "$LOAD" >/dev/null
   [[ $code == 0 ]] || { cat "$RUN_DIR/load.log" >&2; die "the load exited with $code"; }
   log "load stopped"
 }
 
 # On any exit: no load left running, no node left cut off.
 cleanup() {
-  [[ -n $LOAD ]] && docker rm -f "$LOAD" >/dev/null 2>&1 || true
+  [[ -n $LOAD ]] && docker rm -f -v "$LOAD" >/dev/null 2>&1 || true
   local side cid service
   for side in "${SIDE_NETWORKS[@]}"; do
     docker network inspect "$side" >/dev/null 2>&1 || continue

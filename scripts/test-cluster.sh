@@ -54,7 +54,7 @@ for name in sys.argv[2:]:
         print(f"  {name:<14} not enrolled", file=sys.stderr)
         ok = False
         continue
-    print(f"  {name:<14} enrolled by {(p['enrolled_by'] or '?')[:16]}…  registered {p['registered']}  connected {p['connected']}")
+    print(f"  {name:<14} enrolled by {(p['enrolled_by'] or '?')[:16]}…  registered {p['registered']}  {p['status']}")
     ok = ok and p["registered"]
 sys.exit(0 if ok else 1)
 PY

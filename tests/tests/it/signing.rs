@@ -8,7 +8,8 @@ use mpc_proto::v1::keys_client::KeysClient;
 use mpc_tests::{approve, wait_session, with_policy, Cluster, Parties};
 use mpc_tss::{HashFunction, Scheme, Signature, SigningInput};
 
-const SESSION_WAIT: Duration = Duration::from_secs(120);
+/// A hang guard, not a speed bound: generous for a loaded two-core machine.
+const SESSION_WAIT: Duration = Duration::from_secs(240);
 
 async fn keygen(cluster: &Cluster, node: u64, scheme: &str) -> anyhow::Result<pb::Key> {
     let created = cluster
