@@ -4,11 +4,10 @@
 //! reads.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
-use mpc_client::authority::{self, ApprovalRequest, PolicyTerms};
+use mpc_client::authority::{self, PolicyTerms};
 use mpc_proto::v1 as pb;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -57,22 +56,7 @@ impl Initiator {
         mut req: pb::CreateSigningRequest,
         not_after_ms: u64,
     ) -> anyhow::Result<pb::CreateSigningRequest> {
-        anyhow::ensure!(
-            !req.request_id.is_empty(),
-            "an approved signing request needs a request id"
-        );
-        let mut request = ApprovalRequest {
-            key_id: req.key_id.clone(),
-            digest: hex::encode(&req.digest),
-            message: hex::encode(&req.message),
-            hash: req.hash.clone(),
-            request_id: req.request_id.clone(),
-            not_after_ms,
-            approvals: Vec::new(),
-        };
-        request.approve(&self.key)?;
-        req.approvals = request.signatures()?;
-        req.not_after_ms = not_after_ms;
+        authority::approve_signing(&mut req, &self.key, not_after_ms)?;
         Ok(req)
     }
 }
@@ -121,13 +105,7 @@ impl Admin {
     }
 }
 
-/// Milliseconds since the epoch, `ttl` from now: when an approval made now expires.
-pub fn expiry_after(ttl: Duration) -> u64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from((now + ttl).as_millis()).unwrap_or(u64::MAX)
-}
+pub use authority::expiry_after;
 
 #[cfg(test)]
 mod tests {

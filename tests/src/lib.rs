@@ -454,22 +454,10 @@ pub fn approve(mut req: pb::CreateSigningRequest) -> pb::CreateSigningRequest {
     if req.request_id.is_empty() {
         req.request_id = uuid::Uuid::new_v4().to_string();
     }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    req.not_after_ms = now_ms + 300_000;
-    let mut request = mpc_client::authority::ApprovalRequest {
-        key_id: req.key_id.clone(),
-        digest: hex::encode(&req.digest),
-        message: hex::encode(&req.message),
-        hash: req.hash.clone(),
-        request_id: req.request_id.clone(),
-        not_after_ms: req.not_after_ms,
-        approvals: Vec::new(),
-    };
-    if request.approve(&initiator_signing_key()).is_ok() {
-        req.approvals = request.signatures().unwrap_or_default();
-    }
+    let not_after_ms = mpc_client::authority::expiry_after(Duration::from_secs(300));
+    // Only a request a test left malformed on purpose fails here; it then goes unapproved.
+    let _ =
+        mpc_client::authority::approve_signing(&mut req, &initiator_signing_key(), not_after_ms);
     req
 }
 

@@ -3,11 +3,11 @@
 //! running them. The keys are files (`mpcctl signing-key new`), as mpcctl reads them.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ed25519_dalek::SigningKey;
-use mpc_client::authority::{self, ApprovalRequest, PolicyTerms};
+use mpc_client::authority::{self, PolicyTerms};
 use mpc_client::ClientChannel;
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::party_gateway_client::PartyGatewayClient;
@@ -82,20 +82,8 @@ impl Signers {
         &self,
         mut req: pb::CreateSigningRequest,
     ) -> anyhow::Result<pb::CreateSigningRequest> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-        let not_after_ms = u64::try_from((now + Duration::from_secs(300)).as_millis())?;
-        let mut request = ApprovalRequest {
-            key_id: req.key_id.clone(),
-            digest: hex::encode(&req.digest),
-            message: hex::encode(&req.message),
-            hash: req.hash.clone(),
-            request_id: req.request_id.clone(),
-            not_after_ms,
-            approvals: Vec::new(),
-        };
-        request.approve(&self.initiator)?;
-        req.approvals = request.signatures()?;
-        req.not_after_ms = not_after_ms;
+        let not_after_ms = authority::expiry_after(Duration::from_secs(300));
+        authority::approve_signing(&mut req, &self.initiator, not_after_ms)?;
         Ok(req)
     }
 

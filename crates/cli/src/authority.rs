@@ -1,7 +1,7 @@
 //! What admins and initiators sign: `mpcctl signing-key`, `mpcctl party enroll|list` and
 //! `mpcctl approval create|sign`; the key files keygen and sign read.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -283,21 +283,13 @@ pub fn request_for(
     if ttl > Duration::from_millis(mpc_types::statement::MAX_APPROVAL_LIFETIME_MS) {
         bail!("--ttl: at most 24h, got {ttl:?}");
     }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis();
     Ok(ApprovalRequest {
         key_id: key.key_id.clone(),
         digest,
         message,
         hash,
         request_id: request_id.unwrap_or_else(|| format!("mpcctl-{}", uuid::Uuid::new_v4())),
-        not_after_ms: u64::try_from(now_ms + ttl.as_millis())?,
+        not_after_ms: signing_keys::expiry_after(ttl),
         approvals: Vec::new(),
     })
-}
-
-/// Reads an approval request file for `mpcctl sign --approvals`.
-pub fn read_request(path: &Path) -> anyhow::Result<ApprovalRequest> {
-    Ok(ApprovalRequest::read(path)?)
 }

@@ -246,7 +246,7 @@ pub async fn sign(
 ) -> anyhow::Result<()> {
     let request = match &args.approvals {
         Some(file) => {
-            let request = crate::authority::read_request(file)?;
+            let request = mpc_client::authority::ApprovalRequest::read(file)?;
             if args.key_id.as_ref().is_some_and(|k| *k != request.key_id) {
                 bail!(
                     "--key-id: the request file is for key {}, not {}",

@@ -127,6 +127,39 @@ pub fn enrol(
     })
 }
 
+/// Milliseconds since the epoch, `ttl` from now: when an approval made now expires.
+pub fn expiry_after(ttl: std::time::Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from((now + ttl).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Adds `initiator`'s approval of exactly `req` (which must name its request id), valid
+/// until `not_after_ms`: the online form of [`ApprovalRequest`].
+pub fn approve_signing(
+    req: &mut pb::CreateSigningRequest,
+    initiator: &SigningKey,
+    not_after_ms: u64,
+) -> Result<(), ClientError> {
+    if req.request_id.is_empty() {
+        return Err(bad("request_id: an approved signing request needs one"));
+    }
+    let mut request = ApprovalRequest {
+        key_id: req.key_id.clone(),
+        digest: hex::encode(&req.digest),
+        message: hex::encode(&req.message),
+        hash: req.hash.clone(),
+        request_id: req.request_id.clone(),
+        not_after_ms,
+        approvals: Vec::new(),
+    };
+    request.approve(initiator)?;
+    req.approvals = request.signatures()?;
+    req.not_after_ms = not_after_ms;
+    Ok(())
+}
+
 /// A signing request and the approvals gathered for it so far. As a file it is JSON with hex
 /// bytes, so that each initiator can read what they approve before they sign.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
