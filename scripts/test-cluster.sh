@@ -72,11 +72,35 @@ smoke() { # scheme sign-args...
   out=$(mpcctl_in "$s" --output json sign --key-id "$key_id" "$@" --wait 2m) || fail "sign $scheme: $out"
   [[ $(json_field verified <<<"$out") == True ]] || fail "signature not verified: $out"
   echo "  signature $(json_field signature <<<"$out") verified"
+  LAST_KEY=$key_id
+}
+
+# An admin changes a key's policy (a second initiator: the admin's own key); the parties adopt
+# it with the next signing, which the first initiator still approves alone.
+policy_change() { # key_id sign-args...
+  local key_id=$1; shift
+  echo "== policy change of $key_id"
+  local out initiator admin
+  out=$(mpcctl_in "$s" --output json key get "$key_id") || fail "key get: $out"
+  initiator=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["policy"]["initiators"][0])' <<<"$out")
+  admin=$(mpcctl_in "$s" signing-key public /admin/admin-signing.key) || fail "signing-key public: $admin"
+  out=$(mpcctl_in "$s" --output json key policy "$key_id" --initiators "$initiator,$admin" --approvals 1) ||
+    fail "key policy: $out"
+  python3 -c '
+import json, sys
+p = json.load(sys.stdin)["policy"]
+assert p["version"] == 2 and len(p["initiators"]) == 2, p
+' <<<"$out" || fail "the key does not hold policy version 2: $out"
+  echo "  policy version 2: initiators ${initiator:0:16}…, ${admin:0:16}…"
+  out=$(mpcctl_in "$s" --output json sign --key-id "$key_id" "$@" --wait 2m) || fail "sign under version 2: $out"
+  [[ $(json_field verified <<<"$out") == True ]] || fail "signature not verified: $out"
+  echo "  signed under version 2"
 }
 
 msg=0x$(printf 'test-cluster %s' "$(date +%s%N)" | od -An -tx1 | tr -d ' \n')
 smoke schnorr-ed25519 --message "$msg"
 if [[ ${1:-} != --quick ]]; then
+  policy_change "$LAST_KEY" --message "$msg"
   smoke ecdsa-secp256k1 --message "$msg" --hash keccak256
 fi
 echo "cluster OK"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The docker part of the test suite (run by scripts/test.sh): builds the image, brings the
 # compose cluster up on fresh volumes, checks every node and signs (scripts/test-cluster.sh),
-# runs one short round of every chaos scenario, checks that data survives `down` and `up`,
-# and tears everything down. Skips, saying why, only when no Docker engine answers.
+# runs one short round of every chaos scenario, scans every container log and the chaos runs'
+# output for the cluster's secrets (scripts/scan-secrets.sh: master keys, TLS and signing keys,
+# tokens, share secrets), checks that data survives `down` and `up` (and scans again), and
+# tears everything down. Skips, saying why, only when no Docker engine answers.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$MPC_ROOT"
@@ -50,6 +52,9 @@ for scenario in leader-kill partition restart party-kill; do
   "chaos/$scenario.sh"
 done
 
+step "secrets in the logs: container logs and chaos runs vs. the cluster's keys, tokens and shares"
+scripts/scan-secrets.sh
+
 step "data survives down and up"
 before=$(mpcctl_in "$(any_running_coordinator)" --output json key list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 scripts/stop-cluster.sh
@@ -58,6 +63,9 @@ after=$(mpcctl_in "$(any_running_coordinator)" --output json key list | python3 
 echo "keys before: $before, after: $after"
 [[ $after -ge $before && $before -gt 0 ]] || { echo "FAIL: keys were lost across down/up" >&2; exit 1; }
 scripts/test-cluster.sh --quick
+
+step "secrets in the logs of the restarted cluster"
+scripts/scan-secrets.sh
 
 step "down -v deletes the data"
 scripts/stop-cluster.sh --clean

@@ -87,6 +87,10 @@ impl StateTxn for MemTxn {
     fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
         self.0.insert((table, key), value);
     }
+
+    fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.0.remove(&(table, key));
+    }
 }
 
 /// Applies `commands` as one log entry at `index` and describes every outcome, so that two

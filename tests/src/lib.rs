@@ -3,6 +3,13 @@
 //!
 //! The binaries come from `MPC_BIN_DIR`, or else from the cargo target directory this test
 //! binary was built into (`cargo build --bins` first; the README's test command does).
+//!
+//! Every log the harness writes is scanned for secrets when its [`Cluster`] or [`Parties`] is
+//! dropped ([`secret_scan`]): the PKI's private keys, the admin's and initiator's signing
+//! keys, the parties' master keys, identity keys and share secrets, and whatever the tests
+//! remembered ([`secrets::remember`], [`secrets::remember_token`]). A secret found fails the
+//! test with the report (file, line, which secret, which encoding; never the secret) and keeps
+//! the temporary directory with the logs.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -45,7 +52,35 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 mod ports;
+pub mod secret_scan;
+pub mod secrets;
 pub use ports::PortLease;
+
+use secret_scan::{Scanner, Secret};
+
+/// The secrets the harness knows wherever it scans: the admin's and the initiator's signing
+/// keys, every private key of the PKI in `pki` (the CA's, every node's and client's), and what
+/// the tests remembered.
+fn harness_secrets(pki: &Path) -> anyhow::Result<Vec<Secret>> {
+    let mut secrets = vec![
+        Secret::bytes("admin signing key", &admin_signing_key().to_bytes()),
+        Secret::bytes("initiator signing key", &initiator_signing_key().to_bytes()),
+    ];
+    secrets.extend(secret_scan::secrets_dir(pki)?.secrets);
+    secrets.extend(secrets::remembered());
+    Ok(secrets)
+}
+
+/// Scans the logs of `logs` that exist for `secrets`: the report as the error when one holds
+/// a secret.
+fn scan_logs(logs: &[PathBuf], secrets: &[Secret]) -> anyhow::Result<()> {
+    let logs: Vec<PathBuf> = logs.iter().filter(|l| l.is_file()).cloned().collect();
+    let report = Scanner::new(secrets)?.scan_paths(&logs)?;
+    if !report.clean() {
+        bail!("{report}");
+    }
+    Ok(())
+}
 
 fn loopback(lease: &PortLease) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], lease.port()))
@@ -385,6 +420,14 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Scans every coordinator log for every secret the harness knows.
+    fn scan_logs(&self) -> anyhow::Result<()> {
+        let logs: Vec<PathBuf> = self.nodes.values().map(|n| n.log.clone()).collect();
+        scan_logs(&logs, &harness_secrets(&self.pki)?)
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for node in self.nodes.values_mut() {
@@ -392,6 +435,16 @@ impl Drop for Cluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = self.scan_logs() {
+            self._dir.disable_cleanup(true);
+            panic!(
+                "secret scan of the coordinator logs (kept in {}):\n{e:#}",
+                self._dir.path().display()
+            );
         }
     }
 }
@@ -505,6 +558,8 @@ pub struct PartyProc {
     pub tls: pki::Issued,
     child: Option<Child>,
     _port: PortLease,
+    /// The master key the party was started with (a test may replace the file later).
+    master_key_hex: zeroize::Zeroizing<String>,
 }
 
 /// Party processes attached to a [`Cluster`]; killed when dropped. Each party imports one
@@ -514,6 +569,9 @@ pub struct Parties {
     pub parties: BTreeMap<String, PartyProc>,
     coordinators: String,
     ca_cert: PathBuf,
+    /// The cluster's PKI and its nodes' logs: scanned with the parties' secrets too.
+    pki: PathBuf,
+    cluster_logs: Vec<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -543,12 +601,15 @@ impl Parties {
             parties: BTreeMap::new(),
             coordinators,
             ca_cert: pki::ca_cert_path(cluster.pki_dir()),
+            pki: cluster.pki_dir().to_path_buf(),
+            cluster_logs: cluster.nodes.values().map(|n| n.log.clone()).collect(),
             dir,
         };
         for i in 1..=n {
             let id = format!("party-{i}");
             let key_file = parties.dir.path().join(format!("{id}.key"));
-            write_private(&key_file, format!("{:064x}", 0x5eed_0000 + i).as_bytes())?;
+            let master_key_hex = zeroize::Zeroizing::new(format!("{:064x}", 0x5eed_0000 + i));
+            write_private(&key_file, master_key_hex.as_bytes())?;
             let primes_file = parties.dir.path().join(format!("{id}.primes"));
             let pair = primes
                 .get(i - 1)
@@ -564,6 +625,7 @@ impl Parties {
                 tls: issue(cluster.pki_dir(), Role::Party, &id, None)?,
                 id: id.clone(),
                 child: None,
+                master_key_hex,
             };
             parties.parties.insert(id.clone(), proc);
             let identity = parties.identity(&id)?;
@@ -679,6 +741,39 @@ impl Parties {
     }
 }
 
+impl Parties {
+    /// The parties' own secrets: each one's master key (as started, and as its file holds it
+    /// now), and its identity keys and share secrets from its store, opened read-only.
+    fn party_secrets(&self) -> anyhow::Result<Vec<Secret>> {
+        let mut secrets = Vec::new();
+        for (id, party) in &self.parties {
+            let key = zeroize::Zeroizing::new(hex::decode(party.master_key_hex.as_bytes())?);
+            secrets.push(Secret::bytes(format!("master key of {id}"), &key));
+            if let Ok(now) = secret_scan::key_file(
+                &format!("master key file of {id} (as last written)"),
+                &party.key_file,
+            ) {
+                secrets.push(now);
+            }
+            secrets.extend(secret_scan::party_store(
+                id,
+                &party.data_dir,
+                &party.master_key_hex,
+            )?);
+        }
+        Ok(secrets)
+    }
+
+    /// Scans the parties' and the coordinators' logs for every secret the harness knows,
+    /// the parties' own included (remembered, so that the cluster's scan looks for them too).
+    fn scan_logs(&self) -> anyhow::Result<()> {
+        secrets::remember_all(self.party_secrets()?);
+        let mut logs: Vec<PathBuf> = self.parties.values().map(|p| p.log.clone()).collect();
+        logs.extend(self.cluster_logs.iter().cloned());
+        scan_logs(&logs, &harness_secrets(&self.pki)?)
+    }
+}
+
 impl Drop for Parties {
     fn drop(&mut self) {
         for party in self.parties.values_mut() {
@@ -686,6 +781,16 @@ impl Drop for Parties {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = self.scan_logs() {
+            self.dir.disable_cleanup(true);
+            panic!(
+                "secret scan of the party and coordinator logs (party logs kept in {}):\n{e:#}",
+                self.dir.path().display()
+            );
         }
     }
 }

@@ -92,7 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign(args) => {
             crate::signing::sign(&endpoints, cli.output, &cli.signer, args).await
         }
-        Command::Key(cmd) => crate::signing::key(&endpoints, cli.output, cmd).await,
+        Command::Key(cmd) => crate::signing::key(&endpoints, cli.output, &cli.signer, cmd).await,
     }
 }
 

@@ -168,6 +168,11 @@ pub fn key_json(k: &pb::Key) -> Value {
         "description": k.description,
         "keygen_session_id": k.keygen_session_id,
         "created_at_ms": k.created_at_ms,
+        "policy": k.policy.as_ref().and_then(|p| p.policy.as_ref()).map(|p| json!({
+            "version": p.version,
+            "initiators": p.initiators.iter().map(hex::encode).collect::<Vec<_>>(),
+            "approvals_needed": p.approvals_needed,
+        })),
     })
 }
 
@@ -371,10 +376,73 @@ pub enum KeyCommand {
     Get { key_id: String },
     /// Every key, in id order.
     List,
+    /// Change who may approve signings with a key, and how many must: signs the key's next
+    /// policy version with the admin key (MPC_ADMIN_KEY). Every party checks the signature
+    /// and adopts the policy with the next signing it is asked for.
+    Policy {
+        key_id: String,
+        /// Initiators' Ed25519 public keys (hex, comma separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        initiators: Vec<String>,
+        /// Distinct initiators' approvals each signing needs.
+        #[arg(long, default_value_t = 1)]
+        approvals: u16,
+    },
 }
 
-pub async fn key(endpoints: &Endpoints, output: Output, cmd: KeyCommand) -> anyhow::Result<()> {
+pub async fn key(
+    endpoints: &Endpoints,
+    output: Output,
+    signer: &crate::authority::SignerArgs,
+    cmd: KeyCommand,
+) -> anyhow::Result<()> {
     match cmd {
+        KeyCommand::Policy {
+            key_id,
+            initiators,
+            approvals,
+        } => {
+            let admin = signer.admin()?;
+            let initiators = initiators
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    mpc_client::authority::parse_public_key(&format!("--initiators[{}]", i + 1), k)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let key = get_key(endpoints, &key_id).await?;
+            let current = key
+                .policy
+                .as_ref()
+                .and_then(|p| p.policy.as_ref())
+                .with_context(|| format!("key {key_id} came without its policy"))?;
+            let policy = mpc_client::authority::sign_policy_version(
+                &admin,
+                mpc_client::authority::PolicyTerms {
+                    key_id: key.key_id.clone(),
+                    scheme: key.scheme.clone(),
+                    threshold: u16::try_from(key.threshold).context("threshold: too large")?,
+                    parties: key.parties.clone(),
+                    initiators,
+                    approvals_needed: approvals,
+                },
+                current.version + 1,
+            );
+            let key = endpoints
+                .call(|ch| {
+                    let policy = policy.clone();
+                    async move {
+                        KeysClient::new(ch)
+                            .set_policy(pb::SetKeyPolicyRequest {
+                                policy: Some(policy),
+                            })
+                            .await
+                            .map(|r| r.into_inner())
+                    }
+                })
+                .await?;
+            crate::commands::print(output, &key_json(&key), || key_text(&key));
+        }
         KeyCommand::Get { key_id } => {
             let key = get_key(endpoints, &key_id).await?;
             crate::commands::print(output, &key_json(&key), || key_text(&key));

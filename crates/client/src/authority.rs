@@ -82,7 +82,18 @@ pub struct PolicyTerms {
     pub approvals_needed: u16,
 }
 
+/// The admin's policy for a new key (version 1).
 pub fn sign_policy(admin: &SigningKey, terms: PolicyTerms) -> pb::EndorsedKeyPolicy {
+    sign_policy_version(admin, terms, 1)
+}
+
+/// The admin's policy at `version`: a key's first policy is 1, each change one above the
+/// policy it replaces.
+pub fn sign_policy_version(
+    admin: &SigningKey,
+    terms: PolicyTerms,
+    version: u64,
+) -> pb::EndorsedKeyPolicy {
     statements::policy_to(&Endorsed::new(
         admin,
         KeyPolicy {
@@ -92,7 +103,7 @@ pub fn sign_policy(admin: &SigningKey, terms: PolicyTerms) -> pb::EndorsedKeyPol
             parties: terms.parties,
             initiators: terms.initiators,
             approvals_needed: terms.approvals_needed,
-            version: 1,
+            version,
         },
     ))
 }

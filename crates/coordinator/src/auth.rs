@@ -163,6 +163,7 @@ pub fn rule(path: &str) -> Option<Rule> {
         ("mpc.v1.Sessions", "GetSession" | "ListSessions" | "WatchSession") => Rule::Role(Reader),
         ("mpc.v1.Keys", "GetKey" | "ListKeys") => Rule::Role(Reader),
         ("mpc.v1.Keys", "UpdateKey") => Rule::Role(Operator),
+        ("mpc.v1.Keys", "SetPolicy") => Rule::Role(Admin),
         ("mpc.v1.Cluster", "GetStatus") => Rule::Role(Reader),
         ("mpc.v1.Cluster", "AddLearner" | "ChangeMembership") => Rule::Role(Admin),
         ("mpc.v1.PartyGateway", "Register" | "Attach") => Rule::Party,
@@ -181,6 +182,7 @@ pub fn rule(path: &str) -> Option<Rule> {
 #[derive(Debug)]
 pub struct Authenticator {
     reader: StateReader,
+    limiter: Arc<crate::limits::Limiter>,
     node: Coordinator,
     insecure: bool,
     /// Read barriers for token ids not (yet) known here.
@@ -194,6 +196,7 @@ impl Authenticator {
     pub fn new(node: Coordinator) -> Self {
         Self {
             reader: node.reader().clone(),
+            limiter: node.limiter().clone(),
             insecure: node.config().insecure_plaintext,
             node,
             catch_ups: tokio::sync::Semaphore::new(MAX_TOKEN_CATCH_UPS),
@@ -424,7 +427,15 @@ where
                 .await;
             match decision {
                 Ok(principal) => {
+                    // Held until the service answered (a stream's body then runs on its own).
+                    let mut _permit = None;
                     if let Some(principal) = principal {
+                        if principal != Principal::Insecure {
+                            match auth.limiter.admit(&principal.audit_name()) {
+                                Ok(permit) => _permit = Some(permit),
+                                Err(status) => return Ok(status.into_http()),
+                            }
+                        }
                         req.extensions_mut().insert(principal);
                     }
                     inner.call(req).await

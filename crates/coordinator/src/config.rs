@@ -14,7 +14,7 @@ use crate::CoordinatorError;
 /// Settings the environment may give. `insecure_plaintext` is not among them: a variable
 /// exported for a developer's mpcctl must never turn a coordinator started from the same
 /// shell into one where every caller is an admin (flag or file only).
-const TOP_LEVEL_KEYS: [&str; 14] = [
+const TOP_LEVEL_KEYS: [&str; 15] = [
     "node_id",
     "grpc_listen",
     "http_listen",
@@ -29,6 +29,7 @@ const TOP_LEVEL_KEYS: [&str; 14] = [
     "sessions",
     "log",
     "auth",
+    "limits",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,6 +63,7 @@ pub struct Config {
     pub insecure_plaintext: bool,
     pub tls: TlsSettings,
     pub auth: AuthSettings,
+    pub limits: LimitSettings,
     pub raft: RaftSettings,
     pub sessions: SessionSettings,
     pub log: LogSettings,
@@ -134,6 +136,36 @@ impl Default for AuthSettings {
     }
 }
 
+/// What one principal (a client certificate, a token, a party) may use of a node at once.
+/// Each node counts its own callers: a client spread over five nodes gets five times these.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Calls per second, sustained (a token bucket); 0 turns the rate limit off.
+    pub requests_per_second: u32,
+    /// Calls that may arrive at once above the sustained rate.
+    pub burst: u32,
+    /// Calls in progress at once (streams count while they are being opened).
+    pub max_concurrent_requests: u32,
+    /// `WatchSession` streams open at once.
+    pub max_watch_streams: u32,
+    /// Sessions of one key not finished yet (pending or running): a new request beyond it
+    /// is refused with RESOURCE_EXHAUSTED until some finish.
+    pub max_open_sessions_per_key: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 500,
+            burst: 1_000,
+            max_concurrent_requests: 256,
+            max_watch_streams: 64,
+            max_open_sessions_per_key: 1_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftSettings {
@@ -176,6 +208,12 @@ pub struct SessionSettings {
     pub presignatures_per_key: usize,
     /// Presign sessions running at once across all keys.
     pub presign_concurrency: usize,
+    /// Finished sessions (with their request ids) and applied key-update ids are forgotten
+    /// this long after they finished; the leader prunes them. A client retrying a request id
+    /// later than this gets a new session. 0 keeps history for ever.
+    pub retention_secs: u64,
+    /// How often the leader looks for history to prune.
+    pub retention_interval_secs: u64,
 }
 
 impl Default for SessionSettings {
@@ -185,6 +223,8 @@ impl Default for SessionSettings {
             max_timeout_secs: 86_400,
             presignatures_per_key: 4,
             presign_concurrency: 2,
+            retention_secs: 7 * 86_400,
+            retention_interval_secs: 600,
         }
     }
 }
@@ -228,6 +268,7 @@ impl Default for Config {
             insecure_plaintext: false,
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
+            limits: LimitSettings::default(),
             raft: RaftSettings::default(),
             sessions: SessionSettings::default(),
             log: LogSettings::default(),
@@ -339,6 +380,28 @@ impl Config {
                 "sessions.default_timeout_secs",
                 "must be between 1 and sessions.max_timeout_secs".into(),
             );
+        }
+        if s.retention_interval_secs == 0 {
+            return bad("sessions.retention_interval_secs", "must be above 0".into());
+        }
+        let l = &self.limits;
+        if l.requests_per_second > 0 && l.burst == 0 {
+            return bad(
+                "limits.burst",
+                "must be above 0 while limits.requests_per_second is".into(),
+            );
+        }
+        for (field, value) in [
+            ("limits.max_concurrent_requests", l.max_concurrent_requests),
+            ("limits.max_watch_streams", l.max_watch_streams),
+            (
+                "limits.max_open_sessions_per_key",
+                l.max_open_sessions_per_key,
+            ),
+        ] {
+            if value == 0 {
+                return bad(field, "must be above 0".into());
+            }
         }
         Ok(())
     }

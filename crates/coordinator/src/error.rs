@@ -57,6 +57,7 @@ impl From<CoordinatorError> for Status {
                 | Rejection::InvalidTransition { .. }
                 | Rejection::PresignatureUnavailable { .. } => Code::FailedPrecondition,
                 Rejection::Invalid(_) => Code::InvalidArgument,
+                Rejection::TooManyOpenSessions { .. } => Code::ResourceExhausted,
             },
             CoordinatorError::NotFound { .. } => Code::NotFound,
             CoordinatorError::NoLeader { .. } | CoordinatorError::RaftStopped(_) => {

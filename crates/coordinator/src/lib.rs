@@ -34,11 +34,13 @@ pub mod config;
 mod error;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod network;
 pub mod node;
 pub mod peer;
 pub mod proposer;
 pub mod raft_service;
+pub mod retention;
 pub mod router;
 pub mod scheduler;
 pub mod telemetry;
@@ -167,6 +169,7 @@ pub async fn run(
         }
     });
     let exporter = tokio::spawn(telemetry::export_raft_metrics(node.clone(), prometheus));
+    let retention = tokio::spawn(retention::run(node.clone()));
     tracing::info!(
         id = config.node_id,
         grpc = %config.grpc_listen,
@@ -189,6 +192,7 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down");
     exporter.abort();
+    retention.abort();
     scheduler.abort();
     elections.abort();
     if let Some(reloader) = reloader {

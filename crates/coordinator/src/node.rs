@@ -7,11 +7,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpc_proto::raft::v1::{Payload, ReadIndexRequest};
 use mpc_raft_store::codec::{decode, encode};
-use mpc_raft_store::{Command, CommandResponse, NodeId, NodeInfo, Operation, Raft, StateReader};
+use mpc_raft_store::{
+    Command, CommandResponse, NodeId, NodeInfo, Operation, Raft, Rejection, StateReader,
+};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{RaftMetrics, ServerState};
 
 use crate::config::Config;
+use crate::limits::Limiter;
 use crate::peer::{ForwardError, ForwardRequest, ForwardResponse, MembershipOutcome, Peers};
 use crate::proposer::{client_write_error, Proposer};
 use crate::CoordinatorError;
@@ -35,6 +38,7 @@ struct Inner {
     reader: StateReader,
     peers: Peers,
     proposer: Proposer,
+    limiter: Arc<Limiter>,
     config: Config,
 }
 
@@ -105,6 +109,7 @@ impl Coordinator {
                 raft,
                 reader,
                 peers,
+                limiter: Limiter::new(config.limits.clone()),
                 config,
             }),
         }
@@ -124,6 +129,11 @@ impl Coordinator {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Per-principal limits of the public API.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.inner.limiter
     }
 
     fn metrics(&self) -> RaftMetrics<NodeId, NodeInfo> {
@@ -371,6 +381,9 @@ impl Coordinator {
         let raft = &self.inner.raft;
         match req {
             ForwardRequest::Write(cmd) => {
+                if let Some(full) = self.open_sessions_full(&cmd).await? {
+                    return Ok(ForwardResponse::Written(CommandResponse::Rejected(full)));
+                }
                 let response = self.inner.proposer.propose(*cmd).await?;
                 Ok(ForwardResponse::Written(response))
             }
@@ -389,6 +402,42 @@ impl Coordinator {
                 }
             }
         }
+    }
+
+    /// The leader refuses a new signing for a key that has `limits.max_open_sessions_per_key`
+    /// signings not finished yet, so that one busy key cannot fill the queue (the scheduler's
+    /// own presign sessions do not count). A retry of a
+    /// request it already took is let through to find its session. Requests proposed at the
+    /// same moment may pass the count together: the cap can be exceeded by one batch.
+    async fn open_sessions_full(&self, cmd: &Command) -> Result<Option<Rejection>, ForwardError> {
+        let Operation::CreateSigning(s) = &cmd.op else {
+            return Ok(None);
+        };
+        let reader = &self.inner.reader;
+        let failed = |e: mpc_raft_store::StoreError| ForwardError::Failed(e.to_string());
+        if let Some(request_id) = &s.request_id {
+            if reader.request(request_id).await.map_err(failed)?.is_some() {
+                return Ok(None);
+            }
+        }
+        let limit = self.inner.config.limits.max_open_sessions_per_key;
+        let open = reader
+            .open_sessions_of_key(
+                &s.key_id,
+                mpc_raft_store::model::SessionKind::Sign,
+                limit as usize,
+            )
+            .await
+            .map_err(failed)?;
+        if open < limit as usize {
+            return Ok(None);
+        }
+        metrics::counter!("mpc_limit_refusals_total", "limit" => "open_sessions_per_key")
+            .increment(1);
+        Ok(Some(Rejection::TooManyOpenSessions {
+            key_id: s.key_id.clone(),
+            limit,
+        }))
     }
 
     /// Returns once this node has applied everything committed before the call, as confirmed

@@ -131,18 +131,78 @@ pub fn approvals(a: &pb::Assignment) -> Result<(SigningApproval, Vec<Signed>), U
     Ok((request, approvals))
 }
 
-/// The policy this party holds for `key_id` (stored at keygen).
+/// The policy in force for `key_id` at this party: the one the key was made under, or the
+/// newest successor of it the party adopted since.
 pub fn stored_policy(store: &ShareStore, key_id: &str) -> Result<Endorsed<KeyPolicy>, PartyError> {
-    let bytes = store
-        .get(RecordKind::KeyPolicy, key_id)?
-        .ok_or_else(|| PartyError::Config {
-            field: "key_id".into(),
-            reason: format!("this party holds no share of key {key_id}"),
+    let made_under =
+        store
+            .get(RecordKind::KeyPolicy, key_id)?
+            .ok_or_else(|| PartyError::Config {
+                field: "key_id".into(),
+                reason: format!("this party holds no share of key {key_id}"),
+            })?;
+    let made_under = decode_policy(key_id, &made_under)?;
+    let Some(update) = store.get(RecordKind::KeyPolicyUpdate, key_id)? else {
+        return Ok(made_under);
+    };
+    let update = decode_policy(key_id, &update)?;
+    made_under
+        .statement
+        .check_successor(&update.statement)
+        .map_err(|reason| PartyError::Config {
+            field: "key policy".into(),
+            reason: format!("the adopted policy of key {key_id} is no successor: {reason}"),
         })?;
-    serde_json::from_slice(&bytes).map_err(|e| PartyError::Config {
+    Ok(update)
+}
+
+fn decode_policy(key_id: &str, bytes: &[u8]) -> Result<Endorsed<KeyPolicy>, PartyError> {
+    serde_json::from_slice(bytes).map_err(|e| PartyError::Config {
         field: "key policy".into(),
         reason: format!("the stored policy of key {key_id} does not decode: {e}"),
     })
+}
+
+/// Serialises adoptions, so that two signings bringing two successors cannot store the
+/// older one last.
+static ADOPTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The policy to check a signing against: the held one, or `offered` when an admin this
+/// party trusts signed it as a successor of the held one (which it then keeps). An offer of
+/// the same or an older version is ignored: a coordinator cannot roll a policy back.
+/// Blocking.
+pub fn adopt_policy(
+    store: &ShareStore,
+    admins: &[PublicKey],
+    key_id: &str,
+    offered: Option<&Endorsed<KeyPolicy>>,
+) -> Result<Result<Endorsed<KeyPolicy>, Unauthorised>, PartyError> {
+    let _adopting = ADOPTING.lock().unwrap_or_else(|p| p.into_inner());
+    let held = stored_policy(store, key_id)?;
+    let Some(offered) = offered.filter(|o| o.statement.version > held.statement.version) else {
+        return Ok(Ok(held));
+    };
+    if !offered.endorsed_by_one_of(admins) {
+        return Ok(Err(refuse(format!(
+            "the newer policy of key {key_id} is not signed by an admin this party trusts"
+        ))));
+    }
+    if let Err(reason) = held.statement.check_successor(&offered.statement) {
+        return Ok(Err(refuse(format!(
+            "the newer policy of key {key_id} is no successor of the one held: {reason}"
+        ))));
+    }
+    store.put(
+        RecordKind::KeyPolicyUpdate,
+        key_id,
+        &encode_policy(offered)?,
+    )?;
+    tracing::info!(
+        key_id,
+        version = offered.statement.version,
+        "adopted the key's newer policy"
+    );
+    Ok(Ok(offered.clone()))
 }
 
 pub fn encode_policy(policy: &Endorsed<KeyPolicy>) -> Result<Vec<u8>, PartyError> {
@@ -152,7 +212,8 @@ pub fn encode_policy(policy: &Endorsed<KeyPolicy>) -> Result<Vec<u8>, PartyError
     })
 }
 
-/// Checks a signing's approvals against the policy this party holds and records their use
+/// Checks a signing's approvals against the policy this party holds (or the newer one the
+/// assignment brings, see [`adopt_policy`]) and records their use
 /// by `session_id`: approvals that another session used are refused (a retried attempt of
 /// the same session may use them again). Blocking: reads and writes the store.
 pub fn authorise_signing(
@@ -161,9 +222,13 @@ pub fn authorise_signing(
     session_id: &str,
     request: &SigningApproval,
     approvals: &[Signed],
+    offered_policy: Option<&Endorsed<KeyPolicy>>,
     now_ms: u64,
 ) -> Result<Result<(), Unauthorised>, PartyError> {
-    let policy = stored_policy(store, &request.key_id)?;
+    let policy = match adopt_policy(store, admins, &request.key_id, offered_policy)? {
+        Ok(policy) => policy,
+        Err(refused) => return Ok(Err(refused)),
+    };
     // The stored copy was checked at keygen; checking it again costs little and catches a
     // policy restored from elsewhere or an admin key the party no longer trusts.
     if !policy.endorsed_by_one_of(admins) {

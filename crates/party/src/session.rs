@@ -70,7 +70,8 @@ struct Run {
     input: Option<SigningInput>,
     presignature_id: Option<String>,
     peers: HashMap<String, PeerKeys>,
-    /// Keygen: the admin-signed policy, checked.
+    /// Keygen: the admin-signed policy, checked. Signing: the policy the coordinator holds
+    /// for the key, not yet checked.
     policy: Option<Endorsed<KeyPolicy>>,
     /// Signing: the request the approvals must approve, and the approvals.
     approvals: Option<(SigningApproval, Vec<Signed>)>,
@@ -120,6 +121,11 @@ fn parse(
     }
     let policy = match kind {
         pb::SessionKind::Keygen => Some(authority::keygen_policy(admins, a).map_err(Failure::new)?),
+        // The key's current policy as the coordinator has it: adopted only if an admin signed
+        // it as a successor of the one this party holds; anything else is ignored.
+        pb::SessionKind::Sign => {
+            mpc_proto::statements::policy_from("policy", a.policy.as_ref()).ok()
+        }
         _ => None,
     };
     let approvals = match kind {
@@ -332,6 +338,7 @@ async fn authorise(state: &Arc<PartyState>, run: &Run) -> Result<(), Failure> {
             };
             let admins = state.admin_keys.clone();
             let session_id = run.session_id.clone();
+            let offered = run.policy.clone();
             let decided = blocking(move || {
                 authority::authorise_signing(
                     &store,
@@ -339,6 +346,7 @@ async fn authorise(state: &Arc<PartyState>, run: &Run) -> Result<(), Failure> {
                     &session_id,
                     &request,
                     &approvals,
+                    offered.as_ref(),
                     authority::now_ms(),
                 )
             })

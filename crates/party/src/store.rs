@@ -48,6 +48,9 @@ pub enum RecordKind {
     KeyShare,
     /// The admin-signed policy a key was generated under.
     KeyPolicy,
+    /// The newest successor of a key's policy this party adopted (none until an admin
+    /// changes the policy).
+    KeyPolicyUpdate,
     PrimePair,
     Presignature,
     /// An approval set already used, by its fingerprint: which session used it, until when.
@@ -55,11 +58,12 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [RecordKind; 8] = [
         RecordKind::Identity,
         RecordKind::AuxInfo,
         RecordKind::KeyShare,
         RecordKind::KeyPolicy,
+        RecordKind::KeyPolicyUpdate,
         RecordKind::PrimePair,
         RecordKind::Presignature,
         RecordKind::ApprovalUse,
@@ -71,6 +75,7 @@ impl RecordKind {
             RecordKind::AuxInfo => "aux-info",
             RecordKind::KeyShare => "key-share",
             RecordKind::KeyPolicy => "key-policy",
+            RecordKind::KeyPolicyUpdate => "key-policy-update",
             RecordKind::PrimePair => "prime-pair",
             RecordKind::Presignature => "presignature",
             RecordKind::ApprovalUse => "approval-use",
@@ -83,6 +88,9 @@ pub fn policy_binding(policy_plaintext: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(policy_plaintext).into()
 }
+
+/// A key share opened by [`ShareStore::peek_shares`]: its key id and its plaintext.
+pub type PeekedShare = (String, Zeroizing<Vec<u8>>);
 
 pub struct ShareStore {
     root: PathBuf,
@@ -430,6 +438,37 @@ impl ShareStore {
         sealer.open(kind.as_str(), id, &path, &record).map(Some)
     }
 
+    /// Opens every key share of the store under `data_dir` without opening the store, and
+    /// changes nothing: no sweep, no recovery, no directory created (the directory may be a
+    /// read-only mount or a copy). Safe beside a party process working on the same directory.
+    /// For tools that must know the shares (the test suite's log scanner); each share comes
+    /// with its key id, sorted by it. An empty list when the store holds no shares.
+    pub fn peek_shares(
+        data_dir: &Path,
+        party_id: &str,
+        key: &MasterKey,
+    ) -> Result<Vec<PeekedShare>, PartyError> {
+        let root = data_dir.join("store");
+        let kind = RecordKind::KeyShare;
+        if !root.join(kind.as_str()).is_dir() {
+            return Ok(Vec::new());
+        }
+        let sealer = Sealer {
+            party_id: party_id.to_owned(),
+            cipher: Aes256Gcm::new(key.bytes().into()),
+        };
+        let mut shares = Vec::new();
+        for id in list(&root, kind)? {
+            check_id(&id)?;
+            let path = root.join(kind.as_str()).join(&id);
+            let record = fs::read(&path).map_err(|e| io(&path, e))?;
+            let binding = share_binding(&root, &sealer, &id)?;
+            let share = sealer.open_bound(kind.as_str(), &id, &binding, &path, &record)?;
+            shares.push((id, share));
+        }
+        Ok(shares)
+    }
+
     fn dir(&self, kind: RecordKind) -> PathBuf {
         self.root.join(kind.as_str())
     }
@@ -741,6 +780,34 @@ mod tests {
             &**store.get(RecordKind::ApprovalUse, "a1").unwrap().unwrap(),
             b"s1"
         );
+    }
+
+    #[test]
+    fn shares_are_peeked_without_changing_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ShareStore::peek_shares(dir.path(), "p", &key(1))
+            .unwrap()
+            .is_empty());
+        assert!(
+            !dir.path().join("store").exists(),
+            "peeking created the store"
+        );
+        let store = ShareStore::open(dir.path(), "p", &key(1)).unwrap();
+        store.put(RecordKind::KeyPolicy, "k1", b"policy").unwrap();
+        store.put_share("k1", b"share one").unwrap();
+        store.put(RecordKind::KeyPolicy, "k2", b"policy").unwrap();
+        store.put_share("k2", b"share two").unwrap();
+        let leftover = dir.path().join("store/key-share/.k3.00.tmp");
+        fs::write(&leftover, b"half written").unwrap();
+        let shares = ShareStore::peek_shares(dir.path(), "p", &key(1)).unwrap();
+        let opened: Vec<(&str, &[u8])> =
+            shares.iter().map(|(id, s)| (id.as_str(), &s[..])).collect();
+        assert_eq!(
+            opened,
+            [("k1", &b"share one"[..]), ("k2", &b"share two"[..])]
+        );
+        assert!(leftover.exists(), "peeking swept the store");
+        assert!(ShareStore::peek_shares(dir.path(), "p", &key(2)).is_err());
     }
 
     #[test]

@@ -94,6 +94,30 @@ pub enum Operation {
     },
     /// An admin vouched for a party's identity keys (first enrolment or rotation).
     EnrollParty(Endorsed<Enrolment>),
+    /// The leader's retention run forgets history older than `cutoff_ms`.
+    Prune(Prune),
+    /// An admin replaced a key's policy with a newer version of it.
+    SetKeyPolicy(Endorsed<KeyPolicy>),
+}
+
+/// At most this many records one [`Prune`] names: a retention run proposes several.
+pub const MAX_PRUNE_BATCH: usize = 512;
+
+/// Finished sessions (with their idempotency records) and applied key-update ids that the
+/// leader found older than `cutoff_ms`. Apply checks each again and skips what is not, so a
+/// prune can only ever forget finished history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prune {
+    pub cutoff_ms: u64,
+    pub session_ids: Vec<String>,
+    pub key_updates: Vec<PrunedKeyUpdate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedKeyUpdate {
+    pub update_id: String,
+    /// When it was applied, as its index says.
+    pub applied_at_ms: u64,
 }
 
 impl Operation {
@@ -109,6 +133,7 @@ impl Operation {
                 | Operation::ExpireSession { .. }
                 | Operation::SetPartyStatus { .. }
                 | Operation::CreatePresign(_)
+                | Operation::Prune(_)
         )
     }
 }
@@ -224,6 +249,11 @@ pub enum CommandResponse {
     Party(Box<PartyRecord>),
     Presignature(Box<PresignatureRecord>),
     Token(Box<TokenRecord>),
+    /// How many records a [`Prune`] removed.
+    Pruned {
+        sessions: u32,
+        key_updates: u32,
+    },
     Rejected(Rejection),
 }
 
@@ -265,6 +295,11 @@ pub enum Rejection {
         session_id: String,
         reason: String,
     },
+    #[error(
+        "key {key_id:?} already has {limit} sessions not finished (limits.max_open_sessions_per_key): \
+         retry when some have finished"
+    )]
+    TooManyOpenSessions { key_id: String, limit: u32 },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
 }
@@ -427,6 +462,41 @@ impl Command {
             Operation::CreateToken(t) => check_token(t),
             Operation::RevokeToken { token_id } => check_token_id(token_id),
             Operation::EnrollParty(e) => check_enrolment(e),
+            Operation::SetKeyPolicy(policy) => {
+                check_id("policy.key_id", &policy.statement.key_id)?;
+                policy.statement.check().map_err(|reason| {
+                    let field = reason.split(':').next().unwrap_or("policy").to_owned();
+                    ValidationError::new(format!("policy.{field}"), reason)
+                })?;
+                if !policy.verifies() {
+                    return Err(ValidationError::new(
+                        "policy.admin",
+                        "the signature does not verify over the policy",
+                    ));
+                }
+                Ok(())
+            }
+            Operation::Prune(p) => {
+                if p.session_ids.len() + p.key_updates.len() > MAX_PRUNE_BATCH {
+                    return Err(ValidationError::new(
+                        "prune",
+                        format!("names more than {MAX_PRUNE_BATCH} records"),
+                    ));
+                }
+                if p.cutoff_ms > self.at_ms {
+                    return Err(ValidationError::new(
+                        "cutoff_ms",
+                        "lies after the command's own time",
+                    ));
+                }
+                for (i, id) in p.session_ids.iter().enumerate() {
+                    check_id(&format!("session_ids[{i}]"), id)?;
+                }
+                for u in &p.key_updates {
+                    check_request_id(Some(&u.update_id))?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod apply;
 pub mod codec;
 pub mod command;
 mod error;
+pub(crate) mod index;
 #[cfg(feature = "storage")]
 mod log_store;
 pub mod model;

@@ -9,9 +9,10 @@ use tokio::sync::broadcast;
 
 use crate::apply::Table;
 use crate::codec::decode;
+use crate::index;
 use crate::model::{
-    AuditEvent, KeyRecord, PartyRecord, PresignatureRecord, PresignatureStatus, SessionKind,
-    SessionRecord, SessionStatus, TokenRecord,
+    AuditEvent, IdempotencyRecord, KeyRecord, PartyRecord, PresignatureRecord, PresignatureStatus,
+    SessionKind, SessionRecord, SessionStatus, TokenRecord,
 };
 use crate::state_machine::SessionUpdate;
 use crate::store::{blocking, cf};
@@ -75,12 +76,21 @@ impl StateReader {
         self.get(Table::Keys, key_id, "key").await
     }
 
+    /// What a request id created, while it is remembered.
+    pub async fn request(&self, request_id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.get(Table::Idempotency, request_id, "idempotency record")
+            .await
+    }
+
     pub async fn party(&self, party_id: &str) -> Result<Option<PartyRecord>, StoreError> {
         self.get(Table::Parties, party_id, "party").await
     }
 
     /// Sessions newest first (session ids are time-ordered UUIDv7), starting after
     /// `page_token` (the last id of the previous page). Returns the page and the next token.
+    ///
+    /// A filter on the key, else on the status, else on the kind walks that index; the other
+    /// conditions are checked on the records it yields.
     pub async fn sessions(
         &self,
         filter: SessionFilter,
@@ -89,21 +99,67 @@ impl StateReader {
     ) -> Result<(Vec<SessionRecord>, Option<String>), StoreError> {
         let db = self.db.clone();
         blocking(move || {
-            let mode = match &page_token {
-                Some(token) => IteratorMode::From(token.as_bytes(), Direction::Reverse),
-                None => IteratorMode::End,
+            let prefix = if let Some(key_id) = &filter.key_id {
+                Some(index::prefix(index::BY_KEY, &[key_id.as_bytes()]))
+            } else if let Some(status) = filter.status {
+                Some(index::prefix(
+                    index::BY_STATUS,
+                    &[status.as_str().as_bytes()],
+                ))
+            } else {
+                filter
+                    .kind
+                    .map(|kind| index::prefix(index::BY_KIND, &[kind.as_str().as_bytes()]))
             };
+            let sessions = cf(&db, Table::Sessions.cf_name())?;
             let mut page = Vec::new();
-            for item in db.iterator_cf(cf(&db, Table::Sessions.cf_name())?, mode) {
-                let (key, value) = item.map_err(StoreError::db("list sessions"))?;
-                if page_token.as_deref().is_some_and(|t| t.as_bytes() == &*key) {
-                    continue;
-                }
-                let session: SessionRecord = decode("session", &value)?;
+            let mut take = |session: SessionRecord| {
                 if filter.matches(&session) {
                     page.push(session);
-                    if page.len() > page_size {
-                        break;
+                }
+                page.len() > page_size
+            };
+            match prefix {
+                Some(prefix) => {
+                    let mut start = prefix.clone();
+                    match &page_token {
+                        Some(token) => start.extend_from_slice(token.as_bytes()),
+                        None => start.push(0xff),
+                    }
+                    let table = cf(&db, Table::Indexes.cf_name())?;
+                    let mode = IteratorMode::From(&start, Direction::Reverse);
+                    for item in db.iterator_cf(table, mode) {
+                        let (key, _) = item.map_err(StoreError::db("list sessions"))?;
+                        let Some(id) = key.strip_prefix(prefix.as_slice()) else {
+                            break;
+                        };
+                        if page_token.as_deref().is_some_and(|t| t.as_bytes() == id) {
+                            continue;
+                        }
+                        let Some(value) = db
+                            .get_cf(sessions, id)
+                            .map_err(StoreError::db("list sessions"))?
+                        else {
+                            continue;
+                        };
+                        if take(decode("session", &value)?) {
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    let mode = match &page_token {
+                        Some(token) => IteratorMode::From(token.as_bytes(), Direction::Reverse),
+                        None => IteratorMode::End,
+                    };
+                    for item in db.iterator_cf(sessions, mode) {
+                        let (key, value) = item.map_err(StoreError::db("list sessions"))?;
+                        if page_token.as_deref().is_some_and(|t| t.as_bytes() == &*key) {
+                            continue;
+                        }
+                        if take(decode("session", &value)?) {
+                            break;
+                        }
                     }
                 }
             }
@@ -117,15 +173,60 @@ impl StateReader {
     pub async fn active_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
         let db = self.db.clone();
         blocking(move || {
+            let sessions = cf(&db, Table::Sessions.cf_name())?;
             let mut active = Vec::new();
-            for item in db.iterator_cf(cf(&db, Table::Sessions.cf_name())?, IteratorMode::Start) {
-                let (_, value) = item.map_err(StoreError::db("list sessions"))?;
-                let session: SessionRecord = decode("session", &value)?;
-                if !session.status.is_terminal() {
-                    active.push(session);
+            for id in index_ids(&db, &index::prefix(index::OPEN_BY_KEY, &[]), usize::MAX)? {
+                let id = index::id_of(&id);
+                if let Some(value) = db
+                    .get_cf(sessions, id)
+                    .map_err(StoreError::db("list sessions"))?
+                {
+                    active.push(decode("session", &value)?);
                 }
             }
             Ok(active)
+        })
+        .await
+    }
+
+    /// How many of a key's sessions of `kind` are not finished yet, counting no further than
+    /// `limit`.
+    pub async fn open_sessions_of_key(
+        &self,
+        key_id: &str,
+        kind: SessionKind,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let db = self.db.clone();
+        let prefix = index::prefix(
+            index::OPEN_BY_KEY,
+            &[key_id.as_bytes(), kind.as_str().as_bytes()],
+        );
+        blocking(move || Ok(index_ids(&db, &prefix, limit)?.len())).await
+    }
+
+    /// What a retention run may forget: up to `limit` sessions finished at or before
+    /// `cutoff_ms`, and up to `limit` key updates applied by then, oldest first.
+    pub async fn prunable(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, Vec<(String, u64)>), StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let older = |prefix: &[u8]| -> Result<Vec<(String, u64)>, StoreError> {
+                let mut found = Vec::new();
+                for key in index_ids(&db, &index::prefix(prefix, &[]), limit)? {
+                    match index::time_of(&key) {
+                        Some(t) if t <= cutoff_ms => found
+                            .push((String::from_utf8_lossy(index::id_of(&key)).into_owned(), t)),
+                        _ => break,
+                    }
+                }
+                Ok(found)
+            };
+            let sessions = older(index::FINISHED)?.into_iter().map(|(id, _)| id);
+            Ok((sessions.collect(), older(index::KEY_UPDATES)?))
         })
         .await
     }
@@ -186,7 +287,8 @@ impl StateReader {
     }
 
     /// Audit events after log position `after` (exclusive; `None` from the start), oldest
-    /// first, at most `limit` of those that match `filter`.
+    /// first, at most `limit` of those that match `filter`. A key filter walks that key's
+    /// index.
     pub async fn audit(
         &self,
         after: Option<crate::apply::LogPosition>,
@@ -196,18 +298,50 @@ impl StateReader {
         let db = self.db.clone();
         blocking(move || {
             let start = after.map(|p| p.audit_key()).unwrap_or_default();
-            let mut events = Vec::new();
             let table = cf(&db, Table::Audit.cf_name())?;
-            for item in db.iterator_cf(table, IteratorMode::From(&start, Direction::Forward)) {
-                let (key, value) = item.map_err(StoreError::db("list audit events"))?;
-                if *key == *start {
-                    continue;
-                }
-                let event: AuditEvent = decode("audit event", &value)?;
+            let mut events = Vec::new();
+            let mut take = |event: AuditEvent| {
                 if filter.matches(&event) {
                     events.push(event);
-                    if events.len() >= limit {
-                        break;
+                }
+                events.len() >= limit
+            };
+            match &filter.key_id {
+                Some(key_id) => {
+                    let prefix = index::prefix(index::AUDIT_BY_KEY, &[key_id.as_bytes()]);
+                    let mut from = prefix.clone();
+                    from.extend_from_slice(&start);
+                    let indexes = cf(&db, Table::Indexes.cf_name())?;
+                    let mode = IteratorMode::From(&from, Direction::Forward);
+                    for item in db.iterator_cf(indexes, mode) {
+                        let (key, _) = item.map_err(StoreError::db("list audit events"))?;
+                        let Some(audit_key) = key.strip_prefix(prefix.as_slice()) else {
+                            break;
+                        };
+                        if audit_key == start.as_slice() {
+                            continue;
+                        }
+                        let Some(value) = db
+                            .get_cf(table, audit_key)
+                            .map_err(StoreError::db("list audit events"))?
+                        else {
+                            continue;
+                        };
+                        if take(decode("audit event", &value)?) {
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    let mode = IteratorMode::From(&start, Direction::Forward);
+                    for item in db.iterator_cf(table, mode) {
+                        let (key, value) = item.map_err(StoreError::db("list audit events"))?;
+                        if *key == *start {
+                            continue;
+                        }
+                        if take(decode("audit event", &value)?) {
+                            break;
+                        }
                     }
                 }
             }
@@ -284,6 +418,23 @@ impl StateReader {
         })
         .await
     }
+}
+
+/// The index keys under `prefix`, in order, at most `limit` of them.
+fn index_ids(db: &DB, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+    let table = cf(db, Table::Indexes.cf_name())?;
+    let mut keys = Vec::new();
+    for item in db.iterator_cf(table, IteratorMode::From(prefix, Direction::Forward)) {
+        if keys.len() >= limit {
+            break;
+        }
+        let (key, _) = item.map_err(StoreError::db("read index"))?;
+        if !key.starts_with(prefix) {
+            break;
+        }
+        keys.push(key.into_vec());
+    }
+    Ok(keys)
 }
 
 /// `page` holds up to one item more than asked: its presence says there is a next page.

@@ -104,13 +104,14 @@ impl StateMachine {
 struct RocksTxn<'a> {
     db: &'a DB,
     batch: WriteBatch,
-    pending: HashMap<(Table, Vec<u8>), Vec<u8>>,
+    /// Writes of this batch so far; `None` is a deletion.
+    pending: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
 }
 
 impl StateTxn for RocksTxn<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(value) = self.pending.get(&(table, key.to_vec())) {
-            return Ok(Some(value.clone()));
+            return Ok(value.clone());
         }
         self.db
             .get_cf(cf(self.db, table.cf_name())?, key)
@@ -123,7 +124,15 @@ impl StateTxn for RocksTxn<'_> {
             // Column families are all created at open; a missing one cannot happen after it.
             Err(e) => tracing::error!(error = %e, "state write dropped"),
         }
-        self.pending.insert((table, key), value);
+        self.pending.insert((table, key), Some(value));
+    }
+
+    fn delete(&mut self, table: Table, key: Vec<u8>) {
+        match cf(self.db, table.cf_name()) {
+            Ok(handle) => self.batch.delete_cf(handle, &key),
+            Err(e) => tracing::error!(error = %e, "state delete dropped"),
+        }
+        self.pending.insert((table, key), None);
     }
 }
 
@@ -500,6 +509,8 @@ fn install_snapshot(
     let batch = read_into_batch(db, &meta, &file, len, &path)?;
     let locked = lock_dir(db, dir)?;
     commit_snapshot(db, dir, &locked, &meta, staged, len, batch, Replace::Always)?;
+    // A snapshot from a release before the indexes carries none: derive them.
+    crate::index::rebuild(db)?;
     Ok(len)
 }
 
@@ -1058,6 +1069,125 @@ mod tests {
         let (mut sm, _) = open(dir.path());
         assert!(sm.get_current_snapshot().await.unwrap().is_some());
         assert_eq!(file_names(&snapshots), names);
+    }
+
+    fn entry(index: u64, commands: Vec<crate::Command>) -> Vec<Entry> {
+        vec![Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Proposal { commands }),
+        }]
+    }
+
+    fn expire(session_id: &str, at_ms: u64) -> crate::Command {
+        crate::Command {
+            at_ms,
+            actor: "scheduler".into(),
+            op: crate::Operation::ExpireSession {
+                session_id: session_id.into(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn listings_walk_indexes_and_retention_finds_what_finished_long_ago() {
+        use crate::model::{SessionKind, SessionStatus};
+        use crate::SessionFilter;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, reader) = open(dir.path());
+        sm.apply(membership(1)).await.unwrap();
+        sm.apply(keygens(2, 6)).await.unwrap();
+        // s2 and s3 expire at 61 000 and 62 000; s4..s6 stay pending.
+        sm.apply(entry(7, vec![expire("s2", 61_000)]))
+            .await
+            .unwrap();
+        sm.apply(entry(8, vec![expire("s3", 62_000)]))
+            .await
+            .unwrap();
+
+        let ids = |page: Vec<crate::model::SessionRecord>| {
+            page.into_iter().map(|s| s.session_id).collect::<Vec<_>>()
+        };
+        let by_key = SessionFilter {
+            key_id: Some("k4".into()),
+            ..Default::default()
+        };
+        let (page, next) = reader.sessions(by_key, 10, None).await.unwrap();
+        assert_eq!((ids(page), next), (vec!["s4".to_owned()], None));
+        let expired = SessionFilter {
+            status: Some(SessionStatus::Expired),
+            ..Default::default()
+        };
+        let (page, next) = reader.sessions(expired.clone(), 1, None).await.unwrap();
+        assert_eq!(ids(page), ["s3"]);
+        let (page, next) = reader.sessions(expired, 1, next).await.unwrap();
+        assert_eq!((ids(page), next), (vec!["s2".to_owned()], None));
+        let keygens = SessionFilter {
+            kind: Some(SessionKind::Keygen),
+            status: Some(SessionStatus::Pending),
+            key_id: None,
+        };
+        let (page, _) = reader.sessions(keygens, 10, None).await.unwrap();
+        assert_eq!(ids(page), ["s6", "s5", "s4"]);
+
+        let mut active = ids(reader.active_sessions().await.unwrap());
+        active.sort();
+        assert_eq!(active, ["s4", "s5", "s6"]);
+        let open = |key: &'static str, kind| reader.open_sessions_of_key(key, kind, 10);
+        assert_eq!(open("k5", SessionKind::Keygen).await.unwrap(), 1);
+        assert_eq!(open("k5", SessionKind::Sign).await.unwrap(), 0);
+        assert_eq!(open("k2", SessionKind::Keygen).await.unwrap(), 0);
+
+        let (sessions, updates) = reader.prunable(61_500, 10).await.unwrap();
+        assert_eq!((sessions, updates), (vec!["s2".to_owned()], vec![]));
+        let (sessions, _) = reader.prunable(70_000, 1).await.unwrap();
+        assert_eq!(sessions, ["s2"]);
+        let (sessions, _) = reader.prunable(70_000, 10).await.unwrap();
+        assert_eq!(sessions, ["s2", "s3"]);
+
+        let audit = reader
+            .audit(
+                None,
+                100,
+                crate::AuditFilter {
+                    key_id: Some("k3".into()),
+                    since_ms: None,
+                },
+            )
+            .await
+            .unwrap();
+        let actions: Vec<_> = audit.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["session.create_keygen", "session.expire"]);
+    }
+
+    #[tokio::test]
+    async fn a_store_written_before_the_indexes_gets_them_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = {
+            let (mut sm, _) = open(dir.path());
+            sm.apply(membership(1)).await.unwrap();
+            sm.apply(keygens(2, 4)).await.unwrap();
+            sm.apply(entry(5, vec![expire("s2", 61_000)]))
+                .await
+                .unwrap();
+            let before = dump(&sm.db);
+            // What a release before the indexes left: the table empty, no marker.
+            let indexes = cf(&sm.db, Table::Indexes.cf_name()).unwrap();
+            sm.db
+                .delete_range_cf(indexes, [].as_slice(), TABLE_KEY_END.as_slice())
+                .unwrap();
+            before
+        };
+        let (sm, reader) = open(dir.path());
+        assert_eq!(dump(&sm.db), before);
+        let mut active: Vec<_> = reader
+            .active_sessions()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.session_id)
+            .collect();
+        active.sort();
+        assert_eq!(active, ["s3", "s4"]);
     }
 
     #[tokio::test]

@@ -47,6 +47,10 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
+        // A store written before the indexes existed gets them now, once.
+        if crate::index::rebuild(&db)? {
+            tracing::info!(path = %dir.display(), "built the state machine's indexes");
+        }
         Ok(Self {
             db: Arc::new(db),
             snapshots: Arc::new(SnapshotDir::new(dir.join("snapshots"))),

@@ -226,6 +226,23 @@ impl KeyShare {
         }
     }
 
+    /// This party's secret share `x_i` as big-endian scalar bytes (the share's own encoding
+    /// carries it as these bytes in hex). Secret: for tools that must recognise it, such as
+    /// the log scanner of the test suite; never to print or send.
+    pub fn secret_share_bytes(&self) -> Zeroizing<Vec<u8>> {
+        fn be<E: generic_ec::Curve>(
+            x: &generic_ec::NonZero<generic_ec::SecretScalar<E>>,
+        ) -> Zeroizing<Vec<u8>> {
+            let scalar: &generic_ec::Scalar<E> = x.as_ref();
+            Zeroizing::new(scalar.to_be_bytes().as_bytes().to_vec())
+        }
+        match self {
+            KeyShare::EcdsaSecp256k1(s) => be(&s.core.x),
+            KeyShare::SchnorrEd25519(s) => be(&s.x),
+            KeyShare::SchnorrBip340(s) => be(&s.x),
+        }
+    }
+
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, TssError> {
         to_versioned_json(&match self {
             KeyShare::EcdsaSecp256k1(share) => KeyShareBody::EcdsaSecp256k1 { share },

@@ -398,6 +398,30 @@ pub mod statement {
             Ok(())
         }
 
+        /// Whether `next` may replace this policy: the same key (id, scheme, threshold,
+        /// parties) and a higher version; its initiators and approvals may change. Says why
+        /// not. The admin's signature over `next` is the caller's to judge.
+        pub fn check_successor(&self, next: &KeyPolicy) -> Result<(), String> {
+            let same_key = self.key_id == next.key_id
+                && self.scheme == next.scheme
+                && self.threshold == next.threshold
+                && self.parties == next.parties;
+            if !same_key {
+                return Err(
+                    "key: names another key id, scheme, threshold or parties than the policy \
+                     it would replace"
+                        .into(),
+                );
+            }
+            if next.version <= self.version {
+                return Err(format!(
+                    "version: must be above the current {}, got {}",
+                    self.version, next.version
+                ));
+            }
+            next.check()
+        }
+
         /// Counts the distinct initiators of this policy whose approvals of `request` verify,
         /// and refuses fewer than [`Self::approvals_needed`], an expired request, or a request
         /// for another key.

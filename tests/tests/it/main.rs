@@ -3,6 +3,7 @@
 mod api;
 mod cluster;
 mod image;
+mod limits;
 mod ops;
 mod party_authority;
 mod security;

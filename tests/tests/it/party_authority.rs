@@ -2,7 +2,8 @@
 //! coordinator built for this test (it holds a valid coordinator certificate and routes
 //! envelopes faithfully, but writes whatever assignments the test wants). A party refuses a
 //! keygen without an admin's policy or for a key it holds, identities no trusted admin
-//! enrolled, and signings whose approvals are missing, forged, expired or replayed.
+//! enrolled, and signings whose approvals are missing, forged, expired or replayed. A newer
+//! policy is adopted only when a trusted admin signed it, and never rolled back.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -300,6 +301,16 @@ impl Bench {
 }
 
 fn policy(key_id: &str, admin: &ed25519_dalek::SigningKey) -> pb::EndorsedKeyPolicy {
+    policy_version(key_id, admin, &initiator_signing_key(), 1)
+}
+
+/// The key's policy at `version`, with `initiator` as its one initiator.
+fn policy_version(
+    key_id: &str,
+    admin: &ed25519_dalek::SigningKey,
+    initiator: &ed25519_dalek::SigningKey,
+    version: u64,
+) -> pb::EndorsedKeyPolicy {
     statements::policy_to(&Endorsed::new(
         admin,
         KeyPolicy {
@@ -307,9 +318,9 @@ fn policy(key_id: &str, admin: &ed25519_dalek::SigningKey) -> pb::EndorsedKeyPol
             scheme: "schnorr-ed25519".into(),
             threshold: 2,
             parties: vec!["party-1".into(), "party-2".into()],
-            initiators: vec![initiator_signing_key().verifying_key().to_bytes()],
+            initiators: vec![initiator.verifying_key().to_bytes()],
             approvals_needed: 1,
-            version: 1,
+            version,
         },
     ))
 }
@@ -339,6 +350,24 @@ fn now_ms() -> u64 {
 
 /// A signing of `message` with the initiator's approval valid until `not_after_ms`.
 fn signing(bench: &Bench, session: &str, key_id: &str, not_after_ms: u64) -> pb::Assignment {
+    signing_by(
+        bench,
+        session,
+        key_id,
+        not_after_ms,
+        &initiator_signing_key(),
+    )
+}
+
+/// A signing of `message` approved by `approver`, carrying the key's first policy (as a
+/// coordinator holding it would send).
+fn signing_by(
+    bench: &Bench,
+    session: &str,
+    key_id: &str,
+    not_after_ms: u64,
+    approver: &ed25519_dalek::SigningKey,
+) -> pb::Assignment {
     let message = b"pay 1 to alice".to_vec();
     let request_id = format!("req-{session}");
     let approval = SigningApproval {
@@ -350,7 +379,7 @@ fn signing(bench: &Bench, session: &str, key_id: &str, not_after_ms: u64) -> pb:
         request_id: request_id.clone(),
         not_after_ms,
     };
-    let approved = statement::sign(&initiator_signing_key(), &approval);
+    let approved = statement::sign(approver, &approval);
     pb::Assignment {
         session_id: session.into(),
         attempt: 1,
@@ -365,6 +394,7 @@ fn signing(bench: &Bench, session: &str, key_id: &str, not_after_ms: u64) -> pb:
         approvals: vec![statements::signature_to(&approved)],
         approvals_not_after_ms: not_after_ms,
         request_id,
+        policy: Some(policy(key_id, &admin_signing_key())),
         deadline_ms: u64::MAX,
         ..Default::default()
     }
@@ -469,5 +499,26 @@ async fn parties_obey_admins_and_initiators_not_the_coordinator() -> anyhow::Res
     let mut swapped_keys = signing(&bench, "sig-swapped-keys", "k1", now_ms() + 60_000);
     swapped_keys.identities[1].signing_public_key = stranger.verifying_key().to_bytes().to_vec();
     refused(&bench.run(swapped_keys).await?, "not enrolled by an admin");
+
+    // An admin hands the key to another initiator (policy version 2). The parties adopt it
+    // with the signing that brings it...
+    let bob = ed25519_dalek::SigningKey::from_bytes(&[0xb0; 32]);
+    let mut by_bob = signing_by(&bench, "sig-bob", "k1", now_ms() + 60_000, &bob);
+    refused(&bench.run(by_bob.clone()).await?, "valid approval");
+    by_bob.session_id = "sig-bob-v2".into();
+    by_bob.policy = Some(policy_version("k1", &admin_signing_key(), &bob, 2));
+    for (party, result) in bench.run(by_bob).await? {
+        anyhow::ensure!(
+            matches!(result, pb::session_outcome::Result::Signature(_)),
+            "{party}: {result:?}"
+        );
+    }
+    // ... and a coordinator offering the old version again cannot bring the old initiator
+    // back; nor can a newer policy that no trusted admin signed.
+    let old = signing(&bench, "sig-old-initiator", "k1", now_ms() + 60_000);
+    refused(&bench.run(old).await?, "valid approval");
+    let mut stranger_policy = signing(&bench, "sig-stranger-policy", "k1", now_ms() + 60_000);
+    stranger_policy.policy = Some(policy_version("k1", &stranger, &initiator_signing_key(), 3));
+    refused(&bench.run(stranger_policy).await?, "not signed by an admin");
     Ok(())
 }

@@ -48,6 +48,7 @@ async fn make_token(
     secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     let token = token::format(&token_id, &secret);
+    mpc_tests::secrets::remember_token(&format!("token {name}"), &token);
     AccessClient::new(cluster.channel(1)?)
         .create_token(pb::CreateTokenRequest {
             token_id,

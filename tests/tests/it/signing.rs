@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::keys_client::KeysClient;
-use mpc_tests::{approve, wait_session, with_policy, Cluster, Parties};
+use mpc_tests::{admin_signing_key, approve, wait_session, with_policy, Cluster, Parties};
 use mpc_tss::{HashFunction, Scheme, Signature, SigningInput};
 
 /// A hang guard, not a speed bound: generous for a loaded two-core machine.
@@ -99,7 +99,7 @@ async fn sign_and_verify(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_scheme_generates_a_key_and_signs_and_two_parties_suffice() -> anyhow::Result<()> {
-    let cluster = Cluster::start(5, &[]).await?;
+    let cluster = Cluster::start(5, &[("MPC_LIMITS__MAX_OPEN_SESSIONS_PER_KEY", "2")]).await?;
     let mut parties = Parties::start(&cluster, 3).await?;
 
     let mut keys = Vec::new();
@@ -157,6 +157,100 @@ async fn every_scheme_generates_a_key_and_signs_and_two_parties_suffice() -> any
             done.parties
         );
     }
+
+    // Two parties left. An admin hands the Ed25519 key to another initiator: the coordinators
+    // refuse the old one at once, and the parties adopt the new policy with the signing that
+    // brings it.
+    let bob = ed25519_dalek::SigningKey::from_bytes(&[0xb0; 32]);
+    let key = &keys[1];
+    let policy = mpc_client::authority::sign_policy_version(
+        &admin_signing_key(),
+        mpc_client::authority::PolicyTerms {
+            key_id: key.key_id.clone(),
+            scheme: key.scheme.clone(),
+            threshold: 2,
+            parties: key.parties.clone(),
+            initiators: vec![bob.verifying_key().to_bytes()],
+            approvals_needed: 1,
+        },
+        2,
+    );
+    let changed = KeysClient::new(cluster.channel(2)?)
+        .set_policy(pb::SetKeyPolicyRequest {
+            policy: Some(policy),
+        })
+        .await?
+        .into_inner();
+    let held = changed.policy.and_then(|p| p.policy).map(|p| p.version);
+    assert_eq!(held, Some(2));
+    let input = SigningInput::Message {
+        message: b"approved by bob".to_vec(),
+        hash: None,
+    };
+    let refused = cluster
+        .sessions(1)?
+        .create_signing(signing_request(key, &input, "old-initiator"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let mut by_bob = signing_request(key, &input, "bob");
+    by_bob.approvals.clear();
+    mpc_client::authority::approve_signing(
+        &mut by_bob,
+        &bob,
+        mpc_client::authority::expiry_after(Duration::from_secs(300)),
+    )?;
+    let session = cluster
+        .sessions(1)?
+        .create_signing(by_bob)
+        .await?
+        .into_inner()
+        .session
+        .ok_or_else(|| anyhow::anyhow!("no session"))?;
+    let done = wait_session(&cluster, &session.session_id, SESSION_WAIT).await?;
+    assert_eq!(
+        done.status,
+        pb::SessionStatus::Completed as i32,
+        "signing under the new policy: {}",
+        done.failure_reason
+    );
+    let signature = Signature::from_bytes(Scheme::SchnorrEd25519, &done.signature)?;
+    mpc_tss::verify(Scheme::SchnorrEd25519, &key.public_key, &input, &signature)?;
+
+    // One party left: signings wait, and a key takes only so many waiting ones.
+    parties.kill("party-2")?;
+    let key = &keys[2];
+    let input = SigningInput::Message {
+        message: b"waits".to_vec(),
+        hash: None,
+    };
+    let mut sessions = cluster.sessions(3)?;
+    let mut waiting = Vec::new();
+    for i in 0..2 {
+        let request = signing_request(key, &input, &format!("waiting-{i}"));
+        sessions.create_signing(request.clone()).await?;
+        waiting.push(request);
+    }
+    let refused = sessions
+        .create_signing(signing_request(key, &input, "one-too-many"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains(&key.key_id),
+        "{}",
+        refused.message()
+    );
+    // A retry of a request already taken still finds its session.
+    let retried = sessions
+        .create_signing(waiting[0].clone())
+        .await?
+        .into_inner();
+    assert!(!retried.created);
     Ok(())
 }
 

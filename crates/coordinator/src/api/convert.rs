@@ -149,6 +149,7 @@ pub fn key(k: &KeyRecord) -> pb::Key {
         keygen_session_id: k.keygen_session_id.clone(),
         created_at_ms: k.created_at_ms,
         updated_at_ms: k.updated_at_ms,
+        policy: Some(mpc_proto::statements::policy_to(&k.policy)),
     }
 }
 

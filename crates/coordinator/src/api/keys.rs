@@ -5,6 +5,7 @@ use mpc_raft_store::{CommandResponse, Operation};
 use tonic::{Request, Response, Status};
 
 use super::{actor, convert, page_size};
+use crate::error::invalid;
 use crate::node::Coordinator;
 use crate::CoordinatorError;
 
@@ -85,10 +86,27 @@ impl Keys for KeysService {
             status: convert::key_status_filter(req.status)?,
             update_id,
         });
+        self.write_key(actor, op).await
+    }
+
+    async fn set_policy(
+        &self,
+        request: Request<pb::SetKeyPolicyRequest>,
+    ) -> Result<Response<pb::Key>, Status> {
+        let actor = actor(&request)?;
+        let req = request.into_inner();
+        let policy = mpc_proto::statements::policy_from("policy", req.policy.as_ref())
+            .map_err(|(field, reason)| invalid(&field, reason))?;
+        self.write_key(actor, Operation::SetKeyPolicy(policy)).await
+    }
+}
+
+impl KeysService {
+    async fn write_key(&self, actor: String, op: Operation) -> Result<Response<pb::Key>, Status> {
         match self.node.write(self.node.command(actor, op)).await? {
             CommandResponse::Key(key) => Ok(Response::new(convert::key(&key))),
             other => Err(CoordinatorError::Server(format!(
-                "an update was answered with {other:?}"
+                "a key change was answered with {other:?}"
             ))
             .into()),
         }

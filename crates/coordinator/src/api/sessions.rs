@@ -231,6 +231,12 @@ impl Sessions for SessionsService {
         &self,
         request: Request<pb::WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
+        let principal = Principal::of(&request)?;
+        // Held by the stream's task: the watch counts until it ends.
+        let watch = match principal {
+            Principal::Insecure => None,
+            p => Some(self.node.limiter().open_watch(&p.audit_name())?),
+        };
         let session_id = request.into_inner().session_id;
         // Subscribe before the first read so that no change falls between the two.
         let mut updates = self.node.reader().subscribe();
@@ -240,6 +246,7 @@ impl Sessions for SessionsService {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let node = self.node.clone();
         tokio::spawn(async move {
+            let _watch = watch;
             let mut last = first;
             if tx.send(Ok(convert::session(&last))).await.is_err() {
                 return;

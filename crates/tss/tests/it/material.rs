@@ -65,3 +65,19 @@ fn debug_output_shows_no_secret() {
         "KeyShare { scheme: SchnorrEd25519, party_index: 0, threshold: 2, parties: 3, .. }"
     );
 }
+
+/// The secret share is the scalar the share's encoding carries as `"x"` (in hex): what a log
+/// scanner must look for. (The test shows neither the share nor the scalar.)
+#[test]
+fn the_secret_share_is_the_scalar_the_encoding_carries() {
+    let bytes = std::fs::read(GOLDEN).unwrap();
+    let share = KeyShare::from_bytes(&bytes).unwrap();
+    let secret = share.secret_share_bytes();
+    assert_eq!(secret.len(), 32);
+    let field = format!("\"x\":\"{}\"", hex::encode(&*secret));
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        text.contains(&field),
+        "the secret share is not the encoding's x"
+    );
+}
