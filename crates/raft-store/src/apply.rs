@@ -1125,7 +1125,9 @@ fn set_key_policy(
 }
 
 /// Forgets what `p` names that is indeed finished history older than its cutoff; skips the
-/// rest (a session still running, a record already gone).
+/// rest (a session still running, a record already gone). A pruned signing takes the record
+/// of the presignature it used with it: a missing presignature can never be started again,
+/// and each party keeps its own ledger of the presignatures it used.
 fn prune(txn: &mut impl StateTxn, p: &Prune) -> Result<Applied, StoreError> {
     let mut sessions = 0;
     for session_id in &p.session_ids {
@@ -1142,6 +1144,18 @@ fn prune(txn: &mut impl StateTxn, p: &Prune) -> Result<Applied, StoreError> {
                 load::<IdempotencyRecord>(txn, Table::Idempotency, request_id, "idempotency")?;
             if record.is_some_and(|r| r.session_id == session.session_id) {
                 txn.delete(Table::Idempotency, request_id.as_bytes().to_vec());
+            }
+        }
+        // The presignature it used up goes with it; one still available stays in the pool.
+        if let Some(presignature_id) = &session.presignature_id {
+            let key = presignature_key(&session.key_id, presignature_id);
+            let record =
+                load::<PresignatureRecord>(txn, Table::Presignatures, &key, "presignature")?;
+            let used_here = record.is_some_and(|r| {
+                matches!(&r.status, PresignatureStatus::Used { session_id } if *session_id == session.session_id)
+            });
+            if used_here {
+                txn.delete(Table::Presignatures, key.into_bytes());
             }
         }
         txn.delete(Table::Sessions, session_id.as_bytes().to_vec());
@@ -1732,6 +1746,91 @@ pub(crate) mod tests {
             .filter(|e| e.action == "retention.prune")
             .count();
         assert_eq!(audited, 2);
+    }
+
+    #[test]
+    fn a_pruned_signing_takes_its_used_presignature_and_it_never_serves_again() {
+        let mut txn = state();
+        make_key(&mut txn);
+        let signers = vec!["p1".to_string(), "p2".into()];
+        let mut at = 3;
+        let mut apply = |at_ms: u64, op: Operation| {
+            at += 1;
+            apply_command(&mut txn, pos(at), &cmd(at_ms, op))
+                .unwrap()
+                .response
+        };
+        let presign = Operation::CreatePresign(CreatePresign {
+            session_id: "ps1".into(),
+            key_id: "k1".into(),
+            signers: signers.clone(),
+            deadline_ms: 60_000,
+        });
+        apply(4_000, presign);
+        let start = |session_id: &str, presignature_id: Option<&str>| Operation::StartSession {
+            session_id: session_id.into(),
+            parties: signers.clone(),
+            presignature_id: presignature_id.map(Into::into),
+        };
+        apply(4_100, start("ps1", None));
+        let done = Operation::CompleteSession {
+            session_id: "ps1".into(),
+            result: SessionResult::Presignature,
+            address: None,
+            reports: Vec::new(),
+        };
+        apply(4_200, done);
+        let signing = |request_id: &str| {
+            Operation::CreateSigning(approve(CreateSigning {
+                session_id: format!("sig-{request_id}"),
+                key_id: "k1".into(),
+                input: crate::model::SigningPayload::Message {
+                    message: b"pay".to_vec(),
+                    hash: Some(crate::model::MessageHash::Keccak256),
+                },
+                request_id: Some(request_id.into()),
+                deadline_ms: 9_000,
+                approvals: Vec::new(),
+                approvals_not_after_ms: 0,
+            }))
+        };
+        apply(5_000, signing("r1"));
+        let started = apply(5_100, start("sig-r1", Some("ps1")));
+        assert!(
+            matches!(started, CommandResponse::Session { .. }),
+            "{started:?}"
+        );
+        let failed = Operation::FailSession {
+            session_id: "sig-r1".into(),
+            failure: SessionFailure {
+                reason: "a party went away".into(),
+                blamed_parties: Vec::new(),
+            },
+        };
+        apply(5_200, failed);
+        let prune = Operation::Prune(Prune {
+            cutoff_ms: 6_000,
+            session_ids: vec!["sig-r1".into(), "ps1".into()],
+            key_updates: Vec::new(),
+        });
+        let pruned = apply(7_000, prune);
+        assert!(
+            matches!(pruned, CommandResponse::Pruned { sessions: 2, .. }),
+            "{pruned:?}"
+        );
+        // Gone with the signing that used it, and refused to any later one.
+        apply(8_000, signing("r2"));
+        let again = apply(8_100, start("sig-r2", Some("ps1")));
+        assert!(
+            matches!(
+                &again,
+                CommandResponse::Rejected(Rejection::PresignatureUnavailable { reason, .. })
+                    if reason.contains("no such presignature")
+            ),
+            "{again:?}"
+        );
+        assert!(txn.0.keys().all(|(t, _)| *t != Table::Presignatures));
+        indexes_match(&txn);
     }
 
     #[test]
