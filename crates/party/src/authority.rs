@@ -177,9 +177,18 @@ pub fn adopt_policy(
     key_id: &str,
     offered: Option<&Endorsed<KeyPolicy>>,
 ) -> Result<Result<Endorsed<KeyPolicy>, Unauthorised>, PartyError> {
+    let newer = |held: &Endorsed<KeyPolicy>| {
+        offered.filter(|o| o.statement.version > held.statement.version)
+    };
+    let held = stored_policy(store, key_id)?;
+    if newer(&held).is_none() {
+        return Ok(Ok(held));
+    }
+    // Only an adoption takes the lock; read again under it, another signing may have
+    // adopted this or a newer version meanwhile.
     let _adopting = ADOPTING.lock().unwrap_or_else(|p| p.into_inner());
     let held = stored_policy(store, key_id)?;
-    let Some(offered) = offered.filter(|o| o.statement.version > held.statement.version) else {
+    let Some(offered) = newer(&held) else {
         return Ok(Ok(held));
     };
     if !offered.endorsed_by_one_of(admins) {

@@ -109,8 +109,8 @@ pub(crate) fn audit_entry(key_id: &str, audit_key: &[u8]) -> Vec<u8> {
     join(AUDIT_BY_KEY, &[key_id.as_bytes(), audit_key])
 }
 
-/// Recomputes every index from the tables in `read` (all records, in key order) into `txn`.
-/// Key updates applied before indexes existed carry no time: they are indexed at time 0, so
+/// Builds every index from the tables of `db`, unless the marker says they are built (then
+/// answers false). Key updates applied before indexes existed carry no time: they are indexed at time 0, so
 /// the first retention run prunes them (their retries are long over).
 #[cfg(feature = "storage")]
 pub(crate) fn rebuild(db: &rocksdb::DB) -> Result<bool, StoreError> {

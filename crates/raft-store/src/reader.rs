@@ -111,7 +111,6 @@ impl StateReader {
                     .kind
                     .map(|kind| index::prefix(index::BY_KIND, &[kind.as_str().as_bytes()]))
             };
-            let sessions = cf(&db, Table::Sessions.cf_name())?;
             let mut page = Vec::new();
             let mut take = |session: SessionRecord| {
                 if filter.matches(&session) {
@@ -121,37 +120,22 @@ impl StateReader {
             };
             match prefix {
                 Some(prefix) => {
-                    let mut start = prefix.clone();
-                    match &page_token {
-                        Some(token) => start.extend_from_slice(token.as_bytes()),
-                        None => start.push(0xff),
-                    }
-                    let table = cf(&db, Table::Indexes.cf_name())?;
-                    let mode = IteratorMode::From(&start, Direction::Reverse);
-                    for item in db.iterator_cf(table, mode) {
-                        let (key, _) = item.map_err(StoreError::db("list sessions"))?;
-                        let Some(id) = key.strip_prefix(prefix.as_slice()) else {
-                            break;
-                        };
-                        if page_token.as_deref().is_some_and(|t| t.as_bytes() == id) {
-                            continue;
-                        }
-                        let Some(value) = db
-                            .get_cf(sessions, id)
-                            .map_err(StoreError::db("list sessions"))?
-                        else {
-                            continue;
-                        };
-                        if take(decode("session", &value)?) {
-                            break;
-                        }
-                    }
+                    let after = page_token.as_deref().map_or(&[0xff][..], str::as_bytes);
+                    walk_index(
+                        &db,
+                        &prefix,
+                        after,
+                        Direction::Reverse,
+                        Table::Sessions,
+                        |v| Ok(take(decode("session", v)?)),
+                    )?;
                 }
                 None => {
                     let mode = match &page_token {
                         Some(token) => IteratorMode::From(token.as_bytes(), Direction::Reverse),
                         None => IteratorMode::End,
                     };
+                    let sessions = cf(&db, Table::Sessions.cf_name())?;
                     for item in db.iterator_cf(sessions, mode) {
                         let (key, value) = item.map_err(StoreError::db("list sessions"))?;
                         if page_token.as_deref().is_some_and(|t| t.as_bytes() == &*key) {
@@ -309,28 +293,14 @@ impl StateReader {
             match &filter.key_id {
                 Some(key_id) => {
                     let prefix = index::prefix(index::AUDIT_BY_KEY, &[key_id.as_bytes()]);
-                    let mut from = prefix.clone();
-                    from.extend_from_slice(&start);
-                    let indexes = cf(&db, Table::Indexes.cf_name())?;
-                    let mode = IteratorMode::From(&from, Direction::Forward);
-                    for item in db.iterator_cf(indexes, mode) {
-                        let (key, _) = item.map_err(StoreError::db("list audit events"))?;
-                        let Some(audit_key) = key.strip_prefix(prefix.as_slice()) else {
-                            break;
-                        };
-                        if audit_key == start.as_slice() {
-                            continue;
-                        }
-                        let Some(value) = db
-                            .get_cf(table, audit_key)
-                            .map_err(StoreError::db("list audit events"))?
-                        else {
-                            continue;
-                        };
-                        if take(decode("audit event", &value)?) {
-                            break;
-                        }
-                    }
+                    walk_index(
+                        &db,
+                        &prefix,
+                        &start,
+                        Direction::Forward,
+                        Table::Audit,
+                        |v| Ok(take(decode("audit event", v)?)),
+                    )?;
                 }
                 None => {
                     let mode = IteratorMode::From(&start, Direction::Forward);
@@ -418,6 +388,42 @@ impl StateReader {
         })
         .await
     }
+}
+
+/// Walks the index entries under `prefix` whose rest is a record id of `table`, from the
+/// entry `prefix` + `after` (itself skipped: a page token or a position already seen) in
+/// `direction`, and hands each record's bytes to `visit` until it returns true.
+fn walk_index(
+    db: &DB,
+    prefix: &[u8],
+    after: &[u8],
+    direction: Direction,
+    table: Table,
+    mut visit: impl FnMut(&[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let indexes = cf(db, Table::Indexes.cf_name())?;
+    let records = cf(db, table.cf_name())?;
+    let mut from = prefix.to_vec();
+    from.extend_from_slice(after);
+    for item in db.iterator_cf(indexes, IteratorMode::From(&from, direction)) {
+        let (key, _) = item.map_err(StoreError::db("read index"))?;
+        let Some(id) = key.strip_prefix(prefix) else {
+            break;
+        };
+        if id == after {
+            continue;
+        }
+        let Some(value) = db
+            .get_cf(records, id)
+            .map_err(StoreError::db("read an indexed record"))?
+        else {
+            continue;
+        };
+        if visit(&value)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The index keys under `prefix`, in order, at most `limit` of them.
