@@ -1,3 +1,6 @@
+//! Compiles proto/ into the gRPC code of `mpc-proto` (tonic and prost), and writes the
+//! descriptor set that server reflection serves.
+
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

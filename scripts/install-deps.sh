@@ -31,3 +31,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
+# deny.toml's format follows cargo-deny's minor version: keep the two in step.
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "installing cargo-deny"
+  cargo install --locked cargo-deny@0.20
+fi

@@ -8,6 +8,11 @@ scripts/install-deps.sh
 # One target directory outside the clone: a fresh clone reuses the compiled RocksDB.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mpc/target}
 cargo fmt --all -- --check
+# Crates with lints of their own still carry every workspace lint (Cargo.toml, [workspace.lints]).
+scripts/check-lints.py
+# The dependency tree against deny.toml: licenses, bans, sources; advisories where the RustSec
+# database can be fetched (otherwise skipped, saying so: scripts/deny.sh).
+scripts/deny.sh
 # Everything in the release profile: the container image needs release binaries, and one
 # profile means RocksDB's C++ is compiled once, not twice (a quarter of an hour on two cores).
 cargo clippy --workspace --all-targets --locked --release -- -D warnings

@@ -262,11 +262,7 @@ async fn setup_keys(
     Ok(keys)
 }
 
-pub fn is_terminal(status: i32) -> bool {
-    status == pb::SessionStatus::Completed as i32
-        || status == pb::SessionStatus::Failed as i32
-        || status == pb::SessionStatus::Expired as i32
-}
+pub use mpc_proto::domain::is_terminal;
 
 pub fn status_name(status: i32) -> String {
     pb::SessionStatus::try_from(status)
@@ -634,6 +630,9 @@ pub fn approved_signing(
             hash: String::new(),
             approvals: Vec::new(),
             not_after_ms: 0,
+            // The load follows each session with linearizable reads (wait_terminal): a call
+            // held open for the whole signing would be cut by the RPC timeout under faults.
+            wait: false,
         },
         not_after_ms,
     )

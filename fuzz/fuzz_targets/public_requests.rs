@@ -16,7 +16,7 @@ use mpc_fuzz::{apply_deterministically, Bytes, MemTxn};
 use mpc_proto::v1 as pb;
 use mpc_raft_store::command::{approval_of, check_id, check_token_id};
 use mpc_raft_store::model::{
-    AccessRole, Endorsed, KeyPolicy, MessageHash, Scheme, Signed, SigningPayload, TokenRecord,
+    AccessRole, Endorsed, KeyPolicy, Scheme, Signed, SigningInput, TokenRecord,
 };
 use mpc_raft_store::{Command, Operation};
 use prost::Message;
@@ -50,10 +50,6 @@ fn endorsed_policy(p: &pb::EndorsedKeyPolicy) -> Option<Endorsed<KeyPolicy>> {
     let _ = endorsed.verifies();
     let _ = endorsed.statement.scheme.parse::<Scheme>();
     Some(endorsed)
-}
-
-fn optional(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
 }
 
 /// Runs commands the way the log would: validated, then applied on two replicas.
@@ -101,21 +97,9 @@ fn create_token(req: pb::CreateTokenRequest) {
 
 fn create_signing(req: pb::CreateSigningRequest) {
     let _ = check_id("key_id", &req.key_id);
-    // As the handler does: a digest, or a message with an optional hash.
-    let input = match (req.digest.is_empty(), req.message.is_empty()) {
-        (false, true) if req.hash.is_empty() => SigningPayload::Digest(req.digest),
-        (true, false) => {
-            let hash = match optional(&req.hash).map(|h| h.parse::<MessageHash>()) {
-                None => None,
-                Some(Ok(h)) => Some(h),
-                Some(Err(_)) => return,
-            };
-            SigningPayload::Message {
-                message: req.message,
-                hash,
-            }
-        }
-        _ => return,
+    // As the handler does: exactly one of a digest and a message (with an optional hash).
+    let Ok(input) = SigningInput::from_fields(&req.digest, &req.message, &req.hash) else {
+        return;
     };
     let approval = approval_of(&req.key_id, &input, &req.request_id, req.not_after_ms);
     let _ = approval.fingerprint();

@@ -22,9 +22,8 @@ use mpc_client::{ClientChannel, Credentials};
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::cluster_client::ClusterClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
-use mpc_tls::{pki, Identity, Role};
+use mpc_tls::{pki, Role};
 use mpc_types::AccessRole;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Where the project's binaries are.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -54,6 +53,12 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 mod ports;
 pub mod secret_scan;
 pub mod secrets;
+// Shared with the in-process tests of the coordinator and party crates, which own them.
+pub use mpc_coordinator::test_utils::{
+    admin_signing_key, approve, http_get, initiator_signing_key, issue, keygen_request, new_pki,
+    with_policy,
+};
+pub use mpc_party::test_utils::fixture_primes;
 pub use ports::PortLease;
 
 use secret_scan::{Scanner, Secret};
@@ -112,40 +117,6 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// Makes a PKI in `dir` and the admin's client certificate.
-fn new_pki(dir: &Path) -> anyhow::Result<(PathBuf, Credentials)> {
-    let pki_dir = dir.join("pki");
-    pki::init(&pki_dir)?;
-    let admin = issue(&pki_dir, Role::Client, "admin", Some(AccessRole::Admin))?;
-    let credentials = Credentials::tls(
-        pki::ca_cert_path(&pki_dir),
-        Some((admin.cert, admin.key)),
-        None,
-    )?;
-    Ok((pki_dir, credentials))
-}
-
-/// Issues a certificate from the PKI in `dir`; coordinators are named for loopback.
-pub fn issue(
-    dir: &Path,
-    role: Role,
-    name: &str,
-    grant: Option<AccessRole>,
-) -> anyhow::Result<pki::Issued> {
-    let identity = Identity::new(role, name, grant)?;
-    let hosts = if role == Role::Coordinator {
-        vec!["127.0.0.1".to_owned(), "localhost".to_owned()]
-    } else {
-        Vec::new()
-    };
-    Ok(pki::issue(
-        dir,
-        &identity,
-        &hosts,
-        pki::DEFAULT_LEAF_VALIDITY,
-    )?)
-}
-
 impl Cluster {
     /// Starts `n` members that bootstrap together, with extra `MPC_*` settings.
     pub async fn start(n: u64, env: &[(&str, &str)]) -> anyhow::Result<Self> {
@@ -180,12 +151,7 @@ impl Cluster {
         // Keygens of tests that run no parties name p1..p3: enrol them with keys nobody
         // holds (their sessions are created, never run).
         for (i, p) in ["p1", "p2", "p3"].iter().enumerate() {
-            let signing = ed25519_dalek::SigningKey::from_bytes(&[0x70 + i as u8; 32]);
-            let identity = format!(
-                "{}{}",
-                hex::encode(signing.verifying_key().to_bytes()),
-                hex::encode([0x42u8; 32])
-            );
+            let identity = mpc_coordinator::test_utils::placeholder_identity(0x70 + i as u8);
             cluster.enroll(p, &identity).await?;
         }
         Ok(cluster)
@@ -354,6 +320,20 @@ impl Cluster {
         Ok(SessionsClient::new(self.channel(id)?))
     }
 
+    /// Sessions of node `id` as the admin, each call given `timeout`: for a create with
+    /// `wait`, which answers only when its session ends (or at its deadline).
+    pub fn sessions_waiting(
+        &self,
+        id: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<SessionsClient<ClientChannel>> {
+        let channel = self.admin.channel(&self.grpc(id), |e| {
+            e.connect_timeout(Duration::from_millis(500))
+                .timeout(timeout)
+        })?;
+        Ok(SessionsClient::new(channel))
+    }
+
     pub async fn status(&self, id: u64) -> anyhow::Result<pb::ClusterStatus> {
         let mut client = ClusterClient::new(self.channel(id)?);
         let mut req = tonic::Request::new(pb::GetStatusRequest {});
@@ -449,88 +429,6 @@ impl Drop for Cluster {
     }
 }
 
-/// The admin whose signature the test parties trust (`--admin-keys`): signs enrolments and
-/// key policies.
-pub fn admin_signing_key() -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::from_bytes(&[0xad; 32])
-}
-
-/// The initiator every test key's policy names: approves signings.
-pub fn initiator_signing_key() -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::from_bytes(&[0x1e; 32])
-}
-
-/// A keygen request with the given request id, its key id derived from it (so a retry is the
-/// same request) and the admin's policy: one initiator, one approval.
-pub fn keygen_request(request_id: &str) -> pb::CreateKeygenRequest {
-    use sha2::Digest;
-    let key_id = if request_id.is_empty() {
-        uuid::Uuid::new_v4().to_string()
-    } else {
-        format!(
-            "key-{}",
-            hex::encode(&sha2::Sha256::digest(request_id.as_bytes())[..8])
-        )
-    };
-    with_policy(pb::CreateKeygenRequest {
-        scheme: "ecdsa-secp256k1".into(),
-        threshold: 2,
-        parties: vec!["p1".into(), "p2".into(), "p3".into()],
-        request_id: request_id.into(),
-        description: "integration test".into(),
-        tags: Default::default(),
-        timeout_seconds: 0,
-        key_id,
-        policy: None,
-    })
-}
-
-/// Signs the admin's policy for exactly this request (after a test changed its fields).
-pub fn with_policy(mut req: pb::CreateKeygenRequest) -> pb::CreateKeygenRequest {
-    req.policy = Some(mpc_client::authority::sign_policy(
-        &admin_signing_key(),
-        mpc_client::authority::PolicyTerms {
-            key_id: req.key_id.clone(),
-            scheme: req.scheme.clone(),
-            threshold: u16::try_from(req.threshold).unwrap_or(u16::MAX),
-            parties: req.parties.clone(),
-            initiators: vec![initiator_signing_key().verifying_key().to_bytes()],
-            approvals_needed: 1,
-        },
-    ));
-    req
-}
-
-/// Adds the test initiator's approval to a signing request (and a request id if it has
-/// none), valid for five minutes.
-pub fn approve(mut req: pb::CreateSigningRequest) -> pb::CreateSigningRequest {
-    if req.request_id.is_empty() {
-        req.request_id = uuid::Uuid::new_v4().to_string();
-    }
-    let not_after_ms = mpc_client::authority::expiry_after(Duration::from_secs(300));
-    // Only a request a test left malformed on purpose fails here; it then goes unapproved.
-    let _ =
-        mpc_client::authority::approve_signing(&mut req, &initiator_signing_key(), not_after_ms);
-    req
-}
-
-/// A minimal HTTP/1.0 GET: status code and body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no HTTP header end")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status code")?
-        .parse()?;
-    Ok((code, body.to_owned()))
-}
-
 /// Writes a secret file as a careful operator would: 0600 (parties refuse looser key files).
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
@@ -573,17 +471,6 @@ pub struct Parties {
     pki: PathBuf,
     cluster_logs: Vec<PathBuf>,
     dir: tempfile::TempDir,
-}
-
-/// The fixture prime pairs (`crates/tss/testdata/primes.jsonl`).
-pub fn fixture_primes() -> anyhow::Result<Vec<String>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/tss/testdata/primes.jsonl");
-    Ok(std::fs::read_to_string(&path)
-        .with_context(|| path.display().to_string())?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect())
 }
 
 impl Parties {

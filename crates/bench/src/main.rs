@@ -1,20 +1,24 @@
-//! Load generator behind `scripts/bench-raft.sh`: the same write workload and the same
-//! failover probe against an mpc coordinator cluster and against etcd, over gRPC.
+//! Load generator behind `scripts/bench-raft.sh` (and `scripts/bench-sign.sh`): the same
+//! plain write workload and the same failover probe against an mpc coordinator cluster and
+//! against etcd, over gRPC; signing sessions through a cluster whose parties run; the
+//! resident memory of the processes under test.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use hdrhistogram::Histogram;
 use mpc_client::{ClientChannel, Credentials};
-use mpc_proto::v1 as pb;
+use mpc_proto::v1::sessions_client::SessionsClient;
 
 use crate::authority::{KeyFiles, Signers};
+use crate::workload::{Pool, SigningClient, Tally, WriteOp, Writer};
 
 mod authority;
+mod rss;
 mod sign;
+mod workload;
 
 mod etcd {
     #![allow(missing_debug_implementations, clippy::all)]
@@ -31,6 +35,21 @@ struct Args {
 enum Target {
     Mpc,
     Etcd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Workload {
+    /// A plain replicated write of --value-size bytes: etcd `KV.Put` of a new key; mpc
+    /// `Keys.UpdateKey` setting the description of --key-id.
+    Write,
+    /// mpc: `Sessions.CreateSigning` of a --value-size message with --key-id (a
+    /// schnorr-ed25519 key of running parties), approved by the initiator before the timed
+    /// phase; each client follows its session to the end before it creates the next.
+    Signing,
+    /// mpc: `Sessions.CreateKeygen` for parties that never run (the workload of the reports
+    /// before December 2026): the sessions pile up as waiting, and the leader's scheduler
+    /// work grows with them. Kept to reproduce those figures.
+    KeygenUnrun,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,10 +75,13 @@ enum Cmd {
         #[command(flatten)]
         keys: KeyFiles,
     },
-    /// Concurrent writes of about `value_size` bytes for `duration`; prints one JSON line.
+    /// Concurrent clients for `duration`, each sending its next request when the last is
+    /// answered; prints one JSON line.
     Write {
         #[arg(long, value_enum)]
         target: Target,
+        #[arg(long, value_enum, default_value_t = Workload::Write)]
+        workload: Workload,
         #[arg(long, value_delimiter = ',')]
         endpoints: Vec<String>,
         #[arg(long, default_value_t = 1)]
@@ -68,11 +90,19 @@ enum Cmd {
         duration: Duration,
         #[arg(long, default_value_t = 1024)]
         value_size: usize,
-        /// Key policies (mpc) signed before the timed phase; default 5000 per second of
-        /// --duration, at most 200000. Writes beyond them sign theirs in the loop, counted
-        /// as policies_signed_in_loop.
+        /// The key that mpc's write and signing workloads use (made before the run).
         #[arg(long)]
-        policies: Option<usize>,
+        key_id: Option<String>,
+        /// Requests signed before the timed phase (signing: approvals; keygen-unrun: key
+        /// policies); default 1000 (signing) or 5000 (keygen-unrun) per second of
+        /// --duration, at most 200000. Requests beyond them are signed in the loop, counted
+        /// as prepared_in_loop.
+        #[arg(long, alias = "policies")]
+        prepared: Option<usize>,
+        /// Processes whose resident memory is sampled through the timed phase, LABEL=PID,
+        /// comma separated; the maximum of each is printed as rss_max_kib.
+        #[arg(long, value_delimiter = ',')]
+        rss: Vec<String>,
         #[command(flatten)]
         keys: KeyFiles,
     },
@@ -92,104 +122,26 @@ enum Cmd {
         /// give-up-and-retry pattern more than the cluster.
         #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
         attempt_timeout: Duration,
-        #[command(flatten)]
-        keys: KeyFiles,
+        /// mpc: the key whose description the probe's writes set.
+        #[arg(long)]
+        key_id: Option<String>,
+    },
+    /// The resident memory (VmRSS) of processes now; prints one JSON line.
+    Rss {
+        /// Named in the line, as the write lines name it.
+        #[arg(long, value_enum)]
+        target: Target,
+        /// LABEL=PID, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        pids: Vec<String>,
+        /// What the cluster is doing meanwhile, e.g. "idle".
+        #[arg(long, default_value = "idle")]
+        phase: String,
     },
 }
 
-/// The parties every keygen of the write workload names. They do not run: an admin enrols
-/// them with identities nobody holds, and their sessions are created, never run.
-const PARTIES: [&str; 3] = ["party-1", "party-2", "party-3"];
-
-/// Key ids with the admin's policies for the write workload's keygens, signed before the
-/// timed phase: signing is the client's work, not the cluster's.
-struct Policies {
-    ready: std::sync::Mutex<Vec<(String, pb::EndorsedKeyPolicy)>>,
-    signers: Signers,
-    signed_in_loop: AtomicU64,
-}
-
-impl std::fmt::Debug for Policies {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policies")
-            .field("signers", &self.signers)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Policies {
-    /// Signs `count` policies, on every core.
-    fn new(signers: Signers, count: usize) -> anyhow::Result<Self> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per_thread = count.div_ceil(threads);
-        let signers_ref = &signers;
-        let ready = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| scope.spawn(move || sign_policies(signers_ref, per_thread)))
-                .collect();
-            let mut ready = Vec::with_capacity(count);
-            for h in handles {
-                let batch = h
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("a policy-signing thread panicked"))??;
-                ready.extend(batch);
-            }
-            anyhow::Ok(ready)
-        })?;
-        Ok(Self {
-            ready: std::sync::Mutex::new(ready),
-            signers,
-            signed_in_loop: AtomicU64::new(0),
-        })
-    }
-
-    fn next(&self) -> anyhow::Result<(String, pb::EndorsedKeyPolicy)> {
-        let ready = self
-            .ready
-            .lock()
-            .map_err(|_| anyhow::anyhow!("policy pool poisoned"))?
-            .pop();
-        match ready {
-            Some(p) => Ok(p),
-            None => {
-                self.signed_in_loop.fetch_add(1, Ordering::Relaxed);
-                sign_policies(&self.signers, 1)?
-                    .pop()
-                    .context("no policy was signed")
-            }
-        }
-    }
-}
-
-fn sign_policies(
-    signers: &Signers,
-    count: usize,
-) -> anyhow::Result<Vec<(String, pb::EndorsedKeyPolicy)>> {
-    let parties: Vec<String> = PARTIES.iter().map(|p| (*p).to_owned()).collect();
-    (0..count)
-        .map(|_| {
-            let key_id = uuid::Uuid::new_v4().to_string();
-            let policy = signers.policy(&key_id, "ecdsa-secp256k1", 2, &parties)?;
-            Ok((key_id, policy))
-        })
-        .collect()
-}
-
-/// For mpc: the admin's and initiator's keys, the workload's parties enrolled, and
-/// `count` policies signed. Nothing for etcd.
-async fn prepare(
-    target: Target,
-    keys: &KeyFiles,
-    channels: &[ClientChannel],
-    count: usize,
-) -> anyhow::Result<Option<Arc<Policies>>> {
-    if target != Target::Mpc {
-        return Ok(None);
-    }
-    let signers = Signers::load(keys)?;
-    signers.enrol_absent(channels, &PARTIES).await?;
-    let policies = tokio::task::spawn_blocking(move || Policies::new(signers, count)).await??;
-    Ok(Some(Arc::new(policies)))
+fn target_name(target: Target) -> String {
+    format!("{target:?}").to_lowercase()
 }
 
 /// mpc with the caller's credentials (`MPC_CA_CERT`, … as `admin.env` sets them); etcd in
@@ -205,139 +157,213 @@ fn channel(credentials: &Credentials, addr: &str) -> anyhow::Result<ClientChanne
     Ok(credentials.channel(addr, |e| e.connect_timeout(Duration::from_millis(300)))?)
 }
 
-/// One client's connection and the payload it writes.
-struct Writer {
-    target: Target,
-    channel: ClientChannel,
-    value: String,
-    seq: u64,
-    id: usize,
-    /// mpc: where each keygen's key id and policy come from.
-    policies: Option<Arc<Policies>>,
+fn channels(target: Target, endpoints: &[String]) -> anyhow::Result<Vec<ClientChannel>> {
+    if endpoints.is_empty() {
+        bail!("--endpoints must name at least one member");
+    }
+    let credentials = credentials(target)?;
+    endpoints.iter().map(|e| channel(&credentials, e)).collect()
 }
 
-impl Writer {
-    async fn write(&mut self, timeout: Duration) -> Result<(), tonic::Status> {
-        self.seq += 1;
-        match self.target {
-            Target::Mpc => {
-                let (key_id, policy) = self
-                    .policies
-                    .as_ref()
-                    .ok_or_else(|| tonic::Status::internal("no key policies for mpc writes"))?
-                    .next()
-                    .map_err(|e| tonic::Status::internal(format!("{e:#}")))?;
-                let mut req = tonic::Request::new(pb::CreateKeygenRequest {
-                    scheme: "ecdsa-secp256k1".into(),
-                    threshold: 2,
-                    parties: PARTIES.iter().map(|p| (*p).to_owned()).collect(),
-                    request_id: String::new(),
-                    description: self.value.clone(),
-                    tags: Default::default(),
-                    timeout_seconds: 0,
-                    key_id,
-                    policy: Some(policy),
-                });
-                req.set_timeout(timeout);
-                pb::sessions_client::SessionsClient::new(self.channel.clone())
-                    .create_keygen(req)
-                    .await
-                    .map(|_| ())
-            }
-            Target::Etcd => {
-                let mut req = tonic::Request::new(etcd::PutRequest {
-                    key: format!("bench/{}/{}", self.id, self.seq).into_bytes(),
-                    value: self.value.clone().into_bytes(),
-                    ..Default::default()
-                });
-                req.set_timeout(timeout);
-                etcd::kv_client::KvClient::new(self.channel.clone())
-                    .put(req)
-                    .await
-                    .map(|_| ())
-            }
+fn key_id_for(key_id: Option<&str>, what: &str) -> anyhow::Result<String> {
+    key_id
+        .map(str::to_owned)
+        .with_context(|| format!("mpc's {what} needs --key-id: a key made before the run"))
+}
+
+/// The plain write a target takes: what `write` measures and the failover probe sends.
+fn plain_write(target: Target, key_id: Option<&str>) -> anyhow::Result<WriteOp> {
+    Ok(match target {
+        Target::Etcd => WriteOp::EtcdPut,
+        Target::Mpc => WriteOp::KeyUpdate {
+            key_id: key_id_for(key_id, "write workload")?,
+        },
+    })
+}
+
+/// The requests signed before a timed phase of `duration`, at `per_second`.
+fn pool_size(prepared: Option<usize>, duration: Duration, per_second: u64) -> usize {
+    prepared.unwrap_or_else(|| {
+        usize::try_from(
+            duration
+                .as_secs()
+                .saturating_add(1)
+                .saturating_mul(per_second),
+        )
+        .unwrap_or(usize::MAX)
+        .min(200_000)
+    })
+}
+
+/// One client of a timed phase.
+enum Client {
+    Write(Writer),
+    Signing(SigningClient),
+}
+
+/// What the clients of a timed phase share, made before it.
+enum Prepared {
+    Writes(Arc<WriteOp>),
+    Signings(Arc<Pool<mpc_proto::v1::CreateSigningRequest>>),
+}
+
+impl Client {
+    async fn once(&mut self, tally: &mut Tally) -> anyhow::Result<()> {
+        // A client's ordinary deadline for one call.
+        let timeout = Duration::from_secs(5);
+        match self {
+            Client::Write(w) => w.once(timeout, tally).await,
+            Client::Signing(s) => s.once(timeout, tally).await,
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn write_load(
+#[derive(Debug)]
+struct Load {
     target: Target,
-    endpoints: &[String],
+    workload: Workload,
+    endpoints: Vec<String>,
     clients: usize,
     duration: Duration,
     value_size: usize,
-    policies: Option<usize>,
-    keys: &KeyFiles,
-) -> anyhow::Result<()> {
-    if endpoints.is_empty() || clients == 0 {
-        bail!("--endpoints and --clients must not be empty");
+    key_id: Option<String>,
+    prepared: Option<usize>,
+    rss: Vec<String>,
+    keys: KeyFiles,
+}
+
+async fn write_load(load: Load) -> anyhow::Result<()> {
+    if load.clients == 0 {
+        bail!("--clients must be at least 1");
     }
-    let credentials = credentials(target)?;
-    let channels = endpoints
+    if load.target == Target::Etcd && load.workload != Workload::Write {
+        bail!("etcd takes only the write workload");
+    }
+    let watched = load
+        .rss
         .iter()
-        .map(|e| channel(&credentials, e))
+        .map(|s| rss::parse(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let count = policies.unwrap_or_else(|| {
-        usize::try_from(duration.as_secs().saturating_add(1).saturating_mul(5000))
-            .unwrap_or(usize::MAX)
-            .min(200_000)
-    });
-    let policies = prepare(target, keys, &channels, count).await?;
+    let channels = channels(load.target, &load.endpoints)?;
+    let value = "x".repeat(load.value_size);
+    // Everything the clients need, signed before the clock starts.
+    let prepared = match load.workload {
+        Workload::Write => {
+            Prepared::Writes(Arc::new(plain_write(load.target, load.key_id.as_deref())?))
+        }
+        Workload::Signing => {
+            // Approvals are valid five minutes from their signing (Signers::approve): a
+            // longer phase would run out of valid ones.
+            if load.duration > Duration::from_secs(240) {
+                bail!("the signing workload runs at most 240 s (its approvals last 5 min)");
+            }
+            let signers = Arc::new(Signers::load(&load.keys)?);
+            let key_id = key_id_for(load.key_id.as_deref(), "signing workload")?;
+            let count = pool_size(load.prepared, load.duration, 1000);
+            let size = load.value_size;
+            let pool = tokio::task::spawn_blocking(move || {
+                workload::signing_requests(signers, key_id, size, count)
+            })
+            .await??;
+            Prepared::Signings(Arc::new(pool))
+        }
+        Workload::KeygenUnrun => {
+            let signers = Signers::load(&load.keys)?;
+            signers
+                .enrol_absent(&channels, &workload::ABSENT_PARTIES)
+                .await?;
+            let count = pool_size(load.prepared, load.duration, 5000);
+            let signers = Arc::new(signers);
+            let policies =
+                tokio::task::spawn_blocking(move || workload::keygen_policies(signers, count))
+                    .await??;
+            Prepared::Writes(Arc::new(WriteOp::KeygenUnrun {
+                policies: Arc::new(policies),
+            }))
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
+    let sampler = rss::sample_until(watched.clone(), stop.clone());
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for id in 0..clients {
-        let mut writer = Writer {
-            target,
-            channel: channels[id % channels.len()].clone(),
-            value: "x".repeat(value_size),
-            seq: 0,
-            id,
-            policies: policies.clone(),
+    for id in 0..load.clients {
+        let channel = channels[id % channels.len()].clone();
+        let mut client = match &prepared {
+            Prepared::Signings(requests) => Client::Signing(SigningClient {
+                sessions: SessionsClient::new(channel),
+                requests: requests.clone(),
+            }),
+            Prepared::Writes(op) => Client::Write(Writer {
+                op: op.clone(),
+                channel,
+                value: value.clone(),
+                seq: 0,
+                id,
+            }),
         };
         let stop = stop.clone();
-        let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut tally = Tally::new()?;
             while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                match writer.write(Duration::from_secs(5)).await {
-                    Ok(()) => hist.record(t.elapsed().as_micros().max(1) as u64)?,
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
+                client.once(&mut tally).await?;
             }
-            anyhow::Ok(hist)
+            anyhow::Ok(tally)
         }));
     }
-    tokio::time::sleep(duration).await;
+    tokio::time::sleep(load.duration).await;
     stop.store(true, Ordering::Relaxed);
-    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut total = Tally::new()?;
     for t in tasks {
-        total.add(t.await??)?;
+        total.add(&t.await??)?;
     }
+    // Every client's last call is in: the phase ends here.
     let elapsed = started.elapsed().as_secs_f64();
+    let rss_max = sampler.await?;
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let (op_name, made_in_loop) = match &prepared {
+        Prepared::Signings(requests) => ("Sessions.CreateSigning", Some(requests.made_in_loop())),
+        Prepared::Writes(op) => match op.as_ref() {
+            WriteOp::KeygenUnrun { policies } => (op.name(), Some(policies.made_in_loop())),
+            _ => (op.name(), None),
+        },
+    };
+    let workload = load
+        .workload
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
     let mut line = serde_json::json!({
-        "target": format!("{target:?}").to_lowercase(),
-        "clients": clients,
-        "value_size": value_size,
+        "target": target_name(load.target),
+        "workload": workload,
+        "op": op_name,
+        "clients": load.clients,
+        "value_size": load.value_size,
         "seconds": elapsed,
-        "writes": total.len(),
-        "errors": errors.load(Ordering::Relaxed),
-        "writes_per_sec": total.len() as f64 / elapsed,
-        "p50_ms": total.value_at_quantile(0.50) as f64 / 1000.0,
-        "p99_ms": total.value_at_quantile(0.99) as f64 / 1000.0,
-        "max_ms": total.max() as f64 / 1000.0,
+        "writes": total.acked.len(),
+        "errors": total.errors,
+        "writes_per_sec": total.acked.len() as f64 / elapsed,
+        "p50_ms": ms(&total.acked, 0.50),
+        "p99_ms": ms(&total.acked, 0.99),
+        "max_ms": total.acked.max() as f64 / 1000.0,
     });
-    if let (Some(p), Some(obj)) = (&policies, line.as_object_mut()) {
-        obj.insert(
-            "policies_signed_in_loop".into(),
-            p.signed_in_loop.load(Ordering::Relaxed).into(),
-        );
+    if let Some(obj) = line.as_object_mut() {
+        if !watched.is_empty() {
+            obj.insert("rss_max_kib".into(), serde_json::json!(rss_max));
+        }
+        if let Some(n) = made_in_loop {
+            obj.insert("prepared_in_loop".into(), n.into());
+        }
+        if matches!(prepared, Prepared::Signings(_)) {
+            obj.insert("sessions".into(), total.done.len().into());
+            obj.insert(
+                "sessions_per_sec".into(),
+                (total.done.len() as f64 / elapsed).into(),
+            );
+            obj.insert("done_p50_ms".into(), ms(&total.done, 0.50).into());
+            obj.insert("done_p99_ms".into(), ms(&total.done, 0.99).into());
+            obj.insert("failed".into(), total.failed.into());
+            obj.insert("unfinished".into(), total.unfinished.into());
+        }
     }
     println!("{line}");
     Ok(())
@@ -349,29 +375,18 @@ async fn failover(
     kill_pid: u32,
     timeout: Duration,
     attempt_timeout: Duration,
-    keys: &KeyFiles,
+    key_id: Option<&str>,
 ) -> anyhow::Result<()> {
-    if endpoints.is_empty() {
-        bail!("--endpoints must name the surviving nodes");
-    }
-    let credentials = credentials(target)?;
-    let channels = endpoints
-        .iter()
-        .map(|e| channel(&credentials, e))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    // The warm-up writes, then at most one attempt per 5 ms until the timeout.
-    let attempts = usize::try_from(timeout.as_millis() / 5).unwrap_or(usize::MAX);
-    let policies = prepare(target, keys, &channels, endpoints.len() + attempts).await?;
-    let mut writers = channels
+    let op = Arc::new(plain_write(target, key_id)?);
+    let mut writers = channels(target, endpoints)?
         .into_iter()
         .enumerate()
         .map(|(id, channel)| Writer {
-            target,
+            op: op.clone(),
             channel,
             value: "x".repeat(1024),
             seq: 0,
             id: 10_000 + id,
-            policies: policies.clone(),
         })
         .collect::<Vec<_>>();
     // Warm the connections so that the measurement is the failover, not TCP setup.
@@ -403,7 +418,8 @@ async fn failover(
         }
         if outcome.is_ok() {
             let line = serde_json::json!({
-                "target": format!("{target:?}").to_lowercase(),
+                "target": target_name(target),
+                "op": op.name(),
                 "failover_ms": killed.elapsed().as_secs_f64() * 1000.0,
                 "attempts": attempt,
             });
@@ -413,6 +429,20 @@ async fn failover(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     bail!("no write was acknowledged within {timeout:?} of the kill")
+}
+
+fn rss_now(target: Target, pids: &[String], phase: &str) -> anyhow::Result<()> {
+    let watched = pids
+        .iter()
+        .map(|s| rss::parse(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let line = serde_json::json!({
+        "target": target_name(target),
+        "phase": phase,
+        "rss_kib": rss::now(&watched),
+    });
+    println!("{line}");
+    Ok(())
 }
 
 #[tokio::main]
@@ -427,16 +457,28 @@ async fn main() -> anyhow::Result<()> {
         } => sign::cluster(&leader, iterations, presign_pool, &Signers::load(&keys)?).await,
         Cmd::Write {
             target,
+            workload,
             endpoints,
             clients,
             duration,
             value_size,
-            policies,
+            key_id,
+            prepared,
+            rss,
             keys,
         } => {
-            write_load(
-                target, &endpoints, clients, duration, value_size, policies, &keys,
-            )
+            write_load(Load {
+                target,
+                workload,
+                endpoints,
+                clients,
+                duration,
+                value_size,
+                key_id,
+                prepared,
+                rss,
+                keys,
+            })
             .await
         }
         Cmd::Failover {
@@ -445,7 +487,7 @@ async fn main() -> anyhow::Result<()> {
             kill_pid,
             timeout,
             attempt_timeout,
-            keys,
+            key_id,
         } => {
             failover(
                 target,
@@ -453,9 +495,14 @@ async fn main() -> anyhow::Result<()> {
                 kill_pid,
                 timeout,
                 attempt_timeout,
-                &keys,
+                key_id.as_deref(),
             )
             .await
         }
+        Cmd::Rss {
+            target,
+            pids,
+            phase,
+        } => rss_now(target, &pids, &phase),
     }
 }

@@ -9,6 +9,7 @@ use futures::future::join_all;
 use hdrhistogram::Histogram;
 use mpc_client::{ClientChannel as GrpcChannel, Credentials};
 use mpc_proto::v1 as pb;
+use mpc_proto::v1::cluster_client::ClusterClient;
 use mpc_proto::v1::keys_client::KeysClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
 use mpc_tss::{local, AuxInfo, Channel, HashFunction, KeyShare, Scheme, SigningInput, TssError};
@@ -274,7 +275,46 @@ fn grpc(addr: &str) -> anyhow::Result<GrpcChannel> {
     Ok(Credentials::from_env()?.channel(addr, |e| e.timeout(Duration::from_secs(600)))?)
 }
 
-/// Creates a session and follows it to its end; the session as it ended.
+fn ended(status: i32) -> bool {
+    mpc_client::sessions::is_terminal(status)
+}
+
+/// Follows a session to its end over WatchSession; the session as it ended.
+async fn watch_to_end(
+    sessions: &mut SessionsClient<GrpcChannel>,
+    session: pb::Session,
+) -> anyhow::Result<pb::Session> {
+    if ended(session.status) {
+        return Ok(session);
+    }
+    let mut watch = sessions
+        .watch_session(pb::WatchSessionRequest {
+            session_id: session.session_id.clone(),
+        })
+        .await?
+        .into_inner();
+    while let Some(s) = watch.message().await? {
+        if ended(s.status) {
+            return Ok(s);
+        }
+    }
+    bail!("watch of {} ended early", session.session_id)
+}
+
+fn completed(s: pb::Session) -> anyhow::Result<pb::Session> {
+    if s.status != pb::SessionStatus::Completed as i32 {
+        bail!(
+            "session {} ended {:?}: {}",
+            s.session_id,
+            pb::SessionStatus::try_from(s.status),
+            s.failure_reason
+        );
+    }
+    Ok(s)
+}
+
+/// Creates a session and follows it to its end (keygen has no `wait`); the session as it
+/// ended.
 async fn run_session(
     sessions: &mut SessionsClient<GrpcChannel>,
     create: impl std::future::Future<
@@ -283,23 +323,20 @@ async fn run_session(
 ) -> anyhow::Result<pb::Session> {
     let created = create.await?.into_inner();
     let session = created.session.context("no session")?;
-    let mut watch = sessions
-        .watch_session(pb::WatchSessionRequest {
-            session_id: session.session_id.clone(),
-        })
-        .await?
-        .into_inner();
-    while let Some(s) = watch.message().await? {
-        if s.status == pb::SessionStatus::Completed as i32 {
-            return Ok(s);
-        }
-        if s.status == pb::SessionStatus::Failed as i32
-            || s.status == pb::SessionStatus::Expired as i32
-        {
-            bail!("session {} ended: {}", s.session_id, s.failure_reason);
-        }
-    }
-    bail!("watch ended early")
+    completed(watch_to_end(sessions, session).await?)
+}
+
+/// One signing as a client sees it: CreateSigning with `wait`, whose answer carries the
+/// signature. A session the call left unfinished (past its deadline with no expiry committed
+/// yet) is followed to its end, so a slow cluster shows as slow rather than as an error.
+async fn sign_waiting(
+    sessions: &mut SessionsClient<GrpcChannel>,
+    mut req: pb::CreateSigningRequest,
+) -> anyhow::Result<pb::Session> {
+    req.wait = true;
+    let created = sessions.create_signing(req).await?.into_inner();
+    let session = created.session.context("no session")?;
+    completed(watch_to_end(sessions, session).await?)
 }
 
 /// A 2-of-3 keygen across party-1..3 under the admin's policy (signed before the clock
@@ -352,6 +389,7 @@ fn signing(
         timeout_seconds: 0,
         approvals: Vec::new(),
         not_after_ms: 0,
+        wait: true,
     })
 }
 
@@ -388,13 +426,8 @@ async fn cluster_sign(
                 };
                 // Approved before the clock starts: the initiator's work, not the cluster's.
                 let req = signing(signers, &key_id, &input)?;
-                let mut client = sessions.clone();
                 let t = Instant::now();
-                let s = run_session(
-                    &mut sessions,
-                    async move { client.create_signing(req).await },
-                )
-                .await?;
+                let s = sign_waiting(&mut sessions, req).await?;
                 times.push(t.elapsed());
                 presigned += usize::from(!s.presignature_id.is_empty());
             }
@@ -411,6 +444,161 @@ async fn cluster_sign(
         }
     }
     Ok((hist, wall.elapsed(), presigned))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Every coordinator's last applied log index, read over Cluster.GetStatus, to count the
+/// Raft entries a batch of signings cost.
+struct RaftProbe {
+    /// The node the benchmark talks to (the leader), then the others.
+    nodes: Vec<(u64, ClusterClient<GrpcChannel>)>,
+    sessions: SessionsClient<GrpcChannel>,
+}
+
+/// The log around one measured batch.
+struct RaftWindow {
+    before: Vec<(u64, u64)>,
+    from_ms: u64,
+}
+
+impl RaftProbe {
+    async fn connect(leader: &str) -> anyhow::Result<Self> {
+        let mut first = ClusterClient::new(grpc(leader)?);
+        let status = first
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner();
+        let mut nodes = vec![(status.id, first)];
+        for n in status.nodes.iter().filter(|n| n.id != status.id) {
+            nodes.push((n.id, ClusterClient::new(grpc(&n.grpc_addr)?)));
+        }
+        Ok(Self {
+            nodes,
+            sessions: SessionsClient::new(grpc(leader)?),
+        })
+    }
+
+    /// Each node's last applied index, once all agree: a follower learns that the last
+    /// entries are committed only with the leader's next message. With presignature refill
+    /// running they may never agree at one instant: after two seconds, as they are.
+    async fn applied(&self) -> anyhow::Result<Vec<(u64, u64)>> {
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            let mut seen = Vec::new();
+            for (id, client) in &self.nodes {
+                let status = client
+                    .clone()
+                    .get_status(pb::GetStatusRequest {})
+                    .await?
+                    .into_inner();
+                seen.push((*id, status.last_applied.unwrap_or_default()));
+            }
+            if seen.windows(2).all(|w| w[0].1 == w[1].1) || Instant::now() >= until {
+                return Ok(seen);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn open(&self) -> anyhow::Result<RaftWindow> {
+        let before = self.applied().await?;
+        Ok(RaftWindow {
+            before,
+            from_ms: now_ms(),
+        })
+    }
+
+    /// Log entries of presignature refill proposed between `from_ms` and `to_ms`: every
+    /// presign session's creation, start and end stamped in the window, one entry each (a
+    /// creation that also started the session carries one stamp for both). An entry that
+    /// batched one of them with a signing's command is subtracted although the signing
+    /// needed it too, so the figure errs low, by at most those few entries.
+    async fn presign_entries(&self, from_ms: u64, to_ms: u64) -> anyhow::Result<u64> {
+        let mut sessions = self.sessions.clone();
+        let mut entries = 0u64;
+        let mut token = String::new();
+        loop {
+            let page = sessions
+                .list_sessions(pb::ListSessionsRequest {
+                    status: pb::SessionStatus::Unspecified as i32,
+                    kind: pb::SessionKind::Presign as i32,
+                    key_id: String::new(),
+                    page_size: 1000,
+                    page_token: token.clone(),
+                    consistency: 0,
+                })
+                .await?
+                .into_inner();
+            for s in &page.sessions {
+                let mut stamps: Vec<u64> = [s.created_at_ms, s.started_at_ms, s.finished_at_ms]
+                    .into_iter()
+                    .filter(|t| (from_ms..=to_ms).contains(t))
+                    .collect();
+                stamps.dedup();
+                entries += stamps.len() as u64;
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(entries);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// The batch's Raft cost for its summary line: entries applied on each node, those of
+    /// presignature refill, and entries per signing without them (from the leader's count).
+    async fn close(
+        &self,
+        window: RaftWindow,
+        signings: usize,
+    ) -> anyhow::Result<serde_json::Value> {
+        let after = self.applied().await?;
+        let to_ms = now_ms();
+        let per_node: Vec<u64> = window
+            .before
+            .iter()
+            .zip(&after)
+            .map(|((_, b), (_, a))| a.saturating_sub(*b))
+            .collect();
+        let leader = per_node.first().copied().unwrap_or_default();
+        let refill = self.presign_entries(window.from_ms, to_ms).await?;
+        let per_signing = leader.saturating_sub(refill) as f64 / signings.max(1) as f64;
+        Ok(json!({
+            "raft_entries": leader,
+            "raft_entries_per_node": per_node,
+            "presign_entries": refill,
+            "raft_commits_per_signing": per_signing,
+        }))
+    }
+}
+
+fn with(extra: serde_json::Value, more: serde_json::Value) -> serde_json::Value {
+    let mut extra = extra;
+    if let (Some(obj), Some(more)) = (extra.as_object_mut(), more.as_object()) {
+        obj.extend(more.clone());
+    }
+    extra
+}
+
+/// [`cluster_sign`] with its Raft cost measured around it.
+async fn measured_sign(
+    probe: &RaftProbe,
+    leader: &str,
+    signers: &Signers,
+    key_id: &str,
+    input: SigningInput,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<(Histogram<u64>, Duration, usize, serde_json::Value)> {
+    let window = probe.open().await?;
+    let (hist, wall, presigned) =
+        cluster_sign(leader, signers, key_id, input, count, concurrency).await?;
+    let raft = probe.close(window, hist.len() as usize).await?;
+    Ok((hist, wall, presigned, raft))
 }
 
 async fn presignatures_done(
@@ -448,6 +636,7 @@ pub async fn cluster(
 ) -> anyhow::Result<()> {
     let mut sessions = SessionsClient::new(grpc(leader)?);
     let mut keys = KeysClient::new(grpc(leader)?);
+    let probe = RaftProbe::connect(leader).await?;
     let (first, took) = cluster_keygen(&mut sessions, signers, "ecdsa-secp256k1").await?;
     println!(
         "{}",
@@ -488,16 +677,21 @@ pub async fn cluster(
         message: b"bench message".to_vec(),
         hash: Some(HashFunction::Keccak256),
     };
-    let (hist, wall, presigned) = cluster_sign(leader, signers, &ecdsa_key, message, n, 1).await?;
+    let (hist, wall, presigned, raft) =
+        measured_sign(&probe, leader, signers, &ecdsa_key, message, n, 1).await?;
     summary(
         "sign",
         "cluster",
         &hist,
         wall,
-        json!({"scheme": "ecdsa-secp256k1", "mode": "presignature", "concurrency": 1, "presignature_hits": presigned}),
+        with(
+            json!({"scheme": "ecdsa-secp256k1", "mode": "presignature", "concurrency": 1, "presignature_hits": presigned}),
+            raft,
+        ),
     );
 
-    let (hist, wall, _) = cluster_sign(
+    let (hist, wall, _, raft) = measured_sign(
+        &probe,
         leader,
         signers,
         &ecdsa_key,
@@ -511,9 +705,13 @@ pub async fn cluster(
         "cluster",
         &hist,
         wall,
-        json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 1}),
+        with(
+            json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 1}),
+            raft,
+        ),
     );
-    let (hist, wall, _) = cluster_sign(
+    let (hist, wall, _, raft) = measured_sign(
+        &probe,
         leader,
         signers,
         &ecdsa_key,
@@ -527,7 +725,10 @@ pub async fn cluster(
         "cluster",
         &hist,
         wall,
-        json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 8}),
+        with(
+            json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 8}),
+            raft,
+        ),
     );
 
     for scheme in [Scheme::SchnorrEd25519, Scheme::SchnorrBip340] {
@@ -543,23 +744,45 @@ pub async fn cluster(
             message: b"bench".to_vec(),
             hash: None,
         };
-        let (hist, wall, _) =
-            cluster_sign(leader, signers, &key.key_id, input.clone(), iterations, 1).await?;
+        let (hist, wall, _, raft) = measured_sign(
+            &probe,
+            leader,
+            signers,
+            &key.key_id,
+            input.clone(),
+            iterations,
+            1,
+        )
+        .await?;
         summary(
             "sign",
             "cluster",
             &hist,
             wall,
-            json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 1}),
+            with(
+                json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 1}),
+                raft,
+            ),
         );
-        let (hist, wall, _) =
-            cluster_sign(leader, signers, &key.key_id, input, 4 * iterations, 64).await?;
+        let (hist, wall, _, raft) = measured_sign(
+            &probe,
+            leader,
+            signers,
+            &key.key_id,
+            input,
+            4 * iterations,
+            64,
+        )
+        .await?;
         summary(
             "sign_burst",
             "cluster",
             &hist,
             wall,
-            json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 64}),
+            with(
+                json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 64}),
+                raft,
+            ),
         );
     }
     Ok(())

@@ -8,7 +8,6 @@ use mpc_proto::v1 as pb;
 use mpc_proto::v1::keys_client::KeysClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
 use serde_json::{json, Value};
-use tokio_stream::StreamExt;
 
 use crate::client::Endpoints;
 use crate::output::{session_kind, session_status};
@@ -22,11 +21,87 @@ fn hex0x(bytes: &[u8]) -> Value {
     }
 }
 
-fn terminal(status: i32) -> bool {
-    matches!(
-        pb::SessionStatus::try_from(status),
-        Ok(pb::SessionStatus::Completed | pb::SessionStatus::Failed | pb::SessionStatus::Expired)
-    )
+/// What mpcctl has shown of a session's progress on stderr, for people (text output only).
+struct Progress {
+    output: Output,
+    started: Instant,
+    /// The status last shown, and when.
+    shown: std::cell::Cell<(i32, Instant)>,
+}
+
+impl Progress {
+    fn new(output: Output) -> Self {
+        let now = Instant::now();
+        Self {
+            output,
+            started: now,
+            shown: std::cell::Cell::new((-1, now)),
+        }
+    }
+
+    /// A version of the session: shown when its status changed, or after a quiet while.
+    fn changed(&self, session: &pb::Session) {
+        let (status, at) = self.shown.get();
+        if session.status == status && at.elapsed() < QUIET {
+            return;
+        }
+        if self.output == Output::Text {
+            let parties = if session.parties.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", session.parties.join(","))
+            };
+            eprintln!(
+                "  {} session {}: {}{} ({:.1?})",
+                session_kind(session.kind),
+                session.session_id,
+                session_status(session.status),
+                parties,
+                self.started.elapsed()
+            );
+        }
+        self.shown.set((session.status, Instant::now()));
+    }
+
+    /// Nothing new for a while: say so, so that a long keygen does not look hung.
+    fn quiet(&self) {
+        let (status, at) = self.shown.get();
+        if self.output == Output::Text && at.elapsed() >= QUIET {
+            // Before any version came (a signing's one waiting call): nothing to name yet.
+            let what = if status < 0 {
+                "waiting"
+            } else {
+                session_status(status)
+            };
+            eprintln!("  ... still {what} after {:.0?}", self.started.elapsed());
+        }
+    }
+
+    /// Runs `work` (which reports to this) and says `quiet` every [`QUIET`] meanwhile.
+    async fn during<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + QUIET, QUIET);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = ticks.tick() => self.quiet(),
+            }
+        }
+    }
+}
+
+/// How long a session may stay quiet before mpcctl says it is still waiting.
+const QUIET: Duration = Duration::from_secs(5);
+
+fn finished(session: pb::Session, limit: Duration) -> anyhow::Result<pb::Session> {
+    if !mpc_client::sessions::is_terminal(session.status) {
+        bail!(
+            "session {} did not finish within {limit:?} (it may still; it is {})",
+            session.session_id,
+            session_status(session.status)
+        );
+    }
+    Ok(session)
 }
 
 /// Follows a session until it ends, showing its progress on stderr for people. Survives a
@@ -37,79 +112,16 @@ pub async fn wait_for(
     output: Output,
     limit: Duration,
 ) -> anyhow::Result<pb::Session> {
-    let started = Instant::now();
-    let mut last_status = -1;
-    let mut last_report = Instant::now();
-    loop {
-        if started.elapsed() > limit {
-            bail!("session {session_id} did not finish within {limit:?} (it may still)");
-        }
-        let stream = endpoints
-            .call(|ch| {
-                let id = session_id.to_owned();
-                async move {
-                    SessionsClient::new(ch)
-                        .watch_session(pb::WatchSessionRequest { session_id: id })
-                        .await
-                        .map(|r| r.into_inner())
-                }
-            })
-            .await;
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if started.elapsed() > limit {
-                    return Err(e.into());
-                }
-                continue;
-            }
-        };
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
-            let session = match next {
-                Ok(Some(Ok(s))) => s,
-                // Quiet for a while: report progress, keep waiting.
-                Err(_) => {
-                    if output == Output::Text {
-                        eprintln!(
-                            "  ... still {} after {:.0?}",
-                            session_status(last_status),
-                            started.elapsed()
-                        );
-                    }
-                    if started.elapsed() > limit {
-                        break;
-                    }
-                    continue;
-                }
-                // The node went away (leader change, restart): watch again elsewhere.
-                Ok(Some(Err(_))) | Ok(None) => break,
-            };
-            if session.status != last_status || last_report.elapsed() > Duration::from_secs(5) {
-                if output == Output::Text {
-                    let parties = if session.parties.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" with {}", session.parties.join(","))
-                    };
-                    eprintln!(
-                        "  {} session {}: {}{} ({:.1?})",
-                        session_kind(session.kind),
-                        session.session_id,
-                        session_status(session.status),
-                        parties,
-                        started.elapsed()
-                    );
-                }
-                last_status = session.status;
-                last_report = Instant::now();
-            }
-            if terminal(session.status) {
-                return Ok(session);
-            }
-        }
-    }
+    let progress = Progress::new(output);
+    let session = progress
+        .during(mpc_client::sessions::watch(
+            endpoints,
+            session_id,
+            limit,
+            |s| progress.changed(s),
+        ))
+        .await?;
+    finished(session, limit)
 }
 
 fn ensure_completed(session: &pb::Session) -> anyhow::Result<()> {
@@ -290,20 +302,21 @@ pub async fn sign(
         hash: hash.clone(),
         approvals: request.signatures()?,
         not_after_ms: request.not_after_ms,
+        wait: false,
     };
-    let created = endpoints
-        .call(|ch| {
-            let req = req.clone();
-            async move {
-                SessionsClient::new(ch)
-                    .create_signing(req)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await?;
-    let session = created.session.context("the answer holds no session")?;
     if args.no_wait {
+        let created = endpoints
+            .call(|ch| {
+                let req = req.clone();
+                async move {
+                    SessionsClient::new(ch)
+                        .create_signing(req)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        let session = created.session.context("the answer holds no session")?;
         let value = json!({ "session_id": session.session_id, "status": session_status(session.status), "key_id": request.key_id });
         crate::commands::print(output, &value, || {
             format!(
@@ -314,7 +327,14 @@ pub async fn sign(
         });
         return Ok(());
     }
-    let session = wait_for(endpoints, &session.session_id, output, args.wait).await?;
+    // One call that answers with the signature; a watch only if the session outlives it.
+    let progress = Progress::new(output);
+    let session = progress
+        .during(mpc_client::sessions::sign(endpoints, req, args.wait, |s| {
+            progress.changed(s)
+        }))
+        .await?;
+    let session = finished(session, args.wait)?;
     ensure_completed(&session)?;
 
     // Check the signature here too, with the key as the cluster reports it.

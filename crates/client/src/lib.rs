@@ -9,6 +9,8 @@
 //!    token sent with every call ([`ClientChannel`]).
 //! 3. [`Endpoints::call`] runs a call against whichever coordinator answers: it tries them in
 //!    turn, follows the leader a node names in `x-mpc-leader`, and retries until its deadline.
+//! 4. [`sessions::sign`] signs in one call (`CreateSigning` with `wait`) and
+//!    [`sessions::watch`] follows a session to its end.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mpc_client::ClientError> {
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod authority;
+pub mod sessions;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -273,7 +276,11 @@ impl Endpoints {
 
     /// A channel to one coordinator with this client's credentials and timeout.
     pub fn channel(&self, addr: &str) -> Result<ClientChannel, ClientError> {
-        let timeout = self.timeout;
+        self.channel_for(addr, self.timeout)
+    }
+
+    /// A channel to one coordinator whose calls may each take `timeout`.
+    fn channel_for(&self, addr: &str, timeout: Duration) -> Result<ClientChannel, ClientError> {
         self.credentials.channel(addr, |e| {
             e.connect_timeout(Duration::from_millis(500).min(timeout))
                 .timeout(timeout)
@@ -282,26 +289,36 @@ impl Endpoints {
 
     /// Runs `call` against a coordinator until one answers something other than
     /// "unavailable", following leader hints, until the timeout.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: FnMut(ClientChannel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let deadline = Instant::now() + self.timeout;
+        self.call_for(self.timeout, call).await
+    }
+
+    /// [`Endpoints::call`] for a call that takes long by design (a create that waits for
+    /// its session): each attempt may take `budget`, and attempts go on until `budget`.
+    pub async fn call_for<T, F, Fut>(&self, budget: Duration, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(ClientChannel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + budget;
         let mut queue: Vec<String> = self.addrs.clone();
         let mut next = 0usize;
         let mut last = String::from("no endpoint given");
         loop {
             if queue.is_empty() || Instant::now() >= deadline {
                 return Err(ClientError::Unreachable {
-                    timeout: self.timeout,
+                    timeout: budget,
                     tried: self.addrs.join(","),
                     last,
                 });
             }
             let addr = queue[next % queue.len()].clone();
             next += 1;
-            match call(self.channel(&addr)?).await {
+            match call(self.channel_for(&addr, budget)?).await {
                 Ok(v) => return Ok(v),
                 Err(status) if retryable(&status) => {
                     last = format!("{addr}: {}", status.message());

@@ -13,7 +13,7 @@ use mpc_raft_store::command::RegisterParty;
 use mpc_raft_store::model::{Endorsed, Enrolment, PartyRecord, PartyStatus};
 use mpc_raft_store::{CommandResponse, Operation};
 use rand::RngCore;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::actor;
@@ -23,26 +23,55 @@ use crate::node::{Consistency, Coordinator};
 use crate::router::Router;
 use crate::CoordinatorError;
 
-/// What the gateway shares with the scheduler.
+/// A party's stream to this node opened or closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    Attached(String),
+    Detached(String),
+}
+
+/// What the gateway shares with the scheduler: the router, and the parties' comings, goings
+/// and outcomes as they happen.
 #[derive(Debug, Default)]
 pub struct PartyHub {
     pub router: Router,
-    /// Woken when a party attaches, so waiting sessions get another chance.
-    pub attached: Notify,
-    outcomes: std::sync::Mutex<Option<mpsc::UnboundedSender<(String, pb::SessionOutcome)>>>,
+    feeds: std::sync::Mutex<Feeds>,
+}
+
+#[derive(Debug, Default)]
+struct Feeds {
+    outcomes: Option<mpsc::UnboundedSender<(String, pb::SessionOutcome)>>,
+    presence: Option<mpsc::UnboundedSender<Presence>>,
 }
 
 impl PartyHub {
+    fn feeds(&self) -> std::sync::MutexGuard<'_, Feeds> {
+        self.feeds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The receiving end of party outcomes, for the scheduler (once).
     pub fn outcomes(&self) -> mpsc::UnboundedReceiver<(String, pb::SessionOutcome)> {
         let (tx, rx) = mpsc::unbounded_channel();
-        *self.outcomes.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.feeds().outcomes = Some(tx);
+        rx
+    }
+
+    /// The receiving end of party attach and detach events, for the scheduler (once).
+    pub fn presence(&self) -> mpsc::UnboundedReceiver<Presence> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.feeds().presence = Some(tx);
         rx
     }
 
     fn report(&self, party: &str, outcome: pb::SessionOutcome) {
-        if let Some(tx) = &*self.outcomes.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(tx) = &self.feeds().outcomes {
             let _ = tx.send((party.to_owned(), outcome));
+        }
+    }
+
+    fn announce(&self, presence: Presence) {
+        if let Some(tx) = &self.feeds().presence {
+            let _ = tx.send(presence);
         }
     }
 }
@@ -223,7 +252,7 @@ impl PartyGateway for GatewayService {
             let connection = hub.router.attach(&party_id, tx.clone());
             tracing::info!(party = %party_id, "party attached");
             set_status(&node, &party_id, PartyStatus::Online);
-            hub.attached.notify_waiters();
+            hub.announce(Presence::Attached(party_id.clone()));
             let term = node.leading_term();
             let mut metrics = node.raft().metrics();
             loop {
@@ -261,6 +290,7 @@ impl PartyGateway for GatewayService {
             }
             if hub.router.detach(&party_id, connection) {
                 tracing::info!(party = %party_id, "party detached");
+                hub.announce(Presence::Detached(party_id.clone()));
                 set_status(&node, &party_id, PartyStatus::Offline);
             }
         });

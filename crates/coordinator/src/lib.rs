@@ -22,6 +22,9 @@
 //!    so with the same list: the entries they write are identical);
 //! 9. run until the shutdown future completes, then stop Raft and the servers.
 //!
+//! [`run_with_listeners`] does the same on sockets the caller bound: tests bind port 0 and
+//! run whole clusters in one process (module `test_utils`, behind the `test-utils` feature).
+//!
 //! Writes reach the leader wherever they arrive ([`node::Coordinator::write`]): a follower
 //! forwards client writes in one hop, and waits for an election to finish if there is none;
 //! the scheduler's own commands are proposed by the leader only and never forwarded. Reads
@@ -44,9 +47,12 @@ pub mod retention;
 pub mod router;
 pub mod scheduler;
 pub mod telemetry;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,12 +72,94 @@ use tokio::sync::watch;
 
 use crate::node::Coordinator;
 
-/// Runs a coordinator until `shutdown` completes.
+/// The three sockets a coordinator serves, bound before it starts.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The public gRPC API (clients, parties).
+    pub grpc: TcpListener,
+    /// Raft between coordinators.
+    pub raft: TcpListener,
+    /// Health, readiness, metrics and status.
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses `config` names.
+    pub async fn bind(config: &Config) -> Result<Self, CoordinatorError> {
+        Ok(Self {
+            grpc: bind("gRPC", config.grpc_listen).await?,
+            raft: bind("Raft", config.raft_listen).await?,
+            http: bind("HTTP", config.http_listen).await?,
+        })
+    }
+
+    /// Binds three ports the kernel picks on `ip` (port 0): for nodes started inside a test,
+    /// which learn their addresses before any member's configuration is written.
+    pub async fn bind_any(ip: IpAddr) -> Result<Self, CoordinatorError> {
+        let any = SocketAddr::new(ip, 0);
+        Ok(Self {
+            grpc: bind("gRPC", any).await?,
+            raft: bind("Raft", any).await?,
+            http: bind("HTTP", any).await?,
+        })
+    }
+
+    /// The addresses bound: gRPC, Raft, HTTP.
+    pub fn local_addrs(&self) -> Result<(SocketAddr, SocketAddr, SocketAddr), CoordinatorError> {
+        let addr = |what: &'static str, l: &TcpListener| {
+            l.local_addr()
+                .map_err(|e| CoordinatorError::Server(format!("{what} listener address: {e}")))
+        };
+        Ok((
+            addr("gRPC", &self.grpc)?,
+            addr("Raft", &self.raft)?,
+            addr("HTTP", &self.http)?,
+        ))
+    }
+}
+
+/// Runs a coordinator until `shutdown` completes, binding the listeners `config` names once
+/// its store and Raft are up.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoordinatorError> {
     let prometheus = telemetry::prometheus()?;
+    serve(config, None, prometheus, shutdown).await
+}
+
+/// Runs a coordinator on listeners bound by the caller (a test binds port 0 and writes the
+/// addresses into every member's configuration before any starts) until `shutdown`
+/// completes. The listen addresses of `config` are replaced by the listeners' own, so that
+/// the advertised addresses, which default to them, name the sockets served.
+///
+/// Several coordinators may run in one process this way. Metrics go to the process-wide
+/// recorder; when another component of the process installed its own recorder first, this
+/// node's `/metrics` page stays empty instead of the node refusing to start.
+pub async fn run_with_listeners(
+    mut config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CoordinatorError> {
+    (config.grpc_listen, config.raft_listen, config.http_listen) = listeners.local_addrs()?;
+    let prometheus = telemetry::prometheus().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "metrics go to another recorder of this process");
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle()
+    });
+    serve(config, Some(listeners), prometheus, shutdown).await
+}
+
+/// Starts a node; `listeners`, when not given, are bound from `config` once the store and
+/// Raft are up (a peer dialling earlier is refused at once rather than left waiting on a
+/// socket nobody serves yet).
+async fn serve(
+    config: Config,
+    listeners: Option<Listeners>,
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CoordinatorError> {
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&data_dir).map_err(|e| {
@@ -133,15 +221,22 @@ pub async fn run(
     let node = Coordinator::new(config.clone(), raft.clone(), reader, peers);
 
     let hub = Arc::new(gateway::PartyHub::default());
-    let scheduler = tokio::spawn(scheduler::Scheduler::new(node.clone(), hub.clone()).run());
+    let (runtime, planner) = scheduler::Runtime::new(node.clone(), hub.clone());
+    let scheduler = tokio::spawn(runtime.run());
 
-    let grpc_listener = bind("gRPC", config.grpc_listen).await?;
-    let raft_listener = bind("Raft", config.raft_listen).await?;
-    let http_listener = bind("HTTP", config.http_listen).await?;
+    let Listeners {
+        grpc: grpc_listener,
+        raft: raft_listener,
+        http: http_listener,
+    } = match listeners {
+        Some(listeners) => listeners,
+        None => Listeners::bind(&config).await?,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = tokio::spawn(serve_grpc(
         node.clone(),
         hub,
+        planner,
         mpc_tls::incoming(grpc_listener, tls.as_ref().map(|t| t.public.clone())),
         stopped(stop_rx.clone()),
     ));
@@ -233,10 +328,7 @@ const MAX_PARTY_MESSAGE: usize = 64 << 20;
 /// How long requests in flight get to finish at shutdown; long-lived streams are cut after it.
 const SERVER_DRAIN: Duration = Duration::from_secs(2);
 
-async fn bind(
-    what: &'static str,
-    addr: std::net::SocketAddr,
-) -> Result<TcpListener, CoordinatorError> {
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, CoordinatorError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| CoordinatorError::Bind { what, addr, source })
@@ -320,6 +412,7 @@ async fn serve_raft(
 async fn serve_grpc(
     node: Coordinator,
     hub: Arc<gateway::PartyHub>,
+    planner: scheduler::Planner,
     incoming: impl tokio_stream::Stream<Item = std::io::Result<mpc_tls::Accepted>> + Send + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoordinatorError> {
@@ -354,7 +447,7 @@ async fn serve_grpc(
                 .max_decoding_message_size(MAX_API_MESSAGE),
         )
         .add_service(
-            SessionsServer::new(api::SessionsService::new(node.clone()))
+            SessionsServer::new(api::SessionsService::new(node.clone(), planner))
                 .max_decoding_message_size(MAX_API_MESSAGE),
         )
         .add_service(

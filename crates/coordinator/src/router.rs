@@ -85,6 +85,16 @@ impl Router {
             .is_some_and(|c| !c.tx.is_closed())
     }
 
+    /// The parties with an open stream to this node.
+    pub fn online_parties(&self) -> Vec<String> {
+        self.state()
+            .parties
+            .iter()
+            .filter(|(_, c)| !c.tx.is_closed())
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     /// Drops every stream (this node stopped leading): parties reconnect to the new leader.
     pub fn disconnect_all(&self) {
         let mut s = self.state();

@@ -11,6 +11,7 @@ use mpc_proto::v1::party_gateway_client::PartyGatewayClient;
 use mpc_tls::ClientTls;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::PartyState;
 use mpc_proto::hello_message;
@@ -160,19 +161,25 @@ async fn connect_once(state: &Arc<PartyState>, target: &str, tls: Option<&Client
                 }
                 let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
                 let attempt = assignment.attempt;
-                let task = tokio::spawn({
-                    let state = state.clone();
-                    let tx = tx.clone();
-                    async move {
-                        let outcome =
-                            crate::session::run(state, assignment, inbox_rx, tx.clone()).await;
-                        let _ = tx
-                            .send(pb::PartyMessage {
-                                body: Some(pb::party_message::Body::Outcome(outcome)),
-                            })
-                            .await;
+                // The same span name and field as the coordinator's, so one session's lines
+                // come out of every log with one search.
+                let span = tracing::info_span!("session", session = %session_id, attempt);
+                let task = tokio::spawn(
+                    {
+                        let state = state.clone();
+                        let tx = tx.clone();
+                        async move {
+                            let outcome =
+                                crate::session::run(state, assignment, inbox_rx, tx.clone()).await;
+                            let _ = tx
+                                .send(pb::PartyMessage {
+                                    body: Some(pb::party_message::Body::Outcome(outcome)),
+                                })
+                                .await;
+                        }
                     }
-                });
+                    .instrument(span),
+                );
                 running.insert(
                     session_id,
                     Running {

@@ -14,6 +14,10 @@
 //!
 //! Protocol messages to other parties leave only as envelopes ([`envelope`]): signed, and
 //! encrypted end to end when addressed to one party.
+//!
+//! [`run_with_listener`] does the same on an HTTP listener the caller bound: tests run parties
+//! in one process with an in-process cluster (module `test_utils`, behind the `test-utils`
+//! feature).
 
 pub mod authority;
 pub mod client;
@@ -25,6 +29,8 @@ pub mod master_key;
 pub mod primes;
 pub mod session;
 pub mod store;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -69,12 +75,49 @@ pub struct PartyState {
     pub admin_keys: Vec<[u8; 32]>,
 }
 
-/// Runs a party until `shutdown` completes.
+/// Runs a party until `shutdown` completes, binding its HTTP listener (`http_listen`) once
+/// its store is open.
 pub async fn run(
     config: PartyConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), PartyError> {
     let prometheus = http::prometheus()?;
+    serve(config, None, prometheus, shutdown).await
+}
+
+/// Runs a party on an HTTP listener bound by the caller (a test binds port 0) until
+/// `shutdown` completes; `http_listen` is replaced by the listener's address, which the party
+/// advertises. The party binds nothing else: it dials the coordinators.
+///
+/// Several parties, and coordinators, may run in one process this way. Metrics go to the
+/// process-wide recorder; when another component installed its own first (an in-process
+/// cluster's coordinators), this party's `/metrics` page stays empty instead of the party
+/// refusing to start.
+pub async fn run_with_listener(
+    mut config: PartyConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), PartyError> {
+    config.http_listen = listener
+        .local_addr()
+        .map_err(|e| PartyError::Server(format!("HTTP listener address: {e}")))?;
+    let prometheus = http::prometheus().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "metrics go to another recorder of this process");
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle()
+    });
+    serve(config, Some(listener), prometheus, shutdown).await
+}
+
+/// Starts a party; `listener`, when not given, is bound from `http_listen` once the store is
+/// open.
+async fn serve(
+    config: PartyConfig,
+    listener: Option<tokio::net::TcpListener>,
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), PartyError> {
     let admin_keys = config.admin_keys()?;
     if config.insecure_plaintext {
         tracing::warn!(
@@ -121,12 +164,15 @@ pub async fn run(
         "share store opened"
     );
 
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|e| PartyError::Config {
-            field: "http_listen".into(),
-            reason: format!("{}: {e}", config.http_listen),
-        })?;
+    let listener = match listener {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|e| PartyError::Config {
+                field: "http_listen".into(),
+                reason: format!("{}: {e}", config.http_listen),
+            })?,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = tokio::spawn({
         let app = http::router(state.clone(), prometheus);

@@ -4,6 +4,8 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use aes_gcm::{Aes256Gcm, KeyInit};
+use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 use crate::PartyError;
@@ -78,8 +80,18 @@ impl MasterKey {
         Self::from_hex("master_key_file", text)
     }
 
-    pub(crate) fn bytes(&self) -> &[u8; 32] {
-        &self.0
+    /// The AES-256-GCM cipher keyed with it: the one use of the key, so its bytes never
+    /// leave this type.
+    pub(crate) fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(self.0.as_ref().into())
+    }
+}
+
+/// Whether two keys are the same, in time independent of where they differ. There is no
+/// `PartialEq`: `==` on secrets short-circuits.
+impl ConstantTimeEq for MasterKey {
+    fn ct_eq(&self, other: &Self) -> Choice {
+        self.0[..].ct_eq(&other.0[..])
     }
 }
 
@@ -121,7 +133,7 @@ mod tests {
                 .unwrap();
         let raw = hex::decode(HEX).unwrap();
         let raw_key = MasterKey::from_file(&key_file(dir.path(), &raw, 0o400)).unwrap();
-        assert_eq!(hex_key.bytes(), raw_key.bytes());
+        assert!(bool::from(hex_key.ct_eq(&raw_key)));
         assert!(MasterKey::from_file(&key_file(dir.path(), &[b'a'; 300], 0o600)).is_err());
     }
 }

@@ -10,10 +10,7 @@ use std::time::Instant;
 use futures::channel::mpsc as fmpsc;
 use futures::{FutureExt, StreamExt};
 use mpc_proto::v1 as pb;
-use mpc_tss::{
-    AuxInfo, Channel, HashFunction, Incoming, KeyShare, Presignature, Scheme, SigningInput,
-    TssError,
-};
+use mpc_tss::{AuxInfo, Channel, Incoming, KeyShare, Presignature, Scheme, SigningInput, TssError};
 use sha2::Digest as _;
 use tokio::sync::mpsc;
 
@@ -144,24 +141,7 @@ fn parse(
         peers.insert(id.party_id.clone(), keys);
     }
     let input = if kind == pb::SessionKind::Sign {
-        Some(if a.message.is_empty() {
-            let digest: [u8; 32] = a
-                .digest
-                .as_slice()
-                .try_into()
-                .map_err(|_| Failure::new("digest must be 32 bytes"))?;
-            SigningInput::Digest(digest)
-        } else {
-            let hash = if a.hash.is_empty() {
-                None
-            } else {
-                Some(a.hash.parse::<HashFunction>().map_err(Failure::new)?)
-            };
-            SigningInput::Message {
-                message: a.message.clone(),
-                hash,
-            }
-        })
+        Some(SigningInput::from_fields(&a.digest, &a.message, &a.hash).map_err(Failure::new)?)
     } else {
         None
     };
@@ -208,11 +188,19 @@ struct StartedRuns {
 
 static STARTED_RUNS: LazyLock<Mutex<StartedRuns>> = LazyLock::new(Default::default);
 
-/// Whether this process starts attempt `attempt` of `session_id` for the first time. An honest
-/// coordinator never sends one attempt twice (a retry is a new attempt); a second run would
-/// repeat the protocol's randomness-dependent messages under the same execution id.
-fn first_start(session_id: &str, attempt: u32) -> bool {
+/// Whether party `party_id` starts attempt `attempt` of `session_id` for the first time. An
+/// honest coordinator never sends one attempt twice (a retry is a new attempt); a second run
+/// would repeat the protocol's randomness-dependent messages under the same execution id. The
+/// party's id is part of the key: parties that share a process (in-process tests) each run
+/// every attempt once.
+fn first_start(party_id: &str, session_id: &str, attempt: u32) -> bool {
     let digest = sha2::Sha256::new()
+        .chain_update(
+            u64::try_from(party_id.len())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        )
+        .chain_update(party_id.as_bytes())
         .chain_update(
             u64::try_from(session_id.len())
                 .unwrap_or(u64::MAX)
@@ -257,11 +245,13 @@ pub async fn run(
         &state.admin_keys,
         &assignment,
     ) {
-        Ok(run) if !first_start(&run.session_id, run.attempt) => Err(Failure::new(format!(
-            "attempt {} of session {} was already started on this party; a second run is \
-             refused",
-            run.attempt, run.session_id
-        ))),
+        Ok(run) if !first_start(&state.party_id, &run.session_id, run.attempt) => {
+            Err(Failure::new(format!(
+                "attempt {} of session {} was already started on this party; a second run is \
+                 refused",
+                run.attempt, run.session_id
+            )))
+        }
         Ok(run) => match authorise(&state, &run).await {
             Ok(()) => execute(&state, run, inbox, out).await,
             Err(f) => Err(f),
@@ -278,6 +268,12 @@ pub async fn run(
         .increment(1);
     metrics::histogram!("mpc_party_session_seconds", "kind" => kind)
         .record(started.elapsed().as_secs_f64());
+    tracing::info!(
+        kind,
+        outcome = outcome_label,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "session finished"
+    );
     let result = match result {
         Ok(Output::PublicKey(k)) => pb::session_outcome::Result::PublicKey(k),
         Ok(Output::Signature(s)) => pb::session_outcome::Result::Signature(s),
@@ -671,6 +667,7 @@ mod tests {
     use crate::master_key::MasterKey;
     use crate::primes::PrimePool;
     use crate::store::ShareStore;
+    use mpc_tss::HashFunction;
 
     fn admin() -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::from_bytes(&[0xad; 32])

@@ -18,7 +18,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
@@ -402,7 +402,7 @@ impl ShareStore {
         }
         let sealer = Sealer {
             party_id: party_id.to_owned(),
-            cipher: Aes256Gcm::new(key.bytes().into()),
+            cipher: key.cipher(),
         };
         sweep(&root)?;
         let ledger = Ledger::open(&root, &sealer, || verify_records(&root, &sealer))?;
@@ -433,7 +433,7 @@ impl ShareStore {
         };
         let sealer = Sealer {
             party_id: party_id.to_owned(),
-            cipher: Aes256Gcm::new(key.bytes().into()),
+            cipher: key.cipher(),
         };
         sealer.open(kind.as_str(), id, &path, &record).map(Some)
     }
@@ -455,7 +455,7 @@ impl ShareStore {
         }
         let sealer = Sealer {
             party_id: party_id.to_owned(),
-            cipher: Aes256Gcm::new(key.bytes().into()),
+            cipher: key.cipher(),
         };
         let mut shares = Vec::new();
         for id in list(&root, kind)? {
@@ -857,7 +857,7 @@ mod tests {
         // Records themselves: a wrong key, another party.
         let sealer = |party: &str, k: u8| Sealer {
             party_id: party.into(),
-            cipher: Aes256Gcm::new(key(k).bytes().into()),
+            cipher: key(k).cipher(),
         };
         let path = dir.path().join("store/aux-info/k1");
         let raw = fs::read(&path).unwrap();

@@ -565,7 +565,7 @@ fn create_signing(
             status: key.status.as_str().into(),
         }));
     }
-    if let crate::model::SigningPayload::Message { hash, .. } = &s.input {
+    if let crate::model::SigningInput::Message { hash, .. } = &s.input {
         let ecdsa = key.scheme == crate::model::Scheme::EcdsaSecp256k1;
         if ecdsa != hash.is_some() {
             let reason = if ecdsa {
@@ -615,7 +615,32 @@ fn create_signing(
         approvals: s.approvals.clone(),
         approvals_not_after_ms: s.approvals_not_after_ms,
     };
-    insert_session(txn, session, s.request_id.as_deref(), fingerprint)
+    let created = insert_session(txn, session, s.request_id.as_deref(), fingerprint)?;
+    let Some(start) = &s.start else {
+        return Ok(created);
+    };
+    if created.session.is_none() {
+        return Ok(created);
+    }
+    let started = start_session(
+        txn,
+        at_ms,
+        &s.session_id,
+        &start.parties,
+        start.presignature_id.as_deref(),
+    )?;
+    Ok(match started.response {
+        CommandResponse::Session { session, .. } => Applied {
+            session: Some((*session).clone()),
+            response: CommandResponse::Session {
+                session,
+                created: true,
+            },
+        },
+        // The state moved since the leader planned (a presignature went, a party left the
+        // key): the session waits for the scheduler like any other.
+        _ => created,
+    })
 }
 
 /// Applies a key update once per update id: a second copy of the same update answers the key
@@ -1002,7 +1027,7 @@ fn start_session(
         }
         let may_use = matches!(
             session.signing_input,
-            Some(crate::model::SigningPayload::Message { hash: Some(_), .. })
+            Some(crate::model::SigningInput::Message { hash: Some(_), .. })
         );
         if !may_use {
             return unavailable(
@@ -1215,7 +1240,7 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::command::{CreateKeygen, CreateSigning};
+    use crate::command::{CreateKeygen, CreateSigning, SessionStart};
     use crate::model::{Endorsed, Enrolment, KeyPolicy, Scheme};
 
     /// The state as a plain map: the same apply code, no RocksDB.
@@ -1476,11 +1501,12 @@ pub(crate) mod tests {
                     Operation::CreateSigning(approve(CreateSigning {
                         session_id: format!("sig-{idx}"),
                         key_id: "k1".into(),
-                        input: crate::model::SigningPayload::Digest(vec![7; 32]),
+                        input: crate::model::SigningInput::Digest([7; 32]),
                         request_id: Some(format!("r-{idx}")),
                         deadline_ms: 9_000,
                         approvals: Vec::new(),
                         approvals_not_after_ms: 0,
+                        start: None,
                     })),
                 ),
             )
@@ -1784,14 +1810,15 @@ pub(crate) mod tests {
             Operation::CreateSigning(approve(CreateSigning {
                 session_id: format!("sig-{request_id}"),
                 key_id: "k1".into(),
-                input: crate::model::SigningPayload::Message {
+                input: crate::model::SigningInput::Message {
                     message: b"pay".to_vec(),
-                    hash: Some(crate::model::MessageHash::Keccak256),
+                    hash: Some(crate::model::HashFunction::Keccak256),
                 },
                 request_id: Some(request_id.into()),
                 deadline_ms: 9_000,
                 approvals: Vec::new(),
                 approvals_not_after_ms: 0,
+                start: None,
             }))
         };
         apply(5_000, signing("r1"));
@@ -1830,6 +1857,105 @@ pub(crate) mod tests {
             "{again:?}"
         );
         assert!(txn.0.keys().all(|(t, _)| *t != Table::Presignatures));
+        indexes_match(&txn);
+    }
+
+    #[test]
+    fn a_signing_created_with_its_start_runs_at_once_and_uses_its_presignature_once() {
+        let mut txn = state();
+        make_key(&mut txn);
+        let signers = vec!["p1".to_string(), "p2".into()];
+        let mut at = 3;
+        let mut apply = |at_ms: u64, op: Operation| {
+            at += 1;
+            apply_command(&mut txn, pos(at), &cmd(at_ms, op))
+                .unwrap()
+                .response
+        };
+        apply(
+            4_000,
+            Operation::CreatePresign(CreatePresign {
+                session_id: "ps1".into(),
+                key_id: "k1".into(),
+                signers: signers.clone(),
+                deadline_ms: 60_000,
+            }),
+        );
+        apply(
+            4_100,
+            Operation::StartSession {
+                session_id: "ps1".into(),
+                parties: signers.clone(),
+                presignature_id: None,
+            },
+        );
+        apply(
+            4_200,
+            Operation::CompleteSession {
+                session_id: "ps1".into(),
+                result: SessionResult::Presignature,
+                address: None,
+                reports: Vec::new(),
+            },
+        );
+        let signing = |request_id: &str, start: SessionStart| {
+            Operation::CreateSigning(approve(CreateSigning {
+                session_id: format!("sig-{request_id}"),
+                key_id: "k1".into(),
+                input: crate::model::SigningInput::Message {
+                    message: b"pay".to_vec(),
+                    hash: Some(crate::model::HashFunction::Keccak256),
+                },
+                request_id: Some(request_id.into()),
+                deadline_ms: 9_000,
+                approvals: Vec::new(),
+                approvals_not_after_ms: 0,
+                start: Some(start),
+            }))
+        };
+        let with_presignature = SessionStart {
+            parties: signers.clone(),
+            presignature_id: Some("ps1".into()),
+        };
+        match apply(5_000, signing("r1", with_presignature.clone())) {
+            CommandResponse::Session { session, created } => {
+                assert!(created);
+                assert_eq!(session.status, SessionStatus::Running);
+                assert_eq!(session.attempt, 0);
+                assert_eq!(session.parties, signers);
+                assert_eq!(session.presignature_id.as_deref(), Some("ps1"));
+                assert_eq!(session.started_at_ms, Some(5_000));
+            }
+            other => panic!("expected a running session, got {other:?}"),
+        }
+        // A second request planned with the same presignature is created, but waits.
+        match apply(5_100, signing("r2", with_presignature)) {
+            CommandResponse::Session { session, created } => {
+                assert!(created);
+                assert_eq!(session.status, SessionStatus::Pending);
+                assert_eq!(session.presignature_id, None);
+            }
+            other => panic!("expected a pending session, got {other:?}"),
+        }
+        // So does one planned with parties the key does not have.
+        let strangers = SessionStart {
+            parties: vec!["p1".into(), "p9".into()],
+            presignature_id: None,
+        };
+        assert!(matches!(
+            apply(5_200, signing("r3", strangers)),
+            CommandResponse::Session { session, .. } if session.status == SessionStatus::Pending
+        ));
+        // A retry of the first request answers its session and starts nothing again.
+        let retry = SessionStart {
+            parties: signers.clone(),
+            presignature_id: None,
+        };
+        assert!(matches!(
+            apply(5_300, signing("r1", retry)),
+            CommandResponse::Session { session, created: false }
+                if session.status == SessionStatus::Running && session.attempt == 0
+        ));
         indexes_match(&txn);
     }
 
@@ -2042,11 +2168,12 @@ pub(crate) mod tests {
             op: Operation::CreateSigning(approve(CreateSigning {
                 session_id: "s2".into(),
                 key_id: "k1".into(),
-                input: crate::model::SigningPayload::Digest(vec![1; 32]),
+                input: crate::model::SigningInput::Digest([1; 32]),
                 request_id: Some("r-s2".into()),
                 deadline_ms: 50_000,
                 approvals: Vec::new(),
                 approvals_not_after_ms: 0,
+                start: None,
             })),
         };
         apply_command(&mut txn, pos(6), &sign).unwrap();
@@ -2162,11 +2289,12 @@ pub(crate) mod tests {
             approve(CreateSigning {
                 session_id: format!("sig-{request_id}"),
                 key_id: "k1".into(),
-                input: crate::model::SigningPayload::Digest(vec![7; 32]),
+                input: crate::model::SigningInput::Digest([7; 32]),
                 request_id: Some(request_id.into()),
                 deadline_ms: 9_000,
                 approvals: Vec::new(),
                 approvals_not_after_ms: 0,
+                start: None,
             })
         };
         let mut unauthorised = |s: CreateSigning, idx| {
@@ -2186,7 +2314,7 @@ pub(crate) mod tests {
         )];
         assert!(unauthorised(stranger, 5));
         let mut moved = signing("r2");
-        moved.input = crate::model::SigningPayload::Digest(vec![8; 32]);
+        moved.input = crate::model::SigningInput::Digest([8; 32]);
         assert!(unauthorised(moved, 6));
         let mut expired = signing("r3");
         expired.approvals_not_after_ms = 4_000;
@@ -2252,11 +2380,12 @@ pub(crate) mod tests {
             let mut s = CreateSigning {
                 session_id: format!("sig-{request_id}"),
                 key_id: "k1".into(),
-                input: crate::model::SigningPayload::Digest(vec![7; 32]),
+                input: crate::model::SigningInput::Digest([7; 32]),
                 request_id: Some(request_id.into()),
                 deadline_ms: 9_000,
                 approvals: Vec::new(),
                 approvals_not_after_ms: 60_000,
+                start: None,
             };
             s.approvals = vec![mpc_types::statement::sign(approver, &s.approval())];
             Operation::CreateSigning(s)
@@ -2391,11 +2520,12 @@ mod properties {
                     Operation::CreateSigning(tests::approve(CreateSigning {
                         session_id,
                         key_id,
-                        input: crate::model::SigningPayload::Digest(vec![1; 32]),
+                        input: crate::model::SigningInput::Digest([1; 32]),
                         request_id,
                         deadline_ms: 50_000,
                         approvals: Vec::new(),
                         approvals_not_after_ms: 0,
+                        start: None,
                     }))
                 }),
             // Two signers (signings of 2-of-3 keys) or all three (keygens, 3-of-3 signings).

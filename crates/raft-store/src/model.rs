@@ -4,103 +4,11 @@
 //! proposer, never read from a clock during apply.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 pub use mpc_types::statement::{Endorsed, Enrolment, KeyPolicy, Signed};
 pub use mpc_types::AccessRole;
+pub use mpc_types::{HashFunction, Scheme, SessionKind, SessionStatus, SigningInput};
 use serde::{Deserialize, Serialize};
-
-/// Which threshold signature scheme a key belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Scheme {
-    EcdsaSecp256k1,
-    SchnorrEd25519,
-    SchnorrBip340,
-}
-
-impl Scheme {
-    pub const ALL: [Scheme; 3] = [
-        Scheme::EcdsaSecp256k1,
-        Scheme::SchnorrEd25519,
-        Scheme::SchnorrBip340,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::EcdsaSecp256k1 => "ecdsa-secp256k1",
-            Scheme::SchnorrEd25519 => "schnorr-ed25519",
-            Scheme::SchnorrBip340 => "schnorr-bip340",
-        }
-    }
-}
-
-impl fmt::Display for Scheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Scheme {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scheme::ALL
-            .into_iter()
-            .find(|scheme| scheme.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown scheme {s:?}; expected one of ecdsa-secp256k1, schnorr-ed25519, schnorr-bip340")
-            })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum SessionKind {
-    Keygen,
-    Sign,
-    Presign,
-    Refresh,
-}
-
-impl SessionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionKind::Keygen => "keygen",
-            SessionKind::Sign => "sign",
-            SessionKind::Presign => "presign",
-            SessionKind::Refresh => "refresh",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum SessionStatus {
-    Pending,
-    Running,
-    Completed,
-    Failed,
-    Expired,
-}
-
-impl SessionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionStatus::Pending => "pending",
-            SessionStatus::Running => "running",
-            SessionStatus::Completed => "completed",
-            SessionStatus::Failed => "failed",
-            SessionStatus::Expired => "expired",
-        }
-    }
-
-    /// A terminal session never changes again.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Expired
-        )
-    }
-}
 
 /// What a finished session produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,46 +20,6 @@ pub enum SessionResult {
     Signature(Vec<u8>),
     /// A presign session stored a presignature at every signer.
     Presignature,
-}
-
-/// The hash an ECDSA signer applies to a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum MessageHash {
-    Keccak256,
-    Sha256,
-}
-
-impl MessageHash {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageHash::Keccak256 => "keccak256",
-            MessageHash::Sha256 => "sha256",
-        }
-    }
-}
-
-impl FromStr for MessageHash {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "keccak256" => Ok(MessageHash::Keccak256),
-            "sha256" => Ok(MessageHash::Sha256),
-            other => Err(format!(
-                "unknown hash {other:?}; expected keccak256 or sha256"
-            )),
-        }
-    }
-}
-
-/// What a signing session signs: a raw 32-byte digest, or a message that every signer hashes
-/// itself (only the latter may be served from a presignature).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SigningPayload {
-    Digest(Vec<u8>),
-    Message {
-        message: Vec<u8>,
-        hash: Option<MessageHash>,
-    },
 }
 
 /// Where a presignature stands. It exists at its signers once its presign session completed.
@@ -195,7 +63,7 @@ pub struct SessionRecord {
     /// scheduled).
     pub parties: Vec<String>,
     /// What to sign (signing sessions only).
-    pub signing_input: Option<SigningPayload>,
+    pub signing_input: Option<SigningInput>,
     /// How many times the session was dispatched: a leader change re-dispatches a running
     /// session under a new attempt, with a fresh execution id.
     pub attempt: u32,
@@ -397,14 +265,6 @@ pub fn ethereum_address(uncompressed_public_key: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scheme_round_trips_through_its_name() {
-        for scheme in Scheme::ALL {
-            assert_eq!(scheme.as_str().parse::<Scheme>(), Ok(scheme));
-        }
-        assert!("ecdsa".parse::<Scheme>().is_err());
-    }
 
     #[test]
     fn ethereum_address_matches_a_known_key() {

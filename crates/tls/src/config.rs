@@ -12,12 +12,17 @@ use crate::TlsError;
 /// private key (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
+    /// The cluster CA certificate that peers' certificates must chain to.
     pub ca_cert: PathBuf,
+    /// This node's certificate chain, leaf first.
     pub cert: PathBuf,
+    /// The private key of the leaf certificate.
     pub key: PathBuf,
 }
 
 impl TlsFiles {
+    /// The three paths, in the order of the fields; nothing is read until a configuration is
+    /// loaded from them.
     pub fn new(
         ca_cert: impl Into<PathBuf>,
         cert: impl Into<PathBuf>,

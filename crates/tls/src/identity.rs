@@ -26,8 +26,11 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, for parsing and for listing the choices in messages.
     pub const ALL: [Role; 4] = [Role::Coordinator, Role::Party, Role::Dvn, Role::Client];
 
+    /// The role's name as it appears in identity URIs (`mpc://party/...`) and on the command
+    /// line.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Coordinator => "coordinator",
@@ -60,7 +63,10 @@ impl FromStr for Role {
 /// A verified certificate's subject: role, name, and for clients the access they hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
+    /// What kind of process holds the certificate.
     pub role: Role,
+    /// Which one of that kind: a coordinator's node id, a party id, a client's or relayer's
+    /// name.
     pub name: String,
     /// Clients only: what the certificate lets them do.
     pub grant: Option<AccessRole>,

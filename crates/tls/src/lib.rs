@@ -50,18 +50,49 @@ use std::path::PathBuf;
 /// Why TLS material could not be made, read or used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {
+    /// A file or directory could not be read, written or created (or, for a listener, the
+    /// address could not be bound).
     #[error("{path}: {reason}")]
-    Io { path: PathBuf, reason: String },
+    Io {
+        /// The file, directory or address concerned.
+        path: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// A file was read but does not hold what it should: no PEM certificate or private key,
+    /// a CA certificate rustls refuses, a certificate without a readable identity.
     #[error("{path}: {reason}")]
-    Pem { path: PathBuf, reason: String },
+    Pem {
+        /// The file whose contents are wrong.
+        path: PathBuf,
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// rustls refused to build a configuration from otherwise readable material, e.g. a
+    /// private key that does not match its certificate.
     #[error("TLS configuration: {0}")]
     Config(String),
+    /// A certificate could not be generated, or one presented does not parse or names no
+    /// single `mpc://` identity.
     #[error("certificate: {0}")]
     Certificate(String),
+    /// An [`Identity`] or its URI form breaks the naming rules.
     #[error("invalid identity {value:?}: {reason}")]
-    Identity { value: String, reason: String },
+    Identity {
+        /// The identity or URI as given.
+        value: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// An address to dial is not `host:port` (optionally with an `http://` or `https://`
+    /// scheme).
     #[error("invalid endpoint {addr:?}: {reason}")]
-    Endpoint { addr: String, reason: String },
+    Endpoint {
+        /// The address as given.
+        addr: String,
+        /// Why it cannot be dialled.
+        reason: String,
+    },
 }
 
 /// The crypto provider of every configuration this crate builds: one, named, so that no

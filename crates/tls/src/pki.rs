@@ -32,10 +32,14 @@ const BACKDATE: Duration = Duration::from_secs(300);
 /// The files of one issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
+    /// The certificate (PEM), readable by anyone who needs it.
     pub cert: PathBuf,
+    /// Its private key (PEM), written 0600.
     pub key: PathBuf,
 }
 
+/// Where [`init`] puts the CA certificate in `dir`: the file every node and client is given
+/// as its trust anchor.
 pub fn ca_cert_path(dir: &Path) -> PathBuf {
     dir.join("ca.crt")
 }

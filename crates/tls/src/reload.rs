@@ -8,7 +8,11 @@ use crate::TlsError;
 
 /// A configuration rebuilt from files.
 pub trait Reload: Send + Sync + std::fmt::Debug {
+    /// The files the configuration is built from; a change to any of them triggers
+    /// [`reload`](Reload::reload).
     fn files(&self) -> Vec<PathBuf>;
+    /// Rebuilds the configuration from the files and swaps it in for new connections. On an
+    /// error the previous configuration stays in use.
     fn reload(&self) -> Result<(), TlsError>;
 }
 
@@ -25,6 +29,8 @@ pub struct Reloader {
 type Stamp = Vec<Option<(SystemTime, u64)>>;
 
 impl Reloader {
+    /// Watches `items`, polling their files every `interval`; nothing happens until
+    /// [`run`](Reloader::run).
     pub fn new(items: Vec<Arc<dyn Reload>>, interval: Duration) -> Self {
         Self { items, interval }
     }

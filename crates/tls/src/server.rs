@@ -36,6 +36,8 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
+    /// Builds the configuration from `files` (failing on unreadable or mismatched material),
+    /// requiring client certificates as `client_auth` says.
     pub fn load(files: TlsFiles, client_auth: ClientAuth) -> Result<Self, TlsError> {
         let config = build(&files, client_auth)?;
         Ok(Self {
@@ -103,6 +105,7 @@ fn build(files: &TlsFiles, client_auth: ClientAuth) -> Result<ServerConfig, TlsE
 /// What tonic puts in every request's extensions: who is on the other end.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
+    /// The client's TCP address, for logs and audit records.
     pub remote_addr: Option<SocketAddr>,
     /// The identity in the client's certificate, verified against the cluster CA; `None`
     /// when it presented none (or on a plain-text listener).

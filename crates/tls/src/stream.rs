@@ -11,7 +11,9 @@ use tokio::net::TcpStream;
 /// A TCP connection, with TLS (client or server side) or without.
 #[derive(Debug)]
 pub enum MaybeTls {
+    /// No TLS: only on links started with `--insecure-plaintext`.
     Plain(TcpStream),
+    /// A finished TLS handshake over the connection.
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 

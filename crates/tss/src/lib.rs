@@ -29,7 +29,6 @@ mod error;
 pub mod local;
 mod material;
 mod protocol;
-mod scheme;
 mod signature;
 mod wire;
 
@@ -37,7 +36,7 @@ pub(crate) use cggmp21::generic_ec;
 
 pub use error::TssError;
 pub use material::{AuxInfo, KeyShare, PartialSignature, Presignature, PrimePair, MATERIAL_FORMAT};
+pub use mpc_types::{HashFunction, Scheme, SigningInput};
 pub use protocol::{generate_aux_info, generate_key, presign, sign};
-pub use scheme::{HashFunction, Scheme, SigningInput};
 pub use signature::{ethereum_address, verify, Signature};
 pub use wire::{Channel, Incoming, Outgoing, WireError};

@@ -68,10 +68,13 @@ impl PrimePair {
         PrimePair(cggmp21::PregeneratedPrimes::generate(&mut rand_core::OsRng))
     }
 
+    /// The versioned JSON encoding, for the party's encrypted store. Secret (the primes
+    /// factor the party's Paillier key).
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, TssError> {
         to_versioned_json(&PrimesBody { primes: &self.0 })
     }
 
+    /// Reads what [`to_bytes`](PrimePair::to_bytes) wrote; other format versions are refused.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TssError> {
         let body: PrimesOwned = from_versioned_json("prime pair", bytes)?;
         Ok(PrimePair(body.primes))
@@ -106,10 +109,13 @@ impl AuxInfo {
         self.index
     }
 
+    /// How many parties the group has; a run must use all of them, in the same order.
     pub fn group_size(&self) -> u16 {
         u16::try_from(self.inner.parties.len()).unwrap_or(u16::MAX)
     }
 
+    /// The versioned JSON encoding, for the party's encrypted store. Secret (it holds this
+    /// party's Paillier secret key).
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, TssError> {
         to_versioned_json(&AuxBody {
             index: self.index,
@@ -117,6 +123,7 @@ impl AuxInfo {
         })
     }
 
+    /// Reads what [`to_bytes`](AuxInfo::to_bytes) wrote; other format versions are refused.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TssError> {
         let body: AuxOwned = from_versioned_json("auxiliary info", bytes)?;
         Ok(AuxInfo {
@@ -148,8 +155,11 @@ struct AuxOwned {
 
 /// One party's share of a key, for any scheme.
 pub enum KeyShare {
+    /// A CGGMP21 share on secp256k1, with the group's auxiliary info folded in.
     EcdsaSecp256k1(cggmp21::KeyShare<Secp256k1>),
+    /// A FROST share for Ed25519 signatures.
     SchnorrEd25519(givre::KeyShare<<Ed25519 as Ciphersuite>::Curve>),
+    /// A FROST share for BIP-340 signatures under the taproot-tweaked key.
     SchnorrBip340(givre::KeyShare<<Bitcoin as Ciphersuite>::Curve>),
 }
 
@@ -182,6 +192,7 @@ enum KeyShareOwned {
 }
 
 impl KeyShare {
+    /// The signature scheme the key was generated for.
     pub fn scheme(&self) -> Scheme {
         match self {
             KeyShare::EcdsaSecp256k1(_) => Scheme::EcdsaSecp256k1,
@@ -199,6 +210,7 @@ impl KeyShare {
         }
     }
 
+    /// How many parties must take part in a signature (`t` of t-of-n).
     pub fn threshold(&self) -> u16 {
         match self {
             KeyShare::EcdsaSecp256k1(s) => s.min_signers(),
@@ -207,6 +219,7 @@ impl KeyShare {
         }
     }
 
+    /// How many parties hold a share of the key (`n` of t-of-n).
     pub fn parties(&self) -> u16 {
         match self {
             KeyShare::EcdsaSecp256k1(s) => s.n(),
@@ -243,6 +256,8 @@ impl KeyShare {
         }
     }
 
+    /// The versioned JSON encoding, scheme included, for the party's encrypted store.
+    /// Secret.
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, TssError> {
         to_versioned_json(&match self {
             KeyShare::EcdsaSecp256k1(share) => KeyShareBody::EcdsaSecp256k1 { share },
@@ -309,12 +324,16 @@ impl Presignature {
         )
     }
 
+    /// The versioned JSON encoding, for the party's encrypted store. Secret, and to be
+    /// deleted once used.
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, TssError> {
         to_versioned_json(&PresignatureBody {
             presignature: &self.0,
         })
     }
 
+    /// Reads what [`to_bytes`](Presignature::to_bytes) wrote; other format versions are
+    /// refused.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TssError> {
         let body: PresignatureOwned = from_versioned_json("presignature", bytes)?;
         Ok(Presignature(body.presignature))
@@ -332,10 +351,13 @@ impl std::fmt::Debug for Presignature {
 pub struct PartialSignature(pub(crate) cggmp21::PartialSignature<Secp256k1>);
 
 impl PartialSignature {
+    /// The compact binary encoding a party sends to whoever combines the partials.
     pub fn to_bytes(&self) -> Result<Vec<u8>, TssError> {
         crate::codec::encode(&self.0).map_err(|e| TssError::Bug(e.to_string()))
     }
 
+    /// Reads what [`to_bytes`](PartialSignature::to_bytes) wrote; the bytes come from a
+    /// peer, so anything else is a [`TssError::Decode`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TssError> {
         crate::codec::decode(bytes)
             .map(PartialSignature)

@@ -11,7 +11,14 @@ use crate::{Scheme, SigningInput, TssError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signature {
     /// Low-s ECDSA. `v` is 27 + the recovery id, as Ethereum's `ecrecover` takes it.
-    Ecdsa { r: [u8; 32], s: [u8; 32], v: u8 },
+    Ecdsa {
+        /// The x coordinate of the nonce point, big-endian.
+        r: [u8; 32],
+        /// The proof scalar, big-endian, at most half the group order.
+        s: [u8; 32],
+        /// 27 or 28.
+        v: u8,
+    },
     /// 64-byte Schnorr signature (Ed25519: R || s; BIP-340: x(R) || s).
     Schnorr([u8; 64]),
 }
@@ -31,6 +38,8 @@ impl Signature {
         }
     }
 
+    /// Reads the [`to_bytes`](Signature::to_bytes) form of a `scheme` signature. Checks
+    /// only the length; [`verify`](crate::verify) checks the rest.
     pub fn from_bytes(scheme: Scheme, bytes: &[u8]) -> Result<Self, TssError> {
         let wrong_length = |expected: usize| TssError::InvalidInput {
             field: "signature",

@@ -22,25 +22,33 @@ use crate::codec;
 pub struct Outgoing {
     /// `None` for a broadcast to every other party of the run.
     pub receiver: Option<u16>,
+    /// The encoded protocol message; the transport must not look inside.
     pub payload: Vec<u8>,
 }
 
 /// A message the transport delivers to a party, already authenticated as coming from `sender`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
+    /// The sender's index in the run.
     pub sender: u16,
+    /// Whether the sender broadcast it to every party (rather than sending it to this one):
+    /// protocols treat the two kinds differently.
     pub broadcast: bool,
+    /// The sender's [`Outgoing::payload`], unchanged.
     pub payload: Vec<u8>,
 }
 
 /// One party's ends of a protocol run's transport.
 #[derive(Debug)]
 pub struct Channel {
+    /// Messages from the other parties, as the transport delivers them.
     pub incoming: UnboundedReceiver<Incoming>,
+    /// Messages for the transport to send.
     pub outgoing: UnboundedSender<Outgoing>,
 }
 
 impl Channel {
+    /// A channel over the two ends a transport provides.
     pub fn new(incoming: UnboundedReceiver<Incoming>, outgoing: UnboundedSender<Outgoing>) -> Self {
         Self { incoming, outgoing }
     }
@@ -50,10 +58,23 @@ impl Channel {
 /// the session can blame it.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
+    /// A payload is not a message of the protocol being run: its sender misbehaved.
     #[error("message from party index {sender} does not decode: {reason}")]
-    Malformed { sender: u16, reason: String },
+    Malformed {
+        /// The index of the party that sent it.
+        sender: u16,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A message of ours could not be encoded (a bug, not a peer's fault).
     #[error("message to party index {receiver} does not encode: {reason}")]
-    Encode { receiver: u16, reason: String },
+    Encode {
+        /// The index it was for (`u16::MAX` for a broadcast).
+        receiver: u16,
+        /// The encoder's complaint.
+        reason: String,
+    },
+    /// The transport dropped its end before the run finished.
     #[error("the transport closed")]
     Closed,
 }

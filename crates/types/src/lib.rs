@@ -7,6 +7,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod signing;
+pub use signing::{FieldError, HashFunction, Scheme, SessionKind, SessionStatus, SigningInput};
+
 /// What a client principal may do. Deny by default: a call needs a role that includes its
 /// right, and signing additionally needs a grant for the key (see [`AccessRole::includes`]).
 ///

@@ -67,7 +67,8 @@ fn signing_request(
     })
 }
 
-/// Signs through `node`, waits, and checks the signature with the independent verifiers.
+/// Signs through `node` in one call (`wait`: the answer carries the signature) and checks
+/// the signature with the independent verifiers.
 async fn sign_and_verify(
     cluster: &Cluster,
     node: u64,
@@ -76,18 +77,53 @@ async fn sign_and_verify(
 ) -> anyhow::Result<pb::Session> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let created = cluster
-        .sessions(node)?
-        .create_signing(signing_request(key, &input, &request_id))
+        .sessions_waiting(node, SESSION_WAIT)?
+        .create_signing(pb::CreateSigningRequest {
+            wait: true,
+            ..signing_request(key, &input, &request_id)
+        })
         .await?
         .into_inner();
-    let session = created
+    assert!(created.created);
+    let done = created
         .session
         .ok_or_else(|| anyhow::anyhow!("no session"))?;
-    let done = wait_session(cluster, &session.session_id, SESSION_WAIT).await?;
     assert_eq!(
         done.status,
         pb::SessionStatus::Completed as i32,
-        "{} signing: {}",
+        "{} signing through node {node}, answered by the waiting call: {}",
+        key.scheme,
+        done.failure_reason
+    );
+    let scheme: Scheme = key.scheme.parse()?;
+    let signature = Signature::from_bytes(scheme, &done.signature)?;
+    mpc_tss::verify(scheme, &key.public_key, &input, &signature)?;
+    Ok(done)
+}
+
+/// Signs as a client library user does (`mpc_client::sessions::sign`: the waiting call on
+/// whichever node answers, a watch only if it came back unfinished) and checks the signature.
+async fn sign_as_client(
+    cluster: &Cluster,
+    key: &pb::Key,
+    input: SigningInput,
+) -> anyhow::Result<pb::Session> {
+    let endpoints = mpc_client::Endpoints::new(
+        cluster
+            .running()
+            .iter()
+            .map(|&id| cluster.grpc(id))
+            .collect(),
+        Duration::from_secs(10),
+        cluster.admin().clone(),
+    );
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let request = signing_request(key, &input, &request_id);
+    let done = mpc_client::sessions::sign(&endpoints, request, SESSION_WAIT, |_| {}).await?;
+    assert_eq!(
+        done.status,
+        pb::SessionStatus::Completed as i32,
+        "{} signing through mpc_client: {}",
         key.scheme,
         done.failure_reason
     );
@@ -150,7 +186,7 @@ async fn every_scheme_generates_a_key_and_signs_and_two_parties_suffice() -> any
                 hash: None,
             }
         };
-        let done = sign_and_verify(&cluster, 2, key, input).await?;
+        let done = sign_as_client(&cluster, key, input).await?;
         assert!(
             !done.parties.contains(&"party-3".to_string()),
             "{:?}",
@@ -219,6 +255,51 @@ async fn every_scheme_generates_a_key_and_signs_and_two_parties_suffice() -> any
 
     // One party left: signings wait, and a key takes only so many waiting ones.
     parties.kill("party-2")?;
+
+    // A waiting call for a signing that cannot start ends at the session's deadline, with
+    // the session as it ended (expired, or still pending if the expiry came after the grace);
+    // the same request again answers at once with that session.
+    let ecdsa = &keys[0];
+    let input = SigningInput::Digest([0x33; 32]);
+    let stuck = pb::CreateSigningRequest {
+        timeout_seconds: 2,
+        wait: true,
+        ..signing_request(ecdsa, &input, "waits-until-its-deadline")
+    };
+    let started = std::time::Instant::now();
+    let ended = cluster
+        .sessions_waiting(4, SESSION_WAIT)?
+        .create_signing(stuck.clone())
+        .await?
+        .into_inner();
+    let waited = started.elapsed();
+    let ended = ended.session.ok_or_else(|| anyhow::anyhow!("no session"))?;
+    let status = pb::SessionStatus::try_from(ended.status)?;
+    assert!(
+        matches!(
+            status,
+            pb::SessionStatus::Expired | pb::SessionStatus::Pending
+        ),
+        "{status:?}: {}",
+        ended.failure_reason
+    );
+    assert!(ended.signature.is_empty());
+    // Its deadline is two seconds out and the grace two more: it waited, and not for ever.
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(20),
+        "{waited:?}"
+    );
+    if status == pb::SessionStatus::Expired {
+        let again = cluster
+            .sessions_waiting(5, SESSION_WAIT)?
+            .create_signing(stuck)
+            .await?
+            .into_inner();
+        assert!(!again.created);
+        let again = again.session.ok_or_else(|| anyhow::anyhow!("no session"))?;
+        assert_eq!(again.session_id, ended.session_id);
+        assert_eq!(again.status, pb::SessionStatus::Expired as i32);
+    }
     let key = &keys[2];
     let input = SigningInput::Message {
         message: b"waits".to_vec(),

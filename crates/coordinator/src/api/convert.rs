@@ -1,11 +1,13 @@
 //! Generated protobuf types meet domain types here, and only here.
 
+use mpc_proto::statements;
 use mpc_proto::v1 as pb;
 use mpc_raft_store::model::{
-    KeyRecord, KeyStatus, SessionKind, SessionRecord, SessionResult, SessionStatus, SigningPayload,
+    KeyRecord, KeyStatus, SessionKind, SessionRecord, SessionResult, SessionStatus, SigningInput,
 };
 
 use crate::node::{ClusterView, Consistency};
+use crate::scheduler::{Assignment, OutcomeResult, PartyOutcome};
 
 pub fn session(s: &SessionRecord) -> pb::Session {
     let (public_key, signature) = match &s.result {
@@ -14,6 +16,7 @@ pub fn session(s: &SessionRecord) -> pb::Session {
         Some(SessionResult::Presignature) => (Vec::new(), Vec::new()),
         None => (Vec::new(), Vec::new()),
     };
+    let (digest, message, hash) = fields_of(s.signing_input.as_ref());
     pb::Session {
         session_id: s.session_id.clone(),
         kind: session_kind(s.kind) as i32,
@@ -21,18 +24,9 @@ pub fn session(s: &SessionRecord) -> pb::Session {
         key_id: s.key_id.clone(),
         threshold: u32::from(s.threshold),
         parties: s.parties.clone(),
-        digest: match &s.signing_input {
-            Some(SigningPayload::Digest(d)) => d.clone(),
-            _ => Vec::new(),
-        },
-        message: match &s.signing_input {
-            Some(SigningPayload::Message { message, .. }) => message.clone(),
-            _ => Vec::new(),
-        },
-        hash: match &s.signing_input {
-            Some(SigningPayload::Message { hash: Some(h), .. }) => h.as_str().into(),
-            _ => String::new(),
-        },
+        digest,
+        message,
+        hash,
         attempt: s.attempt,
         presignature_id: s.presignature_id.clone().unwrap_or_default(),
         status: session_status(s.status) as i32,
@@ -59,33 +53,18 @@ pub fn session(s: &SessionRecord) -> pb::Session {
 }
 
 pub fn session_kind(k: SessionKind) -> pb::SessionKind {
-    match k {
-        SessionKind::Keygen => pb::SessionKind::Keygen,
-        SessionKind::Sign => pb::SessionKind::Sign,
-        SessionKind::Presign => pb::SessionKind::Presign,
-        SessionKind::Refresh => pb::SessionKind::Refresh,
-    }
+    k.into()
 }
 
 pub fn session_status(s: SessionStatus) -> pb::SessionStatus {
-    match s {
-        SessionStatus::Pending => pb::SessionStatus::Pending,
-        SessionStatus::Running => pb::SessionStatus::Running,
-        SessionStatus::Completed => pb::SessionStatus::Completed,
-        SessionStatus::Failed => pb::SessionStatus::Failed,
-        SessionStatus::Expired => pb::SessionStatus::Expired,
-    }
+    s.into()
 }
 
 /// `None` for "unspecified" (no filter); an unknown number is an error.
 pub fn status_filter(raw: i32) -> Result<Option<SessionStatus>, crate::CoordinatorError> {
-    match pb::SessionStatus::try_from(raw) {
-        Ok(pb::SessionStatus::Unspecified) => Ok(None),
-        Ok(pb::SessionStatus::Pending) => Ok(Some(SessionStatus::Pending)),
-        Ok(pb::SessionStatus::Running) => Ok(Some(SessionStatus::Running)),
-        Ok(pb::SessionStatus::Completed) => Ok(Some(SessionStatus::Completed)),
-        Ok(pb::SessionStatus::Failed) => Ok(Some(SessionStatus::Failed)),
-        Ok(pb::SessionStatus::Expired) => Ok(Some(SessionStatus::Expired)),
+    match mpc_proto::domain::session_status(raw) {
+        Ok(s) => Ok(Some(s)),
+        Err(_) if raw == pb::SessionStatus::Unspecified as i32 => Ok(None),
         Err(_) => Err(crate::error::invalid(
             "status",
             format!("unknown value {raw}"),
@@ -94,12 +73,9 @@ pub fn status_filter(raw: i32) -> Result<Option<SessionStatus>, crate::Coordinat
 }
 
 pub fn kind_filter(raw: i32) -> Result<Option<SessionKind>, crate::CoordinatorError> {
-    match pb::SessionKind::try_from(raw) {
-        Ok(pb::SessionKind::Unspecified) => Ok(None),
-        Ok(pb::SessionKind::Keygen) => Ok(Some(SessionKind::Keygen)),
-        Ok(pb::SessionKind::Sign) => Ok(Some(SessionKind::Sign)),
-        Ok(pb::SessionKind::Presign) => Ok(Some(SessionKind::Presign)),
-        Ok(pb::SessionKind::Refresh) => Ok(Some(SessionKind::Refresh)),
+    match mpc_proto::domain::session_kind(raw) {
+        Ok(k) => Ok(Some(k)),
+        Err(_) if raw == pb::SessionKind::Unspecified as i32 => Ok(None),
         Err(_) => Err(crate::error::invalid(
             "kind",
             format!("unknown value {raw}"),
@@ -182,4 +158,68 @@ pub fn cluster_status(v: &ClusterView) -> pb::ClusterStatus {
         purged_index: v.purged_index,
         ready: v.ready,
     }
+}
+
+/// The API's digest, message and hash fields of a session's input (all empty without one).
+fn fields_of(input: Option<&SigningInput>) -> (Vec<u8>, Vec<u8>, String) {
+    input.map(SigningInput::to_fields).unwrap_or_default()
+}
+
+/// The wire form of a participant's assignment.
+pub fn assignment(a: &Assignment) -> pb::Assignment {
+    let s = &a.session;
+    let (digest, message, hash) = fields_of(s.signing_input.as_ref());
+    pb::Assignment {
+        session_id: s.session_id.clone(),
+        attempt: s.attempt,
+        kind: session_kind(s.kind) as i32,
+        scheme: s.scheme.as_str().into(),
+        key_id: s.key_id.clone(),
+        threshold: u32::from(s.threshold),
+        key_parties: a.key_parties.clone(),
+        participants: a.participants.clone(),
+        identities: a
+            .identities
+            .iter()
+            .map(|p| pb::PartyIdentity {
+                enrolled_by: Some(statements::signature_to(&p.enrolled_by)),
+                party_id: p.party_id.clone(),
+                signing_public_key: p.signing_public_key.clone(),
+                encryption_public_key: p.encryption_public_key.clone(),
+            })
+            .collect(),
+        generate_aux_info: a.generate_aux_info,
+        digest,
+        message,
+        hash,
+        presignature_id: s.presignature_id.clone().unwrap_or_default(),
+        deadline_ms: s.deadline_ms,
+        policy: a.policy.as_ref().map(statements::policy_to),
+        approvals: s.approvals.iter().map(statements::signature_to).collect(),
+        approvals_not_after_ms: s.approvals_not_after_ms,
+        request_id: s.request_id.clone().unwrap_or_default(),
+    }
+}
+
+/// A party's report, or None when it carries no result.
+pub fn party_outcome(o: pb::SessionOutcome) -> Option<PartyOutcome> {
+    use pb::session_outcome::Result as R;
+    let result = match o.result? {
+        R::Failure(f) => OutcomeResult::Failure {
+            reason: f.reason,
+            blamed_parties: f.blamed_parties,
+        },
+        R::PublicKey(public_key) => OutcomeResult::PublicKey {
+            public_key,
+            report_signature: o.report_signature,
+        },
+        R::Signature(s) => OutcomeResult::Signature(s),
+        R::PartialSignature(p) => OutcomeResult::PartialSignature(p),
+        R::PresignatureStored(_) => OutcomeResult::PresignatureStored,
+    };
+    Some(PartyOutcome {
+        session_id: o.session_id,
+        attempt: o.attempt,
+        result,
+    })
 }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use mpc_tss::{local, AuxInfo, Channel, KeyShare, PrimePair, Scheme, TssError};
 
-pub fn primes(count: usize) -> Vec<PrimePair> {
+pub(crate) fn primes(count: usize) -> Vec<PrimePair> {
     let text = include_str!("../../testdata/primes.jsonl");
     let pairs: Vec<_> = text
         .lines()
@@ -19,7 +19,7 @@ pub fn primes(count: usize) -> Vec<PrimePair> {
 }
 
 /// Runs one protocol for every party of an in-process network, each party on its own task.
-pub async fn run_all<T, F, Fut>(n: u16, party: F) -> Vec<Result<T, TssError>>
+pub(crate) async fn run_all<T, F, Fut>(n: u16, party: F) -> Vec<Result<T, TssError>>
 where
     T: Send + 'static,
     F: Fn(u16, Channel) -> Fut,
@@ -41,7 +41,7 @@ where
     results
 }
 
-pub async fn aux_infos(n: u16, eid: &'static [u8]) -> Vec<Arc<AuxInfo>> {
+pub(crate) async fn aux_infos(n: u16, eid: &'static [u8]) -> Vec<Arc<AuxInfo>> {
     let primes = std::sync::Mutex::new(
         primes(usize::from(n))
             .into_iter()
@@ -59,7 +59,7 @@ pub async fn aux_infos(n: u16, eid: &'static [u8]) -> Vec<Arc<AuxInfo>> {
     .collect()
 }
 
-pub async fn keygen(
+pub(crate) async fn keygen(
     scheme: Scheme,
     t: u16,
     n: u16,

@@ -2,8 +2,8 @@
 //! verifier. ECDSA uses cached prime pairs (`testdata/primes.jsonl`, made by
 //! `scripts/gen-test-primes.sh`) so no test spends minutes on primes.
 
-// Test helpers may panic: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Test helpers may panic: a failed unwrap (or a `panic!`) is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod fixtures;
 mod material;

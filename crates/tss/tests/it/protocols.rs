@@ -263,6 +263,6 @@ async fn bad_parameters_are_refused_naming_the_field() {
             hash: None
         }
         .validate_for(Scheme::EcdsaSecp256k1),
-        Err(TssError::InvalidInput { field: "hash", .. })
+        Err(mpc_types::FieldError { field: "hash", .. })
     ));
 }
