@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::sessions_client::SessionsClient;
-use tonic::Status;
+use tonic::{Code, Status};
 
 use crate::{retryable, ClientError, Endpoints};
 
@@ -20,8 +20,9 @@ pub use mpc_proto::domain::is_terminal;
 /// Creates a signing and returns the session once it ended, or as last seen when `limit` ran
 /// out first (check its status). `req.wait` is set here; give `req` a request id so that a
 /// retry on another node (after a connection broke mid-call) waits for the same session
-/// instead of making a second one. `on_update` sees the session as the call answered it when
-/// that was not final, then every change the watch brings.
+/// instead of making a second one, and so that a call cut off by `limit` still learns which
+/// session it made. `on_update` sees the session as the call answered it when that was not
+/// final, then every change the watch brings.
 pub async fn sign(
     endpoints: &Endpoints,
     mut req: pb::CreateSigningRequest,
@@ -30,10 +31,8 @@ pub async fn sign(
 ) -> Result<pb::Session, ClientError> {
     let started = Instant::now();
     req.wait = true;
-    // The answer comes when the session ends: each attempt may take all of `limit`, not
-    // just the endpoints' timeout for quick calls.
-    let created = endpoints
-        .call_for(limit, |ch| {
+    let create = |req: pb::CreateSigningRequest| {
+        move |ch| {
             let req = req.clone();
             async move {
                 SessionsClient::new(ch)
@@ -41,8 +40,20 @@ pub async fn sign(
                     .await
                     .map(|r| r.into_inner())
             }
-        })
-        .await?;
+        }
+    };
+    // The answer comes when the session ends: each attempt may take all of `limit`, not
+    // just the endpoints' timeout for quick calls.
+    let created = match endpoints.call_for(limit, create(req.clone())).await {
+        Ok(created) => created,
+        // `limit` ran out first, so the call never said which session it made. The request
+        // id finds it: the same request again, not waiting, answers that session at once.
+        Err(e) if gave_up(&e) && !req.request_id.is_empty() => {
+            req.wait = false;
+            endpoints.call(create(req)).await?
+        }
+        Err(e) => return Err(e),
+    };
     let session = created.session.ok_or_else(|| {
         ClientError::Status(Status::internal("CreateSigning answered no session"))
     })?;
@@ -56,6 +67,15 @@ pub async fn sign(
         // No node answered the watch in time: the session as the call left it.
         Err(ClientError::Unreachable { .. }) => Ok(session),
         Err(e) => Err(e),
+    }
+}
+
+/// A call that ended because the client's time ran out, not because a node refused it.
+fn gave_up(e: &ClientError) -> bool {
+    match e {
+        ClientError::Unreachable { .. } => true,
+        ClientError::Status(s) => matches!(s.code(), Code::Cancelled | Code::DeadlineExceeded),
+        _ => false,
     }
 }
 
