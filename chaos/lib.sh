@@ -11,6 +11,9 @@ RESULTS=${MPC_CHAOS_RESULTS:-$MPC_ROOT/chaos/results}
 ROUNDS=${MPC_CHAOS_ROUNDS:-${DEFAULT_ROUNDS:-3}}
 # Upper bound of any load, whatever happens to the script.
 LOAD_MAX_SECONDS=${MPC_CHAOS_LOAD_MAX_SECONDS:-600}
+# How long the load may take to make its keys: the first ECDSA key of a group of parties
+# waits for their auxiliary info (a prime pair each, minutes on a busy machine).
+LOAD_SETUP_SECONDS=${MPC_CHAOS_SETUP_SECONDS:-600}
 LOAD=""
 
 log() { echo "[$(date +%H:%M:%S)] $*"; }
@@ -33,9 +36,13 @@ start_run() { # scenario
   log "$SCENARIO: run directory $RUN_DIR"
 }
 
-nemesis() { # action target
-  printf '{"type":"nemesis","at_us":%s,"action":"%s","target":"%s"}\n' "$(now_us)" "$1" "$2" >>"$EVENTS"
-  log "nemesis: $1 $2"
+# `parties-cut-off` marks a fault that leaves the parties unable to reach the coordinators'
+# majority: the checker then demands no signing until it heals (it does demand a write).
+nemesis() { # action target [parties-cut-off]
+  local extra=""
+  [[ ${3:-} == parties-cut-off ]] && extra=',"parties_cut_off":true'
+  printf '{"type":"nemesis","at_us":%s,"action":"%s","target":"%s"%s}\n' "$(now_us)" "$1" "$2" "$extra" >>"$EVENTS"
+  log "nemesis: $1 $2${3:+ ($3)}"
 }
 
 # The load runs in a container on the cluster's network, writing its history to the run
@@ -47,16 +54,20 @@ start_load() { # extra mpc-chaos load args...
     --user "$(id -u):$(id -g)" -v "$RUN_DIR:/results" -v "$MPC_CLUSTER_DIR/admin:/admin:ro" \
     "${ADMIN_TOOL_ENV[@]}" "$(image_name)" mpc-chaos load --endpoints "$IN_NETWORK_ENDPOINTS" \
     --out /results/history.jsonl --duration "${LOAD_MAX_SECONDS}s" "$@" >/dev/null
-  # The first register key appears once the load's keys exist.
-  local deadline=$((SECONDS + 90))
-  until KEY_ID=$(sed -n 's/.*"type":"register","key_id":"\([^"]*\)".*/\1/p' "$HISTORY" | head -n1) && [[ -n $KEY_ID ]]; do
+  # Faults begin once every key of every scheme exists and the clients run (the load's start
+  # marker), not while keys are still being made: a fault then would test the setup.
+  local deadline=$((SECONDS + LOAD_SETUP_SECONDS))
+  until grep -q '"type":"load","at_us":[0-9]*,"phase":"start"' "$HISTORY"; do
     if ((SECONDS > deadline)) || [[ $(docker inspect -f '{{.State.Running}}' "$LOAD" 2>/dev/null) != true ]]; then
       docker logs "$LOAD" >&2 || true
-      die "the load did not start"
+      die "the load did not start within ${LOAD_SETUP_SECONDS} s"
     fi
     sleep 0.5
   done
-  log "load running (register key $KEY_ID)"
+  # The partition probes write to the first register (sed reads all: head could SIGPIPE it).
+  KEY_ID=$(sed -n 's/.*"type":"register","key_id":"\([^"]*\)".*/\1/p' "$HISTORY" | sed -n 1p)
+  [[ -n $KEY_ID ]] || die "the load started without keys"
+  log "load running (keys: $(grep -c '"type":"register"' "$HISTORY"); probe key $KEY_ID)"
 }
 
 stop_load() {
@@ -154,20 +165,31 @@ heal() { # side services...
 }
 
 # One write from inside `service` to its own gRPC port, recorded with what the partition
-# requires of it (ok: acknowledged; fail: not acknowledged).
+# requires of it (ok: acknowledged; fail: not acknowledged). Exit 3 is a recorded probe
+# without the required outcome, which the checker reports; any other failure recorded
+# nothing, and the checker's probe count (--probes) would catch it, but stop here, saying why.
 probe() { # service expect label
-  local budget=3s
+  local budget=3s code=0
   [[ $2 == ok ]] && budget=15s
   chaos_in "$1" probe-write --endpoints 127.0.0.1:50051 --key-id "$KEY_ID" --expect "$2" \
-    --label "$3" --budget "$budget" >>"$EVENTS" || log "probe $3 did not get the required outcome (the checker reports it)"
+    --label "$3" --budget "$budget" >>"$EVENTS" || code=$?
+  case $code in
+    0) ;;
+    3) log "probe $3 did not get the required outcome (the checker reports it)" ;;
+    *) die "probe $3 could not run (exit $code)" ;;
+  esac
 }
 
 # Who the cut-off nodes think leads: the load cannot reach them, so ask from inside.
 observe_inside() { # service seconds
-  chaos_in "$1" observe --endpoints 127.0.0.1:50051 --duration "${2}s" >>"$EVENTS" || true
+  chaos_in "$1" observe --endpoints 127.0.0.1:50051 --duration "${2}s" >>"$EVENTS" ||
+    die "observing from inside $1 failed"
 }
 
-check() { # extra checker args...
+# The checker, with the scenario's floors (--min-writes …, --probes) and any extra
+# arguments. Every fault must be followed by an acknowledged write and, unless marked
+# parties-cut-off, by a completed signing begun after it.
+check() { # floor and extra checker args...
   local line code=0
   docker run --rm --network "$(network_name)" --user "$(id -u):$(id -g)" -v "$RUN_DIR:/results" \
     -v "$MPC_CLUSTER_DIR/admin:/admin:ro" "${ADMIN_TOOL_ENV[@]}" \

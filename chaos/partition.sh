@@ -26,7 +26,13 @@ cut() { # label "minority services" "majority services" load-follows-side
   if [[ $4 == side ]]; then moved=("${majority[@]}"); else moved=("${minority[@]}"); fi
   isolate "${moved[@]}"
   side=$SIDE
-  nemesis partition "$label: ${minority[*]} cut off"
+  # On the majority side's phase the parties stay on the cluster network with the minority:
+  # no signing can complete until the heal.
+  if [[ $4 == side ]]; then
+    nemesis partition "$label: ${minority[*]} cut off" parties-cut-off
+  else
+    nemesis partition "$label: ${minority[*]} cut off"
+  fi
   # The load stays with the majority.
   [[ $4 == side ]] && docker network connect "$side" "$LOAD"
   read -r new new_term < <(wait_new_leader_among "${majority[*]}")
@@ -68,4 +74,10 @@ for round in $(seq 1 "$ROUNDS"); do
   cut "majority side" "${rest[2]} ${rest[3]}" "coordinator-$l ${rest[0]} ${rest[1]}" side
 done
 stop_load
-check
+# Floors per round (three phases, two probes each), from runs on this machine (chaos/results/,
+# README) with margin. ECDSA signings without a presignature take about 10 s on two busy
+# cores, so few complete; no presignature-served signing has been seen under this load
+# yet, so none is demanded (--min-presigned 0).
+check --min-writes $((1000 * ROUNDS)) --min-reads $((1000 * ROUNDS)) \
+  --min-signed-ed25519 $((10 * ROUNDS)) --min-signed-bip340 $((10 * ROUNDS)) \
+  --min-signed-ecdsa $((3 * ROUNDS)) --min-presigned 0 --probes $((6 * ROUNDS))

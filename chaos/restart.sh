@@ -18,4 +18,10 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 stop_load
-check
+# Floors per round (eight restarts), from runs on this machine (chaos/results/,
+# README) with margin. ECDSA signings without a presignature take about 10 s on two busy
+# cores, so few complete; no presignature-served signing has been seen under this load
+# yet, so none is demanded (--min-presigned 0).
+check --min-writes $((1000 * ROUNDS)) --min-reads $((1000 * ROUNDS)) \
+  --min-signed-ed25519 $((20 * ROUNDS)) --min-signed-bip340 $((20 * ROUNDS)) \
+  --min-signed-ecdsa $((3 * ROUNDS)) --min-presigned 0 --probes 0

@@ -8,6 +8,7 @@
 #   scripts/build-image.sh --no-build   the image from the binaries already built
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/rootfs.sh"
 cd "$MPC_ROOT"
 
 # Keep in step with the Dockerfile (tests/tests/it/image.rs checks).
@@ -31,24 +32,13 @@ ROOTFS=$CONTEXT/rootfs
 mkdir -p "$ROOTFS/usr/local/bin" "$ROOTFS/etc" "$ROOTFS/tmp" "$CONTEXT/data"
 chmod 1777 "$ROOTFS/tmp"
 
-libs=()
 for b in "${BINARIES[@]}"; do
   src=$CARGO_TARGET_DIR/release/$b
   [[ -x $src ]] || { echo "build-image: $src is missing; run without --no-build" >&2; exit 1; }
   # Line tables are for profiling on the build host; the image ships without them.
   strip --strip-unneeded -o "$ROOTFS/usr/local/bin/$b" "$src"
-  if ldd "$src" | grep -q 'not found'; then
-    echo "build-image: $b needs a library this host lacks:" >&2
-    ldd "$src" | grep 'not found' >&2
-    exit 1
-  fi
-  # "libx.so => /path (addr)" and the loader "/lib64/ld-linux-x86-64.so.2 (addr)".
-  while read -r lib; do libs+=("$lib"); done < <(ldd "$src" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
 done
-for lib in $(printf '%s\n' "${libs[@]}" | sort -u); do
-  mkdir -p "$ROOTFS$(dirname "$lib")"
-  cp -L "$lib" "$ROOTFS$lib"
-done
+copy_shared_libraries "$ROOTFS" "${BINARIES[@]/#/$CARGO_TARGET_DIR/release/}"
 
 cat >"$ROOTFS/etc/passwd" <<PASSWD
 root:x:0:0:root:/root:/usr/sbin/nologin
@@ -85,4 +75,4 @@ if ! out=$(DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE:$VERSION" -t "$IMAGE:lat
 fi
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE:latest")
 echo "built $IMAGE:$VERSION and $IMAGE:latest ($((size / 1024 / 1024)) MiB, revision $REVISION): ${BINARIES[*]}"
-echo "libraries: $(printf '%s\n' "${libs[@]}" | sort -u | xargs -n1 basename | tr '\n' ' ')"
+echo "libraries: $(printf '%s\n' "${SHARED_LIBRARIES[@]}" | xargs -n1 basename | tr '\n' ' ')"

@@ -34,5 +34,5 @@ fi
 # deny.toml's format follows cargo-deny's minor version: keep the two in step.
 if ! cargo deny --version >/dev/null 2>&1; then
   echo "installing cargo-deny"
-  cargo install --locked cargo-deny@0.20
+  cargo install --locked cargo-deny --version '~0.20'
 fi

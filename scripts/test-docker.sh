@@ -4,15 +4,29 @@
 # runs one short round of every chaos scenario, scans every container log and the chaos runs'
 # output for the cluster's secrets (scripts/scan-secrets.sh: master keys, TLS and signing keys,
 # tokens, share secrets), checks that data survives `down` and `up` (and scans again), and
-# tears everything down. Skips, saying why, only when no Docker engine answers.
+# tears everything down. Without a Docker engine, a compose tool or python3 it skips, saying
+# why; under CI (the variable CI set and not empty, as .ci/run sets it) it fails instead, so
+# that a run which tested nothing never passes.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$MPC_ROOT"
 
-if ! err=$(docker info 2>&1 >/dev/null); then
-  echo "SKIP docker tests: no Docker engine answers (docker info: ${err:-docker not installed})"
+cannot_run() { # why
+  if [[ -n ${CI:-} ]]; then
+    echo "FAIL docker tests: $* (CI is set: the docker tests must run)" >&2
+    exit 1
+  fi
+  echo "SKIP docker tests: $*"
   exit 0
+}
+if ! err=$(docker info 2>&1 >/dev/null); then
+  cannot_run "no Docker engine answers (docker info: ${err:-docker not installed})"
 fi
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  cannot_run "neither 'docker compose' nor 'docker-compose' is installed (scripts/install-deps.sh installs docker-compose)"
+fi
+# The cluster and chaos scripts read the nodes' JSON with it.
+command -v python3 >/dev/null 2>&1 || cannot_run "python3 is not installed"
 # A project of its own, so that a developer's cluster keeps its volumes.
 export MPC_PROJECT=${MPC_TEST_PROJECT:-mpc-test}
 export MPC_CLUSTER_DIR=${MPC_TEST_CLUSTER_DIR:-$MPC_ROOT/.cluster-test}

@@ -23,3 +23,4 @@ cargo nextest run --workspace --locked --profile ci --cargo-profile release
 scripts/fuzz.sh 10
 # The image, the compose cluster and the chaos scenarios (skipped, saying why, without Docker).
 scripts/test-docker.sh
+scripts/check-deploy.sh  # deploy/: Kubernetes manifests (schemas, vs compose), Prometheus rules and tests, the monitoring profile

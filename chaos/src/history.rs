@@ -38,9 +38,18 @@ pub enum Event {
         at_us: u64,
         action: String,
         target: String,
+        /// The fault leaves the parties unable to reach the coordinators' majority (a
+        /// partition whose majority side they are not on): no signing can complete until it
+        /// heals, so the checker does not demand one after this fault.
+        #[serde(default, skip_serializing_if = "is_false")]
+        parties_cut_off: bool,
     },
     /// The load's bounds: the checker measures unavailability between these.
     Load { at_us: u64, phase: LoadPhase },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +66,8 @@ pub enum OpKind {
     Write,
     /// GetKey, linearizable; `value` is the description read.
     Read,
-    /// CreateSigning of `message` with a fresh request id, then waiting for the outcome.
+    /// CreateSigning (of a message, or of a raw digest) with a fresh request id, then
+    /// waiting for the outcome.
     Sign,
 }
 
@@ -99,8 +109,15 @@ pub struct Op {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignDetail {
     pub request_id: String,
-    /// Hex.
+    /// Hex; empty when a raw digest was signed.
     pub message: String,
+    /// ECDSA: the hash the signers apply to `message` ("keccak256"); absent for a raw digest
+    /// and for Schnorr schemes, which sign the message itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// ECDSA: the 32-byte digest signed as it is (hex), instead of a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// Set once a CreateSigning was acknowledged: the session must exist from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
@@ -118,6 +135,28 @@ pub struct SignDetail {
     /// request, so that it can be re-sent unchanged.
     #[serde(default)]
     pub not_after_ms: u64,
+    /// The presignature that served the signing, as the session reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presignature_id: Option<String>,
+    /// Final reads only: re-sending the unacknowledged request created its session just now
+    /// (the load's own request was never committed), so the signing is the checker's work,
+    /// not the load's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub created_by_final_read: bool,
+}
+
+impl SignDetail {
+    /// What the request signed, as the platform reads a request's fields (a digest, or a
+    /// message with its hash function), so that checks and retries use the same input.
+    pub fn signing_input(&self) -> Result<mpc_tss::SigningInput, String> {
+        let message = hex::decode(&self.message).map_err(|e| format!("message: {e}"))?;
+        let digest = match &self.digest {
+            Some(d) => hex::decode(d).map_err(|e| format!("digest: {e}"))?,
+            None => Vec::new(),
+        };
+        mpc_tss::SigningInput::from_fields(&digest, &message, self.hash.as_deref().unwrap_or(""))
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

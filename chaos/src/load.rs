@@ -1,7 +1,9 @@
 //! The load a scenario runs under: register clients writing and reading key descriptions,
-//! signers creating signing sessions and waiting for their outcome, and an observer asking
-//! every coordinator who leads. Every operation is recorded with its invocation and response
-//! times; the run is bounded in time and in operations.
+//! signers creating signing sessions with keys of every scheme (ECDSA both from messages the
+//! signers hash with keccak256, which a presignature may serve, and from raw digests, which it
+//! may not) and waiting for their outcome, and an observer asking every coordinator who leads.
+//! Every operation is recorded with its invocation and response times; the run is bounded in
+//! time and in operations.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +15,7 @@ use mpc_proto::v1 as pb;
 use mpc_proto::v1::keys_client::KeysClient;
 use mpc_proto::v1::party_gateway_client::PartyGatewayClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
+use mpc_tss::{HashFunction, Scheme, SigningInput};
 use rand::Rng;
 
 use crate::authority::{expiry_after, Admin, AdminKeyFile, Initiator, InitiatorKeyFile};
@@ -32,12 +35,22 @@ pub struct LoadSettings {
     /// Clients writing and reading key descriptions.
     #[arg(long = "clients", value_name = "N", default_value_t = 4)]
     pub register_clients: usize,
-    #[arg(long, default_value_t = 2)]
+    /// Signers; signer i signs with the i-th scheme of `--schemes` (cyclically), so at least
+    /// one per scheme.
+    #[arg(long, default_value_t = 3)]
     pub signers: usize,
-    #[arg(long, default_value_t = 4)]
-    pub keys: usize,
-    #[arg(long, default_value = "schnorr-ed25519")]
-    pub scheme: String,
+    /// Keys generated per scheme; every key is also a register.
+    #[arg(long, default_value_t = 2)]
+    pub keys_per_scheme: usize,
+    /// Schemes of the run's keys, generated in this order (Schnorr keys take milliseconds,
+    /// an ECDSA key seconds, or minutes when the parties must first make auxiliary info).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "schnorr-ed25519,schnorr-bip340,ecdsa-secp256k1",
+        value_parser = parse_scheme
+    )]
+    pub schemes: Vec<Scheme>,
     /// Pause between one client's operations.
     #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     pub think: Duration,
@@ -56,9 +69,14 @@ pub struct LoadSettings {
     pub initiator: InitiatorKeyFile,
 }
 
+fn parse_scheme(s: &str) -> Result<Scheme, String> {
+    s.parse::<Scheme>().map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Clone)]
 pub struct RegisterKey {
     pub key_id: String,
+    pub scheme: Scheme,
 }
 
 /// Operation budget shared by every client.
@@ -98,7 +116,16 @@ pub async fn run(
     settings: LoadSettings,
     rec: Recorder,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(settings.keys > 0, "keys: must be at least 1");
+    anyhow::ensure!(
+        settings.keys_per_scheme > 0,
+        "keys-per-scheme: must be at least 1"
+    );
+    anyhow::ensure!(!settings.schemes.is_empty(), "schemes: name at least one");
+    anyhow::ensure!(
+        settings.signers >= settings.schemes.len(),
+        "signers: at least one per scheme ({} schemes)",
+        settings.schemes.len()
+    );
     let initiator = Initiator::load(&settings.initiator)?;
     let admin = Admin::load(&settings.admin)?;
     let keys = setup_keys(&coords, &settings, &admin, &initiator, &rec).await?;
@@ -176,7 +203,7 @@ fn unreachable(e: CallError, what: &str) -> anyhow::Error {
     anyhow::anyhow!("{what}: {} (last tried {})", e.message, e.endpoint)
 }
 
-/// Generates the run's keys (Ed25519 keygen is milliseconds), each under the admin's policy
+/// Generates the run's keys, `keys_per_scheme` of each scheme, each under the admin's policy
 /// that lets the initiator alone approve its signings, and records each one's description
 /// as the register's initial value.
 async fn setup_keys(
@@ -210,16 +237,27 @@ async fn setup_keys(
         );
     }
     let mut keys = Vec::new();
-    for i in 0..settings.keys {
+    let plan = settings
+        .schemes
+        .iter()
+        .flat_map(|scheme| std::iter::repeat_n(*scheme, settings.keys_per_scheme));
+    for (i, scheme) in plan.enumerate() {
+        // The first ECDSA key of a group of parties waits for their auxiliary info (a prime
+        // pair each, about a minute of one core when none is ready).
+        let (timeout_seconds, patience) = if scheme.needs_aux_info() {
+            (600, Duration::from_secs(660))
+        } else {
+            (60, patience)
+        };
         let req = admin.endorse(
             pb::CreateKeygenRequest {
-                scheme: settings.scheme.clone(),
+                scheme: scheme.as_str().to_owned(),
                 threshold: 2,
                 parties: party_ids.clone(),
                 request_id: format!("chaos-{}-key-{i}", settings.run_id),
                 description: "initial".into(),
                 tags: Default::default(),
-                timeout_seconds: 60,
+                timeout_seconds,
                 key_id: format!("chaos-{}-key-{i}", settings.run_id),
                 policy: None,
             },
@@ -257,7 +295,19 @@ async fn setup_keys(
             public_key: hex::encode(&key.public_key),
             initial: key.description.clone(),
         });
-        keys.push(RegisterKey { key_id: key.key_id });
+        let recorded: Scheme = key
+            .scheme
+            .parse()
+            .with_context(|| format!("key {}: scheme {:?}", key.key_id, key.scheme))?;
+        anyhow::ensure!(
+            recorded == scheme,
+            "key {}: asked for {scheme}, got {recorded}",
+            key.key_id
+        );
+        keys.push(RegisterKey {
+            key_id: key.key_id,
+            scheme,
+        });
     }
     Ok(keys)
 }
@@ -492,22 +542,40 @@ async fn signer(
 ) {
     let (coords, keys, settings, initiator, prefix) =
         (&coords, &keys, &settings, &initiator, name.clone());
+    // Signer i signs with the i-th scheme only: an ECDSA signing without a presignature
+    // takes seconds (10 s on two busy cores), and signers taking the schemes in turn all
+    // ended up waiting on ECDSA, leaving a handful of Schnorr signings per run.
+    let scheme = settings.schemes[index % settings.schemes.len()];
     run_client(name, &budget, &rec, settings.think, |n| {
-        let (key, message) = {
+        let (key, input) = {
             let mut rng = rand::thread_rng();
-            let key = keys[rng.gen_range(0..keys.len())].key_id.clone();
-            let message: [u8; 32] = rng.gen();
-            (key, message)
+            let of_scheme: Vec<&RegisterKey> = keys.iter().filter(|k| k.scheme == scheme).collect();
+            let key = of_scheme[rng.gen_range(0..of_scheme.len())].key_id.clone();
+            let bytes: [u8; 32] = rng.gen();
+            (key, signing_input(scheme, bytes, rng.gen_bool(0.5)))
         };
         let request_id = format!("chaos-{}-{prefix}-{n}", settings.run_id);
-        async move {
-            sign(
-                coords, index, &key, &message, request_id, settings, initiator,
-            )
-            .await
-        }
+        async move { sign(coords, index, &key, &input, request_id, settings, initiator).await }
     })
     .await;
+}
+
+/// What one signing of the load signs. Schnorr schemes sign the bytes themselves; ECDSA
+/// either a message its signers hash with keccak256 (the only input a presignature may
+/// serve: `SigningInput::may_use_presignature`) or, when `raw_digest`, the bytes as a digest
+/// signed as it is (always the full protocol).
+pub fn signing_input(scheme: Scheme, bytes: [u8; 32], raw_digest: bool) -> SigningInput {
+    match scheme {
+        Scheme::EcdsaSecp256k1 if raw_digest => SigningInput::Digest(bytes),
+        Scheme::EcdsaSecp256k1 => SigningInput::Message {
+            message: bytes.to_vec(),
+            hash: Some(HashFunction::Keccak256),
+        },
+        Scheme::SchnorrEd25519 | Scheme::SchnorrBip340 => SigningInput::Message {
+            message: bytes.to_vec(),
+            hash: None,
+        },
+    }
 }
 
 /// Creates a signing session approved by the initiator (retrying the same request id, so at
@@ -516,24 +584,29 @@ pub async fn sign(
     coords: &Coordinators,
     first: usize,
     key_id: &str,
-    message: &[u8],
+    input: &SigningInput,
     request_id: String,
     settings: &LoadSettings,
     initiator: &Initiator,
 ) -> Op {
     let start_us = now_us();
     let not_after_ms = expiry_after(settings.approval_ttl);
+    let (digest, message, hash) = input.to_fields();
     let mut detail = SignDetail {
         request_id: request_id.clone(),
-        message: hex::encode(message),
+        message: hex::encode(&message),
+        hash: (!hash.is_empty()).then_some(hash),
+        digest: (!digest.is_empty()).then(|| hex::encode(&digest)),
         session_id: None,
         status: None,
         signature: None,
         failure_reason: None,
         attempt: 0,
         not_after_ms,
+        presignature_id: None,
+        created_by_final_read: false,
     };
-    let req = approved_signing(key_id, message, request_id, not_after_ms, initiator).map(|req| {
+    let req = approved_signing(key_id, input, request_id, not_after_ms, initiator).map(|req| {
         pb::CreateSigningRequest {
             timeout_seconds: settings.sign_timeout_secs,
             ..req
@@ -577,6 +650,8 @@ pub async fn sign(
                     Ok(s) => {
                         detail.status = Some(status_name(s.status));
                         detail.attempt = s.attempt;
+                        detail.presignature_id =
+                            (!s.presignature_id.is_empty()).then(|| s.presignature_id.clone());
                         if s.status == pb::SessionStatus::Completed as i32 {
                             detail.signature = Some(hex::encode(&s.signature));
                             (Outcome::Ok, endpoint, None)
@@ -611,23 +686,24 @@ pub async fn sign(
     }
 }
 
-/// The load's signing request of `message` (as it is, no hash) with the initiator's approval:
-/// the same arguments give the same request, so the final reads can re-send it.
+/// The load's signing request of `input` with the initiator's approval: the same arguments
+/// give the same request, so the final reads can re-send it.
 pub fn approved_signing(
     key_id: &str,
-    message: &[u8],
+    input: &SigningInput,
     request_id: String,
     not_after_ms: u64,
     initiator: &Initiator,
 ) -> anyhow::Result<pb::CreateSigningRequest> {
+    let (digest, message, hash) = input.to_fields();
     initiator.approve(
         pb::CreateSigningRequest {
             key_id: key_id.to_owned(),
-            digest: Vec::new(),
+            digest,
             request_id,
             timeout_seconds: 0,
-            message: message.to_vec(),
-            hash: String::new(),
+            message,
+            hash,
             approvals: Vec::new(),
             not_after_ms: 0,
             // The load follows each session with linearizable reads (wait_terminal): a call

@@ -115,14 +115,56 @@ enum Command {
         /// Search steps per key before the linearizability check gives up.
         #[arg(long, default_value_t = 20_000_000)]
         max_steps: u64,
-        /// Fail unless every fault is followed by a signing that began after it and completed.
-        #[arg(long)]
-        require_signing_after_faults: bool,
+        #[command(flatten)]
+        floors: FloorArgs,
         /// Approves the final re-sending of signing requests never acknowledged (needed
         /// with endpoints).
         #[arg(long, env = "MPC_INITIATOR_KEY")]
         initiator_key: Option<PathBuf>,
     },
+}
+
+/// The least work the run must show (`check::Floors`). No defaults: every scenario states its
+/// own, so that a load that did nothing cannot pass by omission. Every fault must in any case
+/// be followed by an acknowledged write, and (unless the parties were cut off from the
+/// majority) by a completed signing begun after it.
+#[derive(Debug, Clone, clap::Args)]
+struct FloorArgs {
+    /// Acknowledged writes of the load.
+    #[arg(long)]
+    min_writes: usize,
+    /// Answered linearizable reads of the load.
+    #[arg(long)]
+    min_reads: usize,
+    /// Completed ECDSA signings.
+    #[arg(long)]
+    min_signed_ecdsa: usize,
+    /// Completed Ed25519 signings.
+    #[arg(long)]
+    min_signed_ed25519: usize,
+    /// Completed BIP-340 signings.
+    #[arg(long)]
+    min_signed_bip340: usize,
+    /// Completed ECDSA signings served from a presignature.
+    #[arg(long)]
+    min_presigned: usize,
+    /// Partition probes the scenario makes: exactly this many must be recorded.
+    #[arg(long)]
+    probes: usize,
+}
+
+impl From<FloorArgs> for check::Floors {
+    fn from(a: FloorArgs) -> Self {
+        check::Floors {
+            writes_acked: a.min_writes,
+            reads_ok: a.min_reads,
+            signed_ecdsa: a.min_signed_ecdsa,
+            signed_ed25519: a.min_signed_ed25519,
+            signed_bip340: a.min_signed_bip340,
+            presigned: a.min_presigned,
+            probes: a.probes,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -244,7 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             scenario,
             report,
             max_steps,
-            require_signing_after_faults,
+            floors,
             initiator_key,
         } => {
             let mut files = histories.clone();
@@ -276,7 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &events,
                     check::CheckOptions {
                         max_steps,
-                        require_signing_after_faults,
+                        floors: floors.into(),
                     },
                 )
             })

@@ -24,37 +24,47 @@ pub fn write(
     );
     let _ = writeln!(md, "## Load\n");
     let _ = writeln!(md, "| what | count |\n|---|---|");
-    let _ = writeln!(md, "| operations recorded | {} |", findings.ops);
-    let _ = writeln!(md, "| writes acknowledged | {} |", findings.writes_acked);
-    let _ = writeln!(
-        md,
-        "| writes of unknown outcome | {} |",
-        findings.writes_unknown
-    );
-    let _ = writeln!(
-        md,
-        "| linearizable reads answered | {} |",
-        findings.reads_ok
-    );
-    let _ = writeln!(md, "| signatures | {} |", findings.signatures);
-    let _ = writeln!(
-        md,
-        "| signing sessions failed or expired | {} |",
-        findings.sign_failed
-    );
-    let _ = writeln!(md, "| terms with a leader observed | {} |", findings.terms);
-    let _ = writeln!(
-        md,
-        "| longest stretch without an acknowledged write | {} ms |\n",
-        findings.max_unavailable_ms
-    );
+    let counts = [
+        ("operations recorded", findings.ops.to_string()),
+        ("writes acknowledged", findings.writes_acked.to_string()),
+        (
+            "writes of unknown outcome",
+            findings.writes_unknown.to_string(),
+        ),
+        ("linearizable reads answered", findings.reads_ok.to_string()),
+        (
+            "signings completed (all schemes)",
+            findings.signatures.to_string(),
+        ),
+        ("ECDSA signings", findings.signed_ecdsa.to_string()),
+        (
+            "ECDSA signings served from a presignature",
+            findings.presigned.to_string(),
+        ),
+        ("Ed25519 signings", findings.signed_ed25519.to_string()),
+        ("BIP-340 signings", findings.signed_bip340.to_string()),
+        ("partition probes", findings.probes.to_string()),
+        (
+            "signing sessions failed or expired",
+            findings.sign_failed.to_string(),
+        ),
+        ("terms with a leader observed", findings.terms.to_string()),
+        (
+            "longest stretch without an acknowledged write",
+            format!("{} ms", findings.max_unavailable_ms),
+        ),
+    ];
+    for (what, count) in counts {
+        let _ = writeln!(md, "| {what} | {count} |");
+    }
+    let _ = writeln!(md);
     let _ = writeln!(md, "## Faults\n");
     if findings.recoveries.is_empty() {
         let _ = writeln!(md, "None recorded.\n");
     } else {
         let _ = writeln!(
             md,
-            "| fault | target | first acknowledged write after | first signing begun after, completed |\n|---|---|---|---|"
+            "| fault | target | first write begun after, acknowledged | first signing begun after, completed |\n|---|---|---|---|"
         );
         for r in &findings.recoveries {
             let ms = |v: Option<u64>| v.map_or_else(|| "none".to_owned(), |ms| format!("{ms} ms"));
@@ -64,13 +74,22 @@ pub fn write(
                 r.action,
                 r.target,
                 ms(r.first_ack_ms),
-                ms(r.first_signature_ms)
+                if r.parties_cut_off {
+                    format!(
+                        "{} (parties cut off: not required)",
+                        ms(r.first_signature_ms)
+                    )
+                } else {
+                    ms(r.first_signature_ms)
+                }
             );
         }
         let _ = writeln!(md);
     }
     let _ = writeln!(md, "## Checks\n");
-    let sections: [(&str, &Vec<String>); 9] = [
+    let sections: [(&str, &Vec<String>); 14] = [
+        ("Missing from the history", &findings.history_errors),
+        ("Below the scenario's floors", &findings.below_floor),
         ("Acknowledged writes lost", &findings.lost),
         (
             "Linearizability violations",
@@ -84,12 +103,24 @@ pub fn write(
         ("Two signatures for one request", &findings.double_signed),
         ("Signatures that do not verify", &findings.bad_signatures),
         (
+            "Presignatures serving an input that forbids them",
+            &findings.presignature_misuse,
+        ),
+        (
             "Sessions stuck or failed without a reason",
             &findings.stuck_sessions,
         ),
         (
+            "Signings whose outcome was never settled",
+            &findings.unresolved,
+        ),
+        (
             "Partition probes with the wrong outcome",
             &findings.probe_violations,
+        ),
+        (
+            "Faults after which writes did not resume",
+            &findings.writes_not_resumed,
         ),
         (
             "Faults after which signing did not resume",

@@ -1,5 +1,6 @@
 //! Reads made after the faults are healed: each register once more, and every signing
-//! request's session, so that the checker can tell what survived.
+//! request's session, so that the checker can tell what survived and settle every signing
+//! whose outcome the load did not learn.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,19 +30,20 @@ async fn fetch(coords: &Coordinators, session_id: &str, budget: Duration) -> Fet
 }
 
 /// The session behind a request whose creation was never acknowledged: asking again with
-/// the same request (id, message and approval expiry) returns the session if the first
-/// request was committed, and otherwise creates it now, which is harmless.
+/// the same request (id, input and approval expiry) returns the session if the first
+/// request was committed, and otherwise creates it now, which is harmless. Returns the
+/// session id and whether this call created it.
 async fn resolve_request(
     coords: &Coordinators,
     op: &Op,
     detail: &SignDetail,
     initiator: &Initiator,
     budget: Duration,
-) -> Result<String, String> {
-    let message = hex::decode(&detail.message).map_err(|e| format!("message: {e}"))?;
+) -> Result<(String, bool), String> {
+    let input = detail.signing_input()?;
     let req = approved_signing(
         &op.key_id,
-        &message,
+        &input,
         detail.request_id.clone(),
         detail.not_after_ms,
         initiator,
@@ -61,7 +63,7 @@ async fn resolve_request(
         .map_err(|e| e.message)
         .and_then(|(r, _)| {
             r.session
-                .map(|s| s.session_id)
+                .map(|s| (s.session_id, r.created))
                 .ok_or_else(|| "no session in the answer".to_owned())
         })
 }
@@ -100,16 +102,22 @@ pub async fn final_reads(
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(2));
-        let session_id = match &detail.session_id {
-            Some(s) => Ok(s.clone()),
+        let resolved = match &detail.session_id {
+            Some(s) => Ok((s.clone(), false)),
             None => resolve_request(coords, op, detail, initiator, left).await,
         };
+        let session_id = resolved
+            .as_ref()
+            .map(|(s, _)| s.clone())
+            .map_err(Clone::clone);
         let mut fin = SignDetail {
             session_id: session_id.as_ref().ok().cloned(),
             status: None,
             signature: None,
             failure_reason: None,
             attempt: 0,
+            presignature_id: None,
+            created_by_final_read: resolved.as_ref().is_ok_and(|(_, created)| *created),
             ..detail.clone()
         };
         let mut error = session_id.as_ref().err().cloned();
@@ -135,6 +143,9 @@ pub async fn final_reads(
                         }
                         if !s.failure_reason.is_empty() {
                             fin.failure_reason = Some(s.failure_reason.clone());
+                        }
+                        if !s.presignature_id.is_empty() {
+                            fin.presignature_id = Some(s.presignature_id.clone());
                         }
                         if is_terminal(s.status) || Instant::now() >= deadline {
                             break;

@@ -594,6 +594,31 @@ impl Parties {
         Ok(())
     }
 
+    /// Stops the party's process (SIGSTOP) without ending it: its connections stay open, it
+    /// reads, computes and sends nothing until [`Self::resume`]. Its coordinator drops it
+    /// after a few seconds of missed HTTP/2 keepalives: keep pauses short.
+    pub fn pause(&self, id: &str) -> anyhow::Result<()> {
+        self.signal(id, "STOP")
+    }
+
+    /// Lets a paused party go on (SIGCONT).
+    pub fn resume(&self, id: &str) -> anyhow::Result<()> {
+        self.signal(id, "CONT")
+    }
+
+    fn signal(&self, id: &str, signal: &str) -> anyhow::Result<()> {
+        let party = self.parties.get(id).context("no such party")?;
+        let pid = party.child.as_ref().context("not running")?.id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} (party {id}): {status}");
+        }
+        Ok(())
+    }
+
     /// Waits for the party's process to exit on its own; its exit status and log tail.
     pub fn wait_exit(&mut self, id: &str, timeout: Duration) -> anyhow::Result<(bool, String)> {
         let deadline = Instant::now() + timeout;
@@ -689,7 +714,23 @@ pub async fn wait_session(
     session_id: &str,
     timeout: Duration,
 ) -> anyhow::Result<pb::Session> {
+    wait_session_until(cluster, session_id, timeout, "ended", |s| {
+        Ok(mpc_proto::domain::is_terminal(s.status))
+    })
+    .await
+}
+
+/// Polls a session through any running node until `reached` says so (or fails the wait);
+/// `what` names the awaited state in the timeout's error.
+pub async fn wait_session_until(
+    cluster: &Cluster,
+    session_id: &str,
+    timeout: Duration,
+    what: &str,
+    mut reached: impl FnMut(&pb::Session) -> anyhow::Result<bool>,
+) -> anyhow::Result<pb::Session> {
     let deadline = Instant::now() + timeout;
+    let mut last = None;
     loop {
         for id in cluster.running() {
             let Ok(mut client) = cluster.sessions(id) else {
@@ -701,21 +742,16 @@ pub async fn wait_session(
             };
             if let Ok(s) = client.get_session(req).await {
                 let s = s.into_inner();
-                let done = matches!(
-                    pb::SessionStatus::try_from(s.status),
-                    Ok(pb::SessionStatus::Completed
-                        | pb::SessionStatus::Failed
-                        | pb::SessionStatus::Expired)
-                );
-                if done {
+                if reached(&s)? {
                     return Ok(s);
                 }
+                last = Some(s);
                 break;
             }
         }
         if Instant::now() > deadline {
-            bail!("session {session_id} did not end within {timeout:?}");
+            bail!("session {session_id} not {what} within {timeout:?}: {last:?}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

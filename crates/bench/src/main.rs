@@ -88,6 +88,10 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// How long the clients run before the clock starts (connections made, caches and
+        /// the leader's batching warm); nothing from it is counted.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
         #[arg(long, default_value_t = 1024)]
         value_size: usize,
         /// The key that mpc's write and signing workloads use (made before the run).
@@ -225,6 +229,7 @@ struct Load {
     endpoints: Vec<String>,
     clients: usize,
     duration: Duration,
+    warmup: Duration,
     value_size: usize,
     key_id: Option<String>,
     prepared: Option<usize>,
@@ -254,12 +259,12 @@ async fn write_load(load: Load) -> anyhow::Result<()> {
         Workload::Signing => {
             // Approvals are valid five minutes from their signing (Signers::approve): a
             // longer phase would run out of valid ones.
-            if load.duration > Duration::from_secs(240) {
-                bail!("the signing workload runs at most 240 s (its approvals last 5 min)");
+            if load.duration + load.warmup > Duration::from_secs(240) {
+                bail!("the signing workload runs at most 240 s with its warm-up (its approvals last 5 min)");
             }
             let signers = Arc::new(Signers::load(&load.keys)?);
             let key_id = key_id_for(load.key_id.as_deref(), "signing workload")?;
-            let count = pool_size(load.prepared, load.duration, 1000);
+            let count = pool_size(load.prepared, load.duration + load.warmup, 1000);
             let size = load.value_size;
             let pool = tokio::task::spawn_blocking(move || {
                 workload::signing_requests(signers, key_id, size, count)
@@ -272,7 +277,7 @@ async fn write_load(load: Load) -> anyhow::Result<()> {
             signers
                 .enrol_absent(&channels, &workload::ABSENT_PARTIES)
                 .await?;
-            let count = pool_size(load.prepared, load.duration, 5000);
+            let count = pool_size(load.prepared, load.duration + load.warmup, 5000);
             let signers = Arc::new(signers);
             let policies =
                 tokio::task::spawn_blocking(move || workload::keygen_policies(signers, count))
@@ -283,8 +288,7 @@ async fn write_load(load: Load) -> anyhow::Result<()> {
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = rss::sample_until(watched.clone(), stop.clone());
-    let started = Instant::now();
+    let warming = Arc::new(AtomicBool::new(true));
     let mut tasks = Vec::new();
     for id in 0..load.clients {
         let channel = channels[id % channels.len()].clone();
@@ -302,14 +306,26 @@ async fn write_load(load: Load) -> anyhow::Result<()> {
             }),
         };
         let stop = stop.clone();
+        let warming = warming.clone();
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new()?;
+            let mut warm_up = true;
             while !stop.load(Ordering::Relaxed) {
+                // What the warm-up did (and a call in flight when the clock started) is
+                // dropped.
+                if warm_up && !warming.load(Ordering::Relaxed) {
+                    tally = Tally::new()?;
+                    warm_up = false;
+                }
                 client.once(&mut tally).await?;
             }
             anyhow::Ok(tally)
         }));
     }
+    tokio::time::sleep(load.warmup).await;
+    warming.store(false, Ordering::Relaxed);
+    let sampler = rss::sample_until(watched.clone(), stop.clone());
+    let started = Instant::now();
     tokio::time::sleep(load.duration).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = Tally::new()?;
@@ -461,6 +477,7 @@ async fn main() -> anyhow::Result<()> {
             endpoints,
             clients,
             duration,
+            warmup,
             value_size,
             key_id,
             prepared,
@@ -473,6 +490,7 @@ async fn main() -> anyhow::Result<()> {
                 endpoints,
                 clients,
                 duration,
+                warmup,
                 value_size,
                 key_id,
                 prepared,

@@ -143,6 +143,7 @@ pub async fn in_process(primes_file: &str, iterations: usize) -> anyhow::Result<
 
     for scheme in Scheme::ALL {
         let mut hist = histogram()?;
+        let wall = Instant::now();
         for _ in 0..3 {
             let t = Instant::now();
             keygen(scheme, scheme.needs_aux_info().then_some(aux.as_slice())).await?;
@@ -152,7 +153,7 @@ pub async fn in_process(primes_file: &str, iterations: usize) -> anyhow::Result<
             "keygen",
             "in-process",
             &hist,
-            Duration::from_secs(1),
+            wall.elapsed(),
             json!({"scheme": scheme.as_str(), "aux_info": "existing"}),
         );
     }
@@ -393,25 +394,79 @@ fn signing(
     })
 }
 
+/// The key a batch signs with, as the cluster reports it: what its signatures are checked
+/// against.
+struct BenchKey {
+    key_id: String,
+    scheme: Scheme,
+    public_key: Vec<u8>,
+}
+
+impl BenchKey {
+    async fn fetch(keys: &mut KeysClient<GrpcChannel>, key_id: &str) -> anyhow::Result<Self> {
+        let key = keys
+            .get_key(pb::GetKeyRequest {
+                key_id: key_id.into(),
+                consistency: 0,
+            })
+            .await?
+            .into_inner();
+        Ok(Self {
+            scheme: key.scheme.parse()?,
+            key_id: key.key_id,
+            public_key: key.public_key,
+        })
+    }
+
+    /// Checks a signature the cluster returned, as a client would before using it.
+    fn verify(&self, input: &SigningInput, session: &pb::Session) -> anyhow::Result<()> {
+        let signature = mpc_tss::Signature::from_bytes(self.scheme, &session.signature)?;
+        mpc_tss::verify(self.scheme, &self.public_key, input, &signature).with_context(|| {
+            format!(
+                "session {}: the cluster returned a signature that does not verify",
+                session.session_id
+            )
+        })
+    }
+}
+
+/// What one batch of signings through the cluster did.
+struct SignBatch {
+    /// Times of the signings that completed, from request to verified answer.
+    hist: Histogram<u64>,
+    wall: Duration,
+    presigned: usize,
+    /// Requests that ended without a signature (refused, failed, expired, or cut off).
+    failed: usize,
+}
+
+impl SignBatch {
+    fn fields(&self) -> serde_json::Value {
+        json!({"presignature_hits": self.presigned, "failed": self.failed})
+    }
+}
+
 async fn cluster_sign(
     leader: &str,
     signers: &Signers,
-    key_id: &str,
+    key: &BenchKey,
     input: SigningInput,
     count: usize,
     concurrency: usize,
-) -> anyhow::Result<(Histogram<u64>, Duration, usize)> {
+) -> anyhow::Result<SignBatch> {
     let channel = grpc(leader)?;
+    // The connection (TCP, TLS, HTTP/2) is made before the clock starts.
+    BenchKey::fetch(&mut KeysClient::new(channel.clone()), &key.key_id).await?;
     let wall = Instant::now();
     let per_worker = count.div_ceil(concurrency);
     let workers = (0..concurrency).map(|w| {
         let channel = channel.clone();
-        let key_id = key_id.to_owned();
         let input = input.clone();
         async move {
             let mut sessions = SessionsClient::new(channel);
             let mut times = Vec::new();
             let mut presigned = 0usize;
+            let mut failed = 0usize;
             for i in 0..per_worker {
                 let input = match &input {
                     SigningInput::Message { message, hash } => {
@@ -425,25 +480,39 @@ async fn cluster_sign(
                     other => other.clone(),
                 };
                 // Approved before the clock starts: the initiator's work, not the cluster's.
-                let req = signing(signers, &key_id, &input)?;
+                let req = signing(signers, &key.key_id, &input)?;
                 let t = Instant::now();
-                let s = sign_waiting(&mut sessions, req).await?;
-                times.push(t.elapsed());
-                presigned += usize::from(!s.presignature_id.is_empty());
+                match sign_waiting(&mut sessions, req).await {
+                    Ok(session) => {
+                        key.verify(&input, &session)?;
+                        times.push(t.elapsed());
+                        presigned += usize::from(!session.presignature_id.is_empty());
+                    }
+                    Err(e) => {
+                        eprintln!("signing failed: {e:#}");
+                        failed += 1;
+                    }
+                }
             }
-            anyhow::Ok((times, presigned))
+            anyhow::Ok((times, presigned, failed))
         }
     });
-    let mut hist = histogram()?;
-    let mut presigned = 0;
+    let mut batch = SignBatch {
+        hist: histogram()?,
+        wall: Duration::ZERO,
+        presigned: 0,
+        failed: 0,
+    };
     for r in join_all(workers).await {
-        let (times, p) = r?;
-        presigned += p;
+        let (times, presigned, failed) = r?;
+        batch.presigned += presigned;
+        batch.failed += failed;
         for t in times {
-            hist.record(t.as_micros().max(1) as u64)?;
+            batch.hist.record(t.as_micros().max(1) as u64)?;
         }
     }
-    Ok((hist, wall.elapsed(), presigned))
+    batch.wall = wall.elapsed();
+    Ok(batch)
 }
 
 fn now_ms() -> u64 {
@@ -584,21 +653,35 @@ fn with(extra: serde_json::Value, more: serde_json::Value) -> serde_json::Value 
     extra
 }
 
-/// [`cluster_sign`] with its Raft cost measured around it.
-async fn measured_sign(
-    probe: &RaftProbe,
-    leader: &str,
-    signers: &Signers,
-    key_id: &str,
-    input: SigningInput,
-    count: usize,
-    concurrency: usize,
-) -> anyhow::Result<(Histogram<u64>, Duration, usize, serde_json::Value)> {
-    let window = probe.open().await?;
-    let (hist, wall, presigned) =
-        cluster_sign(leader, signers, key_id, input, count, concurrency).await?;
-    let raft = probe.close(window, hist.len() as usize).await?;
-    Ok((hist, wall, presigned, raft))
+/// What every measured batch of the cluster run shares.
+struct ClusterBench<'a> {
+    probe: RaftProbe,
+    leader: &'a str,
+    signers: &'a Signers,
+}
+
+impl ClusterBench<'_> {
+    /// [`cluster_sign`] with its Raft cost measured around it, printed as one summary line.
+    async fn measure(
+        &self,
+        key: &BenchKey,
+        input: SigningInput,
+        (count, concurrency): (usize, usize),
+        bench: &str,
+        labels: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let window = self.probe.open().await?;
+        let batch = cluster_sign(self.leader, self.signers, key, input, count, concurrency).await?;
+        let raft = self.probe.close(window, batch.hist.len() as usize).await?;
+        summary(
+            bench,
+            "cluster",
+            &batch.hist,
+            batch.wall,
+            with(with(labels, batch.fields()), raft),
+        );
+        Ok(())
+    }
 }
 
 async fn presignatures_done(
@@ -628,6 +711,10 @@ async fn presignatures_done(
 }
 
 /// The same through a running cluster of coordinators and parties on loopback.
+///
+/// FROST runs first, before any ECDSA key exists, so that no presignature refill shares its
+/// cores; the presignature pool is then measured with one ECDSA key refilling; the keygens
+/// with existing auxiliary info come last, since each new ECDSA key starts a pool of its own.
 pub async fn cluster(
     leader: &str,
     iterations: usize,
@@ -636,33 +723,51 @@ pub async fn cluster(
 ) -> anyhow::Result<()> {
     let mut sessions = SessionsClient::new(grpc(leader)?);
     let mut keys = KeysClient::new(grpc(leader)?);
-    let probe = RaftProbe::connect(leader).await?;
+    let bench = ClusterBench {
+        probe: RaftProbe::connect(leader).await?,
+        leader,
+        signers,
+    };
+
+    for scheme in [Scheme::SchnorrEd25519, Scheme::SchnorrBip340] {
+        let (s, _) = cluster_keygen(&mut sessions, signers, scheme.as_str()).await?;
+        let key = BenchKey::fetch(&mut keys, &s.key_id).await?;
+        let input = SigningInput::Message {
+            message: b"bench".to_vec(),
+            hash: None,
+        };
+        bench
+            .measure(
+                &key,
+                input.clone(),
+                (iterations, 1),
+                "sign",
+                json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 1}),
+            )
+            .await?;
+        bench
+            .measure(
+                &key,
+                input,
+                (4 * iterations, 64),
+                "sign_burst",
+                json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 64}),
+            )
+            .await?;
+    }
+
     let (first, took) = cluster_keygen(&mut sessions, signers, "ecdsa-secp256k1").await?;
     println!(
         "{}",
         json!({"bench": "keygen", "place": "cluster", "scheme": "ecdsa-secp256k1", "aux_info": "generated", "ms": took.as_secs_f64() * 1000.0})
     );
-    for scheme in Scheme::ALL {
-        let mut hist = histogram()?;
-        for _ in 0..3 {
-            let (_, took) = cluster_keygen(&mut sessions, signers, scheme.as_str()).await?;
-            hist.record(took.as_micros().max(1) as u64)?;
-        }
-        summary(
-            "keygen",
-            "cluster",
-            &hist,
-            Duration::from_secs(1),
-            json!({"scheme": scheme.as_str(), "aux_info": "existing"}),
-        );
-    }
-    let ecdsa_key = first.key_id.clone();
+    let ecdsa_key = BenchKey::fetch(&mut keys, &first.key_id).await?;
 
     // The presignature pool of the first key: its refill rate, then signing from it.
-    let t0 = presignatures_done(&mut sessions, &ecdsa_key).await?;
+    let t0 = presignatures_done(&mut sessions, &ecdsa_key.key_id).await?;
     let wait = Instant::now();
     loop {
-        let done = presignatures_done(&mut sessions, &ecdsa_key).await?;
+        let done = presignatures_done(&mut sessions, &ecdsa_key.key_id).await?;
         if done >= presign_pool || wait.elapsed() > Duration::from_secs(120) {
             println!(
                 "{}",
@@ -672,117 +777,51 @@ pub async fn cluster(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let n = presign_pool.min(iterations);
     let message = SigningInput::Message {
         message: b"bench message".to_vec(),
         hash: Some(HashFunction::Keccak256),
     };
-    let (hist, wall, presigned, raft) =
-        measured_sign(&probe, leader, signers, &ecdsa_key, message, n, 1).await?;
-    summary(
-        "sign",
-        "cluster",
-        &hist,
-        wall,
-        with(
-            json!({"scheme": "ecdsa-secp256k1", "mode": "presignature", "concurrency": 1, "presignature_hits": presigned}),
-            raft,
-        ),
-    );
-
-    let (hist, wall, _, raft) = measured_sign(
-        &probe,
-        leader,
-        signers,
-        &ecdsa_key,
-        SigningInput::Digest([9; 32]),
-        iterations.min(30),
-        1,
-    )
-    .await?;
-    summary(
-        "sign",
-        "cluster",
-        &hist,
-        wall,
-        with(
-            json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 1}),
-            raft,
-        ),
-    );
-    let (hist, wall, _, raft) = measured_sign(
-        &probe,
-        leader,
-        signers,
-        &ecdsa_key,
-        SigningInput::Digest([9; 32]),
-        8,
-        8,
-    )
-    .await?;
-    summary(
-        "sign_burst",
-        "cluster",
-        &hist,
-        wall,
-        with(
-            json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 8}),
-            raft,
-        ),
-    );
-
-    for scheme in [Scheme::SchnorrEd25519, Scheme::SchnorrBip340] {
-        let (s, _) = cluster_keygen(&mut sessions, signers, scheme.as_str()).await?;
-        let key = keys
-            .get_key(pb::GetKeyRequest {
-                key_id: s.key_id.clone(),
-                consistency: 0,
-            })
-            .await?
-            .into_inner();
-        let input = SigningInput::Message {
-            message: b"bench".to_vec(),
-            hash: None,
-        };
-        let (hist, wall, _, raft) = measured_sign(
-            &probe,
-            leader,
-            signers,
-            &key.key_id,
-            input.clone(),
-            iterations,
-            1,
-        )
-        .await?;
-        summary(
+    bench
+        .measure(
+            &ecdsa_key,
+            message,
+            (presign_pool.min(iterations), 1),
             "sign",
-            "cluster",
-            &hist,
-            wall,
-            with(
-                json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 1}),
-                raft,
-            ),
-        );
-        let (hist, wall, _, raft) = measured_sign(
-            &probe,
-            leader,
-            signers,
-            &key.key_id,
-            input,
-            4 * iterations,
-            64,
+            json!({"scheme": "ecdsa-secp256k1", "mode": "presignature", "concurrency": 1}),
         )
         .await?;
-        summary(
+    bench
+        .measure(
+            &ecdsa_key,
+            SigningInput::Digest([9; 32]),
+            (iterations.min(30), 1),
+            "sign",
+            json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 1}),
+        )
+        .await?;
+    bench
+        .measure(
+            &ecdsa_key,
+            SigningInput::Digest([9; 32]),
+            (8, 8),
             "sign_burst",
+            json!({"scheme": "ecdsa-secp256k1", "mode": "full protocol", "concurrency": 8}),
+        )
+        .await?;
+
+    for scheme in Scheme::ALL {
+        let mut hist = histogram()?;
+        let wall = Instant::now();
+        for _ in 0..3 {
+            let (_, took) = cluster_keygen(&mut sessions, signers, scheme.as_str()).await?;
+            hist.record(took.as_micros().max(1) as u64)?;
+        }
+        summary(
+            "keygen",
             "cluster",
             &hist,
-            wall,
-            with(
-                json!({"scheme": scheme.as_str(), "mode": "FROST", "concurrency": 64}),
-                raft,
-            ),
+            wall.elapsed(),
+            json!({"scheme": scheme.as_str(), "aux_info": "existing"}),
         );
     }
     Ok(())

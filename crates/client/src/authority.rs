@@ -74,11 +74,17 @@ pub fn parse_public_key(field: &str, text: &str) -> Result<PublicKey, ClientErro
 /// Who may sign with a new key, as the admin signs it for a keygen request.
 #[derive(Debug, Clone)]
 pub struct PolicyTerms {
+    /// The key the keygen will make.
     pub key_id: String,
+    /// Its scheme (`ecdsa-secp256k1`, `schnorr-ed25519`, `schnorr-bip340`).
     pub scheme: String,
+    /// Signers needed for a signature.
     pub threshold: u16,
+    /// The key's parties, in key order.
     pub parties: Vec<String>,
+    /// Initiators whose approvals count for signings with the key.
     pub initiators: Vec<PublicKey>,
+    /// Distinct initiators' approvals each signing needs.
     pub approvals_needed: u16,
 }
 
@@ -175,21 +181,29 @@ pub fn approve_signing(
 /// bytes, so that each initiator can read what they approve before they sign.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalRequest {
+    /// The key asked to sign.
     pub key_id: String,
     /// Hex; empty when a message is signed.
     pub digest: String,
     /// Hex; empty when a digest is signed.
     pub message: String,
+    /// The hash the signers apply to the message (`keccak256`, `sha256`), or empty.
     pub hash: String,
+    /// The request's idempotency id: the approvals serve this request only.
     pub request_id: String,
+    /// Milliseconds since the epoch after which the approvals are void.
     pub not_after_ms: u64,
+    /// The approvals gathered so far.
     #[serde(default)]
     pub approvals: Vec<ApprovalEntry>,
 }
 
+/// One initiator's approval of an [`ApprovalRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalEntry {
+    /// The initiator's Ed25519 public key, hex.
     pub signer: String,
+    /// Its signature over the request's statement, hex.
     pub signature: String,
 }
 
@@ -245,6 +259,7 @@ impl ApprovalRequest {
             .collect()
     }
 
+    /// Reads a request file (JSON) as `write` leaves it.
     pub fn read(path: &Path) -> Result<Self, ClientError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| bad(format!("approval request {}: {e}", path.display())))?;
@@ -252,6 +267,7 @@ impl ApprovalRequest {
             .map_err(|e| bad(format!("approval request {}: {e}", path.display())))
     }
 
+    /// Writes the request as JSON, replacing `path` whole (through a temporary file).
     pub fn write(&self, path: &Path) -> Result<(), ClientError> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| bad(format!("approval request: {e}")))?;

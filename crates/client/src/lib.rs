@@ -31,7 +31,9 @@
 //! # let _ = status; Ok(()) }
 //! ```
 
+/// What admins and initiators sign for requests: key policies, approvals, enrolments.
 pub mod authority;
+/// Signing through the cluster and following a session to its end.
 pub mod sessions;
 
 use std::future::Future;
@@ -47,18 +49,31 @@ use tonic::{Code, Status};
 /// A channel to one coordinator that sends the caller's token with every request.
 pub type ClientChannel = InterceptedService<Channel, TokenInterceptor>;
 
+/// Why a call through the client failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// A coordinator answered with this status.
     #[error("{0}")]
     Status(Status),
+    /// No coordinator answered in time.
     #[error("no coordinator answered within {timeout:?} (tried {tried}); last error: {last}")]
     Unreachable {
+        /// How long the client kept trying.
         timeout: Duration,
+        /// The addresses it tried.
         tried: String,
+        /// The last error it saw.
         last: String,
     },
+    /// An address that is not a usable endpoint.
     #[error("invalid endpoint {addr:?}: {reason}")]
-    BadEndpoint { addr: String, reason: String },
+    BadEndpoint {
+        /// The address as given.
+        addr: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// Certificates, keys or the token could not be read or used.
     #[error("credentials: {0}")]
     Credentials(String),
 }
@@ -182,6 +197,7 @@ impl Credentials {
         })
     }
 
+    /// Whether the channels these credentials make use TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
@@ -254,6 +270,7 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// `addrs` tried in turn (and the leader each names), for up to `timeout` per call.
     pub fn new(addrs: Vec<String>, timeout: Duration, credentials: Credentials) -> Self {
         Self {
             addrs,
@@ -262,14 +279,17 @@ impl Endpoints {
         }
     }
 
+    /// How long a call keeps trying.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
+    /// The credentials every channel uses.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
     }
 
+    /// The coordinators' addresses as given.
     pub fn addrs(&self) -> &[String] {
         &self.addrs
     }

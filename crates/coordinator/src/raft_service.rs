@@ -79,11 +79,7 @@ impl RaftRpc for RaftService {
         }
         let mut req: ForwardRequest = decode_request(request)?;
         if let ForwardRequest::Write(cmd) = &mut req {
-            // Only this node's scheduler plans a signing's start: a peer's plan (made while
-            // it led, or made up) is dropped, and the session waits for this scheduler.
-            if let mpc_raft_store::Operation::CreateSigning(create) = &mut cmd.op {
-                create.start = None;
-            }
+            cmd.op.drop_leader_plan();
             // The scheduler's commands are proposed by the leader itself, never on another
             // node's word: a compromised follower must not be able to finish a session or
             // take a party offline.

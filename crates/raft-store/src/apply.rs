@@ -965,6 +965,17 @@ fn create_presign(
             ),
         )));
     }
+    // A presignature is named after its presign session. Once that session is pruned, its
+    // presignature (available, or used by a signing still kept) stays: a new presign of the
+    // same name would overwrite that record when it completes, and a used presignature would
+    // be available again.
+    let record = presignature_key(&p.key_id, &p.session_id);
+    if load::<PresignatureRecord>(txn, Table::Presignatures, &record, "presignature")?.is_some() {
+        return Ok(Applied::rejected(Rejection::AlreadyExists {
+            kind: "presignature".into(),
+            id: p.session_id.clone(),
+        }));
+    }
     let session = SessionRecord {
         session_id: p.session_id.clone(),
         kind: SessionKind::Presign,
@@ -1013,6 +1024,18 @@ fn start_session(
         return Ok(Applied::rejected(Rejection::Invalid(
             crate::ValidationError::new("parties", reason),
         )));
+    }
+    // A disabled key signs nothing more: neither a signing that was still waiting when it was
+    // disabled, nor a running one that a new leader dispatches again.
+    if session.kind == SessionKind::Sign {
+        if let Some(key) = load::<KeyRecord>(txn, Table::Keys, &session.key_id, "key")? {
+            if key.status != KeyStatus::Active {
+                return Ok(Applied::rejected(Rejection::KeyNotActive {
+                    key_id: key.key_id,
+                    status: key.status.as_str().into(),
+                }));
+            }
+        }
     }
     let unavailable = |presignature_id: &str, reason: &str| {
         Ok(Applied::rejected(Rejection::PresignatureUnavailable {
@@ -2460,6 +2483,336 @@ pub(crate) mod tests {
         assert!(matches!(refused.response, CommandResponse::Rejected(_)));
     }
 
+    fn session_in(response: CommandResponse) -> SessionRecord {
+        match response {
+            CommandResponse::Session { session, .. } => *session,
+            other => panic!("expected a session, got {other:?}"),
+        }
+    }
+
+    /// Presignature `ps1` of key k1 (made by [`make_key`]) for `signers`, ready: log
+    /// positions 4 to 6.
+    fn make_presignature(txn: &mut MemTxn, signers: &[String]) {
+        let steps = [
+            Operation::CreatePresign(CreatePresign {
+                session_id: "ps1".into(),
+                key_id: "k1".into(),
+                signers: signers.to_vec(),
+                deadline_ms: 60_000,
+            }),
+            Operation::StartSession {
+                session_id: "ps1".into(),
+                parties: signers.to_vec(),
+                presignature_id: None,
+            },
+            Operation::CompleteSession {
+                session_id: "ps1".into(),
+                result: SessionResult::Presignature,
+                address: None,
+                reports: Vec::new(),
+            },
+        ];
+        for (i, op) in steps.into_iter().enumerate() {
+            let applied = apply_command(txn, pos(4 + i as u64), &cmd(4_000, op)).unwrap();
+            session_in(applied.response);
+        }
+    }
+
+    fn presignature_status(txn: &MemTxn, id: &str) -> Option<PresignatureStatus> {
+        load::<PresignatureRecord>(
+            txn,
+            Table::Presignatures,
+            &presignature_key("k1", id),
+            "presignature",
+        )
+        .unwrap()
+        .map(|p| p.status)
+    }
+
+    /// An approved signing of k1 (made by [`make_key`]) with a hashed message, which a
+    /// presignature may serve.
+    fn hashed_signing(request_id: &str, start: Option<SessionStart>) -> Operation {
+        Operation::CreateSigning(approve(CreateSigning {
+            session_id: format!("sig-{request_id}"),
+            key_id: "k1".into(),
+            input: crate::model::SigningInput::Message {
+                message: request_id.as_bytes().to_vec(),
+                hash: Some(crate::model::HashFunction::Sha256),
+            },
+            request_id: Some(request_id.into()),
+            deadline_ms: 50_000,
+            approvals: Vec::new(),
+            approvals_not_after_ms: 0,
+            start,
+        }))
+    }
+
+    /// Applies commands at consecutive log positions, after those of
+    /// [`key_with_presignature`].
+    struct Log {
+        at: u64,
+    }
+
+    impl Log {
+        fn apply_at(
+            &mut self,
+            txn: &mut MemTxn,
+            at_ms: u64,
+            op: Operation,
+        ) -> (LogPosition, CommandResponse) {
+            self.at += 1;
+            let applied = apply_command(txn, pos(self.at), &cmd(at_ms, op)).unwrap();
+            (pos(self.at), applied.response)
+        }
+
+        fn apply(&mut self, txn: &mut MemTxn, at_ms: u64, op: Operation) -> CommandResponse {
+            self.apply_at(txn, at_ms, op).1
+        }
+    }
+
+    /// Key k1 ([`make_key`]) with presignature ps1 ready for p1 and p2, and the log after it.
+    fn key_with_presignature() -> (MemTxn, Vec<String>, Log) {
+        let mut txn = state();
+        make_key(&mut txn);
+        let signers = vec!["p1".to_string(), "p2".into()];
+        make_presignature(&mut txn, &signers);
+        (txn, signers, Log { at: 6 })
+    }
+
+    #[test]
+    fn two_starts_naming_one_presignature_and_a_new_leaders_rerun_use_it_once() {
+        let (mut txn, signers, mut log) = key_with_presignature();
+        for request_id in ["a", "b"] {
+            let created = session_in(log.apply(&mut txn, 5_000, hashed_signing(request_id, None)));
+            assert_eq!(created.status, SessionStatus::Pending);
+        }
+        let start = |session_id: &str, presignature_id: Option<&str>| Operation::StartSession {
+            session_id: session_id.into(),
+            parties: signers.clone(),
+            presignature_id: presignature_id.map(Into::into),
+        };
+        let unavailable = |response: CommandResponse, why: &str| {
+            assert!(
+                matches!(&response, CommandResponse::Rejected(Rejection::PresignatureUnavailable { reason, .. }) if reason.contains(why)),
+                "{response:?}"
+            );
+        };
+        // Two starts naming ps1 for two signings (two plans of one leader, or of an old and
+        // a new leader) reach the log: the first takes it, the second is refused.
+        let a = session_in(log.apply(&mut txn, 5_100, start("sig-a", Some("ps1"))));
+        assert_eq!(a.status, SessionStatus::Running);
+        assert_eq!(a.presignature_id.as_deref(), Some("ps1"));
+        unavailable(
+            log.apply(&mut txn, 5_100, start("sig-b", Some("ps1"))),
+            "already used",
+        );
+        let b = load::<SessionRecord>(&txn, Table::Sessions, "sig-b", "session")
+            .unwrap()
+            .expect("sig-b is kept");
+        assert_eq!(
+            (b.status, b.presignature_id),
+            (SessionStatus::Pending, None)
+        );
+        let used_by_a = Some(PresignatureStatus::Used {
+            session_id: "sig-a".into(),
+        });
+        assert_eq!(presignature_status(&txn, "ps1"), used_by_a);
+        // A new leader re-dispatches sig-a: never with a presignature, not even its own ...
+        unavailable(
+            log.apply(&mut txn, 6_000, start("sig-a", Some("ps1"))),
+            "only a pending signing",
+        );
+        // ... but as a full signing: a new attempt, which keeps the record of what it used.
+        let rerun = session_in(log.apply(&mut txn, 6_100, start("sig-a", None)));
+        assert_eq!(rerun.status, SessionStatus::Running);
+        assert_eq!(rerun.attempt, 1);
+        assert_eq!(rerun.presignature_id.as_deref(), Some("ps1"));
+        // ps1 serves nobody else, while sig-a runs or after it ended.
+        unavailable(
+            log.apply(&mut txn, 6_200, start("sig-b", Some("ps1"))),
+            "already used",
+        );
+        let done = Operation::CompleteSession {
+            session_id: "sig-a".into(),
+            result: SessionResult::Signature(vec![4; 65]),
+            address: None,
+            reports: Vec::new(),
+        };
+        session_in(log.apply(&mut txn, 6_300, done));
+        unavailable(
+            log.apply(&mut txn, 6_400, start("sig-b", Some("ps1"))),
+            "already used",
+        );
+        // A signing created with a start planned on ps1 is created, but waits for the
+        // scheduler, without it.
+        let with_ps1 = SessionStart {
+            parties: signers.clone(),
+            presignature_id: Some("ps1".into()),
+        };
+        let c = session_in(log.apply(&mut txn, 6_500, hashed_signing("c", Some(with_ps1))));
+        assert_eq!(
+            (c.status, c.presignature_id),
+            (SessionStatus::Pending, None)
+        );
+        let b = session_in(log.apply(&mut txn, 6_600, start("sig-b", None)));
+        assert_eq!(
+            (b.status, b.presignature_id),
+            (SessionStatus::Running, None)
+        );
+        assert_eq!(presignature_status(&txn, "ps1"), used_by_a);
+        indexes_match(&txn);
+    }
+
+    #[test]
+    fn a_new_presign_cannot_take_the_name_of_a_presignature_still_held() {
+        let (mut txn, signers, mut log) = key_with_presignature();
+        session_in(log.apply(&mut txn, 5_000, hashed_signing("a", None)));
+        let start = Operation::StartSession {
+            session_id: "sig-a".into(),
+            parties: signers.clone(),
+            presignature_id: Some("ps1".into()),
+        };
+        session_in(log.apply(&mut txn, 5_100, start));
+        // The presign session goes; its presignature, used by sig-a, stays.
+        let prune = Operation::Prune(Prune {
+            cutoff_ms: 6_000,
+            session_ids: vec!["ps1".into()],
+            key_updates: Vec::new(),
+        });
+        assert!(matches!(
+            log.apply(&mut txn, 7_000, prune),
+            CommandResponse::Pruned { sessions: 1, .. }
+        ));
+        let used_by_a = Some(PresignatureStatus::Used {
+            session_id: "sig-a".into(),
+        });
+        assert_eq!(presignature_status(&txn, "ps1"), used_by_a);
+        let again = Operation::CreatePresign(CreatePresign {
+            session_id: "ps1".into(),
+            key_id: "k1".into(),
+            signers: signers.clone(),
+            deadline_ms: 60_000,
+        });
+        let refused = log.apply(&mut txn, 7_100, again);
+        assert!(
+            matches!(&refused, CommandResponse::Rejected(Rejection::AlreadyExists { kind, id })
+                if kind == "presignature" && id == "ps1"),
+            "{refused:?}"
+        );
+        assert!(txn.get(Table::Sessions, b"ps1").unwrap().is_none());
+        assert_eq!(presignature_status(&txn, "ps1"), used_by_a);
+    }
+
+    #[test]
+    fn a_disabled_key_signs_nothing_until_it_is_enabled_again() {
+        let (mut txn, signers, mut log) = key_with_presignature();
+        let set_status = |status: KeyStatus, update_id: &str| {
+            Operation::UpdateKey(UpdateKey {
+                key_id: "k1".into(),
+                description: None,
+                tags: None,
+                status: Some(status),
+                update_id: update_id.into(),
+            })
+        };
+        let not_active = |response: &CommandResponse| {
+            assert!(
+                matches!(response, CommandResponse::Rejected(Rejection::KeyNotActive { key_id, status })
+                    if key_id == "k1" && status == "disabled"),
+                "{response:?}"
+            );
+        };
+        // Waiting for its parties when the key is disabled.
+        let (_, waiting) = log.apply_at(&mut txn, 4_500, hashed_signing("early", None));
+        assert_eq!(session_in(waiting).status, SessionStatus::Pending);
+        let (_, disabled) = log.apply_at(&mut txn, 5_000, set_status(KeyStatus::Disabled, "off"));
+        assert!(
+            matches!(&disabled, CommandResponse::Key(k) if k.status == KeyStatus::Disabled),
+            "{disabled:?}"
+        );
+        let start = SessionStart {
+            parties: signers.clone(),
+            presignature_id: Some("ps1".into()),
+        };
+        for (request_id, start) in [("r1", None), ("r2", Some(start.clone()))] {
+            let before = txn.0.clone();
+            let (at, refused) = log.apply_at(&mut txn, 5_100, hashed_signing(request_id, start));
+            not_active(&refused);
+            // Nothing of it is kept but the audit entry of the refusal: no session, and no
+            // idempotency record that a retry after re-enabling would find.
+            let written: Vec<Table> = txn
+                .0
+                .iter()
+                .filter(|(k, v)| before.get(*k) != Some(*v))
+                .map(|((t, _), _)| *t)
+                .collect();
+            assert!(
+                written
+                    .iter()
+                    .all(|t| matches!(t, Table::Audit | Table::AuditHead | Table::Indexes)),
+                "{written:?}"
+            );
+            assert!(txn
+                .get(Table::Sessions, format!("sig-{request_id}").as_bytes())
+                .unwrap()
+                .is_none());
+            assert!(txn
+                .get(Table::Idempotency, request_id.as_bytes())
+                .unwrap()
+                .is_none());
+            let event: AuditEvent = decode(
+                "audit",
+                &txn.get(Table::Audit, &at.audit_key()).unwrap().unwrap(),
+            )
+            .unwrap();
+            assert!(
+                event.outcome.contains("disabled and cannot sign"),
+                "{}",
+                event.outcome
+            );
+            assert_eq!(event.key_id.as_deref(), Some("k1"));
+        }
+        // The signing that was waiting does not start either, with or without the
+        // presignature, and the presignature stays available.
+        for presignature_id in [None, Some("ps1".to_string())] {
+            let (_, refused) = log.apply_at(
+                &mut txn,
+                5_200,
+                Operation::StartSession {
+                    session_id: "sig-early".into(),
+                    parties: signers.clone(),
+                    presignature_id,
+                },
+            );
+            not_active(&refused);
+        }
+        let early: SessionRecord = load(&txn, Table::Sessions, "sig-early", "session")
+            .unwrap()
+            .unwrap();
+        assert_eq!(early.status, SessionStatus::Pending);
+        assert_eq!(
+            presignature_status(&txn, "ps1"),
+            Some(PresignatureStatus::Available)
+        );
+        // Enabled again, the same requests sign.
+        log.apply_at(&mut txn, 6_000, set_status(KeyStatus::Active, "on"));
+        let (_, created) = log.apply_at(&mut txn, 6_100, hashed_signing("r2", Some(start)));
+        let created = session_in(created);
+        assert_eq!(created.status, SessionStatus::Running);
+        assert_eq!(created.presignature_id.as_deref(), Some("ps1"));
+        let (_, started) = log.apply_at(
+            &mut txn,
+            6_200,
+            Operation::StartSession {
+                session_id: "sig-early".into(),
+                parties: signers,
+                presignature_id: None,
+            },
+        );
+        assert_eq!(session_in(started).status, SessionStatus::Running);
+        indexes_match(&txn);
+    }
+
     #[test]
     fn invalid_commands_are_rejected_in_apply_too() {
         let mut txn = state();
@@ -2481,127 +2834,735 @@ mod properties {
     use std::collections::{BTreeMap, BTreeSet};
 
     use proptest::prelude::*;
+    use proptest::strategy::Union;
 
-    use super::tests::MemTxn;
+    use super::tests::{self, MemTxn};
     use super::*;
-    use crate::command::{CreateKeygen, CreateSigning};
-    use crate::model::{Scheme, SessionFailure};
+    use crate::command::{
+        CreateKeygen, CreateSigning, PrunedKeyUpdate, RegisterParty, SessionStart,
+    };
+    use crate::model::{AccessRole, Enrolment, HashFunction, Scheme, SessionFailure, SigningInput};
+
+    /// How many kinds of [`Operation`] there are; [`kind`] numbers them.
+    const KINDS: usize = 15;
+
+    /// Each operation's number and the audit action its entry carries. Exhaustive, so that a
+    /// new kind of command fails to compile here until the generator makes it too.
+    fn kind(op: &Operation) -> (usize, &'static str) {
+        match op {
+            Operation::CreateKeygen(_) => (0, "session.create_keygen"),
+            Operation::CreateSigning(_) => (1, "session.create_signing"),
+            Operation::StartSession { .. } => (2, "session.start"),
+            Operation::CompleteSession { .. } => (3, "session.complete"),
+            Operation::FailSession { .. } => (4, "session.fail"),
+            Operation::ExpireSession { .. } => (5, "session.expire"),
+            Operation::UpdateKey(_) => (6, "key.update"),
+            Operation::RegisterParty(_) => (7, "party.register"),
+            Operation::SetPartyStatus { .. } => (8, "party.set_status"),
+            Operation::CreatePresign(_) => (9, "session.create_presign"),
+            Operation::CreateToken(_) => (10, "token.create"),
+            Operation::RevokeToken { .. } => (11, "token.revoke"),
+            Operation::EnrollParty(_) => (12, "party.enroll"),
+            Operation::Prune(_) => (13, "retention.prune"),
+            Operation::SetKeyPolicy(_) => (14, "key.set_policy"),
+        }
+    }
+
+    /// When the `i`th generated command is stamped: after the setup, ten seconds apart.
+    fn at_ms(i: usize) -> u64 {
+        100_000 + i as u64 * 10_000
+    }
+
+    /// The ECDSA key that [`setup`] makes, with its two presignatures `ps0` and `ps1`.
+    const KEY: &str = "k-e";
+
+    /// A state the generated commands can reach deep from: p1..p3 enrolled, ECDSA key
+    /// [`KEY`] of p1..p3 (2 of 3), two presignatures of p1 and p2 ready, and a signing `w0`
+    /// waiting.
+    fn setup() -> Vec<Command> {
+        let signers = vec!["p1".to_string(), "p2".into()];
+        let mut ops = vec![
+            tests::with_policy(Operation::CreateKeygen(CreateKeygen {
+                session_id: "g0".into(),
+                key_id: KEY.into(),
+                scheme: Scheme::EcdsaSecp256k1,
+                threshold: 2,
+                parties: vec!["p1".into(), "p2".into(), "p3".into()],
+                request_id: None,
+                description: String::new(),
+                tags: BTreeMap::new(),
+                deadline_ms: 90_000,
+                policy: tests::policy_placeholder(),
+            })),
+            Operation::StartSession {
+                session_id: "g0".into(),
+                parties: vec!["p1".into(), "p2".into(), "p3".into()],
+                presignature_id: None,
+            },
+            Operation::CompleteSession {
+                session_id: "g0".into(),
+                result: SessionResult::PublicKey(vec![2; 33]),
+                address: None,
+                reports: tests::reports("g0", KEY, &["p1", "p2", "p3"], &[2; 33]),
+            },
+        ];
+        for ps in ["ps0", "ps1"] {
+            ops.push(Operation::CreatePresign(CreatePresign {
+                session_id: ps.into(),
+                key_id: KEY.into(),
+                signers: signers.clone(),
+                deadline_ms: 90_000,
+            }));
+            ops.push(Operation::StartSession {
+                session_id: ps.into(),
+                parties: signers.clone(),
+                presignature_id: None,
+            });
+            ops.push(Operation::CompleteSession {
+                session_id: ps.into(),
+                result: SessionResult::Presignature,
+                address: None,
+                reports: Vec::new(),
+            });
+        }
+        // Waiting for its parties: a key disabled now must not start it later.
+        ops.push(Operation::CreateSigning(tests::approve(CreateSigning {
+            session_id: "w0".into(),
+            key_id: KEY.into(),
+            input: SigningInput::Message {
+                message: b"wait".to_vec(),
+                hash: Some(HashFunction::Keccak256),
+            },
+            request_id: Some("rw".into()),
+            deadline_ms: 900_000,
+            approvals: Vec::new(),
+            approvals_not_after_ms: 0,
+            start: None,
+        })));
+        ops.into_iter()
+            .enumerate()
+            .map(|(i, op)| Command {
+                at_ms: 1_000 + i as u64 * 1_000,
+                actor: "setup".into(),
+                op,
+            })
+            .collect()
+    }
 
     /// A few ids, so that random commands collide on them often.
     fn session_id() -> impl Strategy<Value = String> {
         (0..6u8).prop_map(|i| format!("s{i}"))
     }
 
-    fn op() -> impl Strategy<Value = Operation> {
-        let request_id = proptest::option::of((0..3u8).prop_map(|i| format!("r{i}")));
+    /// A presign session's id, which is also its presignature's.
+    fn presign_id() -> impl Strategy<Value = String> {
+        prop_oneof![session_id(), Just("ps2".to_string())]
+    }
+
+    /// Any session: generated ones, and the setup's keygen, presigns and waiting signing.
+    fn any_session_id() -> impl Strategy<Value = String> {
         prop_oneof![
-            (session_id(), 0..4u16, request_id.clone()).prop_map(
-                |(session_id, threshold, request_id)| {
-                    tests::with_policy(Operation::CreateKeygen(CreateKeygen {
-                        key_id: format!("k-{session_id}"),
-                        session_id,
-                        scheme: Scheme::SchnorrEd25519,
-                        threshold,
-                        parties: vec!["p1".into(), "p2".into(), "p3".into()],
-                        request_id,
-                        description: String::new(),
-                        tags: BTreeMap::new(),
-                        deadline_ms: 50_000,
-                        policy: tests::policy_placeholder(),
-                    }))
-                }
-            ),
-            (
-                session_id(),
-                (0..6u8).prop_map(|i| format!("k-s{i}")),
-                request_id
-            )
-                .prop_map(|(session_id, key_id, request_id)| {
-                    Operation::CreateSigning(tests::approve(CreateSigning {
-                        session_id,
-                        key_id,
-                        input: crate::model::SigningInput::Digest([1; 32]),
-                        request_id,
-                        deadline_ms: 50_000,
-                        approvals: Vec::new(),
-                        approvals_not_after_ms: 0,
-                        start: None,
-                    }))
-                }),
-            // Two signers (signings of 2-of-3 keys) or all three (keygens, 3-of-3 signings).
-            (session_id(), 2..4usize).prop_map(|(session_id, n)| Operation::StartSession {
-                session_id,
-                parties: ["p1", "p2", "p3"][..n]
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect(),
-                presignature_id: None,
-            }),
-            (session_id(), any::<bool>()).prop_map(|(session_id, keygen)| {
-                Operation::CompleteSession {
-                    session_id: session_id.clone(),
-                    result: if keygen {
-                        SessionResult::PublicKey(vec![3; 32])
-                    } else {
-                        SessionResult::Signature(vec![4; 64])
-                    },
-                    address: None,
-                    reports: tests::reports(
-                        &session_id,
-                        &format!("k-{session_id}"),
-                        &["p1", "p2", "p3"],
-                        &[3; 32],
-                    ),
-                }
-            }),
-            session_id().prop_map(|session_id| Operation::FailSession {
-                session_id,
-                failure: SessionFailure {
-                    reason: "timeout".into(),
-                    blamed_parties: Vec::new(),
-                },
-            }),
-            session_id().prop_map(|session_id| Operation::ExpireSession { session_id }),
-            (proptest::collection::vec(session_id(), 0..3), 0u64..400_000).prop_map(
-                |(session_ids, cutoff_ms)| Operation::Prune(Prune {
-                    cutoff_ms,
-                    session_ids,
-                    key_updates: Vec::new(),
-                })
-            ),
+            6 => presign_id(),
+            2 => Just("w0".to_string()),
+            1 => Just("g0".to_string()),
+            1 => Just("ps0".to_string()),
         ]
     }
 
-    fn sessions(txn: &MemTxn) -> BTreeMap<String, SessionRecord> {
+    /// The setup's presignatures, or ones generated presigns may have made.
+    fn presignature_id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("ps0".to_string()),
+            Just("ps1".to_string()),
+            presign_id()
+        ]
+    }
+
+    /// The setup's key, or those generated keygens may have made (`k-<session id>`).
+    fn key_id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            2 => Just(KEY.to_string()),
+            1 => session_id().prop_map(|s| format!("k-{s}")),
+        ]
+    }
+
+    /// p1..p3 are enrolled at the start, p4 is not.
+    fn party() -> impl Strategy<Value = String> {
+        (1..=4u8).prop_map(|i| format!("p{i}"))
+    }
+
+    /// A party's identity key: its own, or a rotated one.
+    fn identity(party: &str, rotated: bool) -> [u8; 32] {
+        let seed = if rotated {
+            format!("{party}-rotated")
+        } else {
+            party.to_owned()
+        };
+        tests::party_key(&seed).verifying_key().to_bytes()
+    }
+
+    /// Signer sets: a presignature's (p1, p2), another pair, all three, one with an outsider.
+    fn signers() -> impl Strategy<Value = Vec<String>> {
+        prop_oneof![
+            3 => Just(vec!["p1".to_string(), "p2".into()]),
+            1 => Just(vec!["p2".to_string(), "p3".into()]),
+            1 => Just(vec!["p1".to_string(), "p2".into(), "p3".into()]),
+            1 => Just(vec!["p1".to_string(), "p4".into()]),
+        ]
+    }
+
+    fn deadline() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(150_000u64), Just(400_000), Just(900_000)]
+    }
+
+    fn input() -> impl Strategy<Value = SigningInput> {
+        prop_oneof![
+            Just(SigningInput::Digest([1; 32])),
+            Just(SigningInput::Message {
+                message: b"pay".to_vec(),
+                hash: Some(HashFunction::Keccak256),
+            }),
+            Just(SigningInput::Message {
+                message: b"pay".to_vec(),
+                hash: Some(HashFunction::Sha256),
+            }),
+            Just(SigningInput::Message {
+                message: b"pay".to_vec(),
+                hash: None,
+            }),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Operation> {
+        let request_id = || proptest::option::of((0..3u8).prop_map(|i| format!("r{i}")));
+        let update_id = || (0..3u8).prop_map(|i| format!("u{i}"));
+        let token_id = || {
+            prop_oneof![
+                Just("0123456789abcdef".to_string()),
+                Just("fedcba9876543210".to_string()),
+                Just("not-hex".to_string()),
+            ]
+        };
+        let keygen = (
+            session_id(),
+            any::<bool>(),
+            1..5u16,
+            request_id(),
+            deadline(),
+        )
+            .prop_map(|(session_id, ecdsa, threshold, request_id, deadline_ms)| {
+                tests::with_policy(Operation::CreateKeygen(CreateKeygen {
+                    key_id: format!("k-{session_id}"),
+                    session_id,
+                    scheme: if ecdsa {
+                        Scheme::EcdsaSecp256k1
+                    } else {
+                        Scheme::SchnorrEd25519
+                    },
+                    threshold,
+                    parties: vec!["p1".into(), "p2".into(), "p3".into()],
+                    request_id,
+                    description: String::new(),
+                    tags: BTreeMap::new(),
+                    deadline_ms,
+                    policy: tests::policy_placeholder(),
+                }))
+            });
+        let start = || {
+            (signers(), proptest::option::of(presignature_id())).prop_map(
+                |(parties, presignature_id)| SessionStart {
+                    parties,
+                    presignature_id,
+                },
+            )
+        };
+        let signing = (
+            session_id(),
+            key_id(),
+            input(),
+            request_id(),
+            deadline(),
+            proptest::option::of(start()),
+        )
+            .prop_map(
+                |(session_id, key_id, input, request_id, deadline_ms, start)| {
+                    Operation::CreateSigning(tests::approve(CreateSigning {
+                        session_id,
+                        key_id,
+                        input,
+                        request_id,
+                        deadline_ms,
+                        approvals: Vec::new(),
+                        approvals_not_after_ms: 0,
+                        start,
+                    }))
+                },
+            );
+        let start_session = (
+            any_session_id(),
+            signers(),
+            proptest::option::of(presignature_id()),
+        )
+            .prop_map(
+                |(session_id, parties, presignature_id)| Operation::StartSession {
+                    session_id,
+                    parties,
+                    presignature_id,
+                },
+            );
+        let complete = (any_session_id(), 0..3u8).prop_map(|(session_id, result)| {
+            Operation::CompleteSession {
+                session_id: session_id.clone(),
+                result: match result {
+                    0 => SessionResult::PublicKey(vec![3; 32]),
+                    1 => SessionResult::Signature(vec![4; 64]),
+                    _ => SessionResult::Presignature,
+                },
+                address: None,
+                reports: tests::reports(
+                    &session_id,
+                    &format!("k-{session_id}"),
+                    &["p1", "p2", "p3"],
+                    &[3; 32],
+                ),
+            }
+        });
+        let fail = any_session_id().prop_map(|session_id| Operation::FailSession {
+            session_id,
+            failure: SessionFailure {
+                reason: "timeout".into(),
+                blamed_parties: Vec::new(),
+            },
+        });
+        let expire =
+            any_session_id().prop_map(|session_id| Operation::ExpireSession { session_id });
+        let update_key = (
+            key_id(),
+            proptest::option::of(Just("cold".to_string())),
+            proptest::option::of(Just(BTreeMap::from([(
+                "env".to_string(),
+                "prod".to_string(),
+            )]))),
+            proptest::option::of(prop_oneof![
+                Just(KeyStatus::Active),
+                Just(KeyStatus::Disabled)
+            ]),
+            update_id(),
+        )
+            .prop_map(|(key_id, description, tags, status, update_id)| {
+                Operation::UpdateKey(UpdateKey {
+                    key_id,
+                    description,
+                    tags,
+                    status,
+                    update_id,
+                })
+            });
+        let register = (party(), any::<bool>()).prop_map(|(party_id, rotated)| {
+            Operation::RegisterParty(RegisterParty {
+                signing_public_key: identity(&party_id, rotated).to_vec(),
+                encryption_public_key: vec![9; 32],
+                endpoint: "test:1".into(),
+                party_id,
+            })
+        });
+        let set_status =
+            (party(), any::<bool>()).prop_map(|(party_id, online)| Operation::SetPartyStatus {
+                party_id,
+                status: if online {
+                    PartyStatus::Online
+                } else {
+                    PartyStatus::Offline
+                },
+            });
+        let presign = (presign_id(), key_id(), signers(), deadline()).prop_map(
+            |(session_id, key_id, signers, deadline_ms)| {
+                Operation::CreatePresign(CreatePresign {
+                    session_id,
+                    key_id,
+                    signers,
+                    deadline_ms,
+                })
+            },
+        );
+        let create_token =
+            (token_id(), any::<bool>(), any::<bool>()).prop_map(|(token_id, signer, scoped)| {
+                Operation::CreateToken(TokenRecord {
+                    token_id,
+                    name: "ci".into(),
+                    role: if signer {
+                        AccessRole::Signer
+                    } else {
+                        AccessRole::Admin
+                    },
+                    keys: if scoped { vec![KEY.into()] } else { Vec::new() },
+                    secret_hash: [3; 32],
+                    created_by: String::new(),
+                    created_at_ms: 0,
+                    expires_at_ms: None,
+                    revoked_at_ms: None,
+                })
+            });
+        let revoke = token_id().prop_map(|token_id| Operation::RevokeToken { token_id });
+        let enrol = (party(), any::<bool>()).prop_map(|(party_id, rotated)| {
+            Operation::EnrollParty(Endorsed::new(
+                &tests::admin_key(),
+                Enrolment {
+                    signing_public_key: identity(&party_id, rotated),
+                    encryption_public_key: [9; 32],
+                    party_id,
+                },
+            ))
+        });
+        let prune = (
+            proptest::collection::vec(any_session_id(), 0..3),
+            0u64..1_000_000,
+            proptest::collection::vec(
+                (update_id(), 0..MAX_COMMANDS).prop_map(|(update_id, i)| PrunedKeyUpdate {
+                    update_id,
+                    applied_at_ms: at_ms(i),
+                }),
+                0..2,
+            ),
+        )
+            .prop_map(|(session_ids, cutoff_ms, key_updates)| {
+                Operation::Prune(Prune {
+                    cutoff_ms,
+                    session_ids,
+                    key_updates,
+                })
+            });
+        // Successors of the setup key's policy (and policies of keys that may not exist):
+        // another initiator, one of several versions, or other terms.
+        let policy = (key_id(), 1..4u64, any::<bool>(), 2..4u16).prop_map(
+            |(key_id, version, bob, threshold)| {
+                let initiator = if bob {
+                    tests::party_key("bob")
+                } else {
+                    tests::initiator_key()
+                };
+                Operation::SetKeyPolicy(Endorsed::new(
+                    &tests::admin_key(),
+                    KeyPolicy {
+                        key_id,
+                        scheme: Scheme::EcdsaSecp256k1.as_str().into(),
+                        threshold,
+                        parties: vec!["p1".into(), "p2".into(), "p3".into()],
+                        initiators: vec![initiator.verifying_key().to_bytes()],
+                        approvals_needed: 1,
+                        version,
+                    },
+                ))
+            },
+        );
+        // The session commands weigh more: they are where the invariants are at risk.
+        Union::new_weighted(vec![
+            (3, keygen.boxed()),
+            (4, signing.boxed()),
+            (4, start_session.boxed()),
+            (3, complete.boxed()),
+            (1, fail.boxed()),
+            (1, expire.boxed()),
+            (2, update_key.boxed()),
+            (1, register.boxed()),
+            (1, set_status.boxed()),
+            (3, presign.boxed()),
+            (1, create_token.boxed()),
+            (1, revoke.boxed()),
+            (1, enrol.boxed()),
+            (2, prune.boxed()),
+            (1, policy.boxed()),
+        ])
+    }
+
+    /// Short scripts that take a session through its life (a keygen, a presign, a signing and
+    /// its start), so that runs reach made keys, ready presignatures and signings that use
+    /// them. Each command may still be refused by the state the run has reached.
+    fn flow() -> impl Strategy<Value = Vec<Operation>> {
+        let everyone = || vec!["p1".to_string(), "p2".into(), "p3".into()];
+        let keygen = (session_id(), any::<bool>(), 2..4u16).prop_map(move |(s, ecdsa, t)| {
+            let key_id = format!("k-{s}");
+            let reports = tests::reports(&s, &key_id, &["p1", "p2", "p3"], &[3; 32]);
+            vec![
+                tests::with_policy(Operation::CreateKeygen(CreateKeygen {
+                    session_id: s.clone(),
+                    key_id,
+                    scheme: if ecdsa {
+                        Scheme::EcdsaSecp256k1
+                    } else {
+                        Scheme::SchnorrEd25519
+                    },
+                    threshold: t,
+                    parties: everyone(),
+                    request_id: None,
+                    description: String::new(),
+                    tags: BTreeMap::new(),
+                    deadline_ms: 900_000,
+                    policy: tests::policy_placeholder(),
+                })),
+                Operation::StartSession {
+                    session_id: s.clone(),
+                    parties: everyone(),
+                    presignature_id: None,
+                },
+                Operation::CompleteSession {
+                    session_id: s,
+                    result: SessionResult::PublicKey(vec![3; 32]),
+                    address: None,
+                    reports,
+                },
+            ]
+        });
+        let presign = (presign_id(), key_id(), signers()).prop_map(|(s, key_id, signers)| {
+            vec![
+                Operation::CreatePresign(CreatePresign {
+                    session_id: s.clone(),
+                    key_id,
+                    signers: signers.clone(),
+                    deadline_ms: 900_000,
+                }),
+                Operation::StartSession {
+                    session_id: s.clone(),
+                    parties: signers,
+                    presignature_id: None,
+                },
+                Operation::CompleteSession {
+                    session_id: s,
+                    result: SessionResult::Presignature,
+                    address: None,
+                    reports: Vec::new(),
+                },
+            ]
+        });
+        let signing = (
+            session_id(),
+            key_id(),
+            input(),
+            (0..6u8).prop_map(|i| format!("f{i}")),
+            signers(),
+            proptest::option::of(presignature_id()),
+        )
+            .prop_map(|(s, key_id, input, request_id, parties, presignature_id)| {
+                vec![
+                    Operation::CreateSigning(tests::approve(CreateSigning {
+                        session_id: s.clone(),
+                        key_id,
+                        input,
+                        request_id: Some(request_id),
+                        deadline_ms: 900_000,
+                        approvals: Vec::new(),
+                        approvals_not_after_ms: 0,
+                        start: None,
+                    })),
+                    Operation::StartSession {
+                        session_id: s,
+                        parties,
+                        presignature_id,
+                    },
+                ]
+            });
+        prop_oneof![1 => keygen, 1 => presign, 2 => signing]
+    }
+
+    /// At most this many commands follow the setup in one run.
+    const MAX_COMMANDS: usize = 120;
+
+    /// A run: single commands of any kind, and [`flow`]s.
+    fn run() -> impl Strategy<Value = Vec<Operation>> {
+        proptest::collection::vec(
+            prop_oneof![3 => op().prop_map(|op| vec![op]), 1 => flow()],
+            1..40,
+        )
+        .prop_map(|steps| steps.into_iter().flatten().collect())
+    }
+
+    fn records<T: serde::de::DeserializeOwned>(
+        txn: &MemTxn,
+        table: Table,
+        what: &'static str,
+    ) -> BTreeMap<String, T> {
         txn.0
             .iter()
-            .filter(|((t, _), _)| *t == Table::Sessions)
+            .filter(|((t, _), _)| *t == table)
             .map(|((_, k), v)| {
-                let s: SessionRecord = decode("session", v).unwrap();
-                (String::from_utf8(k.clone()).unwrap(), s)
+                (
+                    String::from_utf8(k.clone()).unwrap(),
+                    decode(what, v).unwrap(),
+                )
             })
             .collect()
     }
 
+    fn sessions(txn: &MemTxn) -> BTreeMap<String, SessionRecord> {
+        records(txn, Table::Sessions, "session")
+    }
+
+    fn audit_events(txn: &MemTxn) -> BTreeMap<Vec<u8>, AuditEvent> {
+        txn.0
+            .iter()
+            .filter(|((t, _), _)| *t == Table::Audit)
+            .map(|((_, k), v)| (k.clone(), decode("audit", v).unwrap()))
+            .collect()
+    }
+
+    /// What the audit entry of a command that answered `response` says.
+    fn expected_outcome(response: &CommandResponse) -> String {
+        match response {
+            CommandResponse::Rejected(r) => format!("rejected: {r}"),
+            CommandResponse::Session { created: false, .. } => {
+                "ok: existing session returned".into()
+            }
+            _ => "ok".into(),
+        }
+    }
+
+    /// Applies `cmd` at `at` and checks what one command may do: a command that breaks a
+    /// stateless rule ([`Command::validate`]) changes nothing at all, not even the audit
+    /// chain; any other (accepted or refused by the state) appends exactly one audit entry, at
+    /// its own log position, chained to the previous head, saying what it was and how it
+    /// ended. A presignature serves the first session that starts with it and no other: a
+    /// session takes one only if it was available, and marks it used by that session. A
+    /// signing starts only while its key is active. Returns whether an audit entry was
+    /// written.
+    fn apply_checked(
+        txn: &mut MemTxn,
+        at: LogPosition,
+        cmd: &Command,
+    ) -> Result<(Applied, bool), TestCaseError> {
+        let before = txn.0.clone();
+        let sessions_before = sessions(txn);
+        let presignatures_before: BTreeMap<String, PresignatureRecord> =
+            records(txn, Table::Presignatures, "presignature");
+        let head_before = txn.get(Table::AuditHead, AUDIT_HEAD).unwrap();
+        let events_before = audit_events(txn);
+        let applied = apply_command(txn, at, cmd).unwrap();
+
+        if let Err(invalid) = cmd.validate() {
+            prop_assert_eq!(
+                &applied.response,
+                &CommandResponse::Rejected(Rejection::Invalid(invalid))
+            );
+            prop_assert!(txn.0 == before, "an invalid command wrote to the state");
+            return Ok((applied, false));
+        }
+
+        let mut events = audit_events(txn);
+        let Some(event) = events.remove(&at.audit_key()) else {
+            return Err(TestCaseError::fail(format!(
+                "no audit entry at {at:?} for {:?}",
+                cmd.op
+            )));
+        };
+        prop_assert_eq!(&events, &events_before, "other audit entries changed");
+        prop_assert_eq!(event.log_index, at.index);
+        prop_assert_eq!(event.position, at.position);
+        prop_assert_eq!(event.at_ms, cmd.at_ms);
+        prop_assert_eq!(&event.actor, &cmd.actor);
+        prop_assert_eq!(event.action.as_str(), kind(&cmd.op).1);
+        prop_assert_eq!(&event.outcome, &expected_outcome(&applied.response));
+        let prev = head_before.map_or([0; 32], |h| <[u8; 32]>::try_from(h).unwrap());
+        prop_assert_eq!(event.prev_hash, prev);
+        prop_assert_eq!(event.hash, event.expected_hash());
+        prop_assert_eq!(
+            txn.get(Table::AuditHead, AUDIT_HEAD).unwrap(),
+            Some(event.hash.to_vec())
+        );
+
+        let presignatures: BTreeMap<String, PresignatureRecord> =
+            records(txn, Table::Presignatures, "presignature");
+        for (id, session) in sessions(txn) {
+            let earlier = sessions_before.get(&id);
+            if let Some(p) = &session.presignature_id {
+                if earlier.and_then(|s| s.presignature_id.as_ref()) != Some(p) {
+                    // Taken in this very command: it was there for the taking, and now
+                    // names this session.
+                    let key = presignature_key(&session.key_id, p);
+                    let was = presignatures_before.get(&key).map(|r| &r.status);
+                    prop_assert_eq!(
+                        was,
+                        Some(&PresignatureStatus::Available),
+                        "{} took {}",
+                        id,
+                        key
+                    );
+                    let now = presignatures.get(&key).map(|r| &r.status);
+                    let used = PresignatureStatus::Used {
+                        session_id: id.clone(),
+                    };
+                    prop_assert_eq!(now, Some(&used));
+                }
+            }
+            let started = session.status == SessionStatus::Running
+                && earlier.is_none_or(|s| {
+                    s.status != SessionStatus::Running || s.attempt != session.attempt
+                });
+            if started && session.kind == SessionKind::Sign {
+                let key: Option<KeyRecord> =
+                    load(txn, Table::Keys, &session.key_id, "key").unwrap();
+                prop_assert_eq!(
+                    key.map(|k| k.status),
+                    Some(KeyStatus::Active),
+                    "signing {} started with its key not active",
+                    id
+                );
+            }
+        }
+        // A used presignature stays used by the same session until a prune forgets it.
+        for (key, record) in &presignatures_before {
+            if matches!(record.status, PresignatureStatus::Used { .. }) {
+                if let Some(now) = presignatures.get(key) {
+                    prop_assert_eq!(
+                        &now.status,
+                        &record.status,
+                        "used presignature {} changed",
+                        key
+                    );
+                }
+            }
+        }
+        Ok((applied, true))
+    }
+
     proptest! {
-        /// Whatever clients send, in whatever order: apply never fails on a healthy store, is
-        /// deterministic, never lets a request id name two sessions, never moves a finished
-        /// session, and leaves exactly one audit event per command.
+        /// Whatever clients and leaders send, in whatever order, from a state with a key and
+        /// presignatures: apply never fails on a healthy store, is deterministic, never lets
+        /// a request id name two sessions, never moves a finished session, never lets a
+        /// presignature serve two sessions, and writes exactly one audit entry per command
+        /// that passes [`Command::validate`] (accepted or refused by the state), none for one
+        /// that does not ([`apply_checked`]).
         #[test]
-        fn apply_keeps_its_invariants(ops in proptest::collection::vec(op(), 1..40)) {
+        fn apply_keeps_its_invariants(ops in run()) {
             let mut txn = MemTxn::default();
             let mut replay = MemTxn::default();
             tests::register_parties(&mut txn, &["p1", "p2", "p3"]);
             tests::register_parties(&mut replay, &["p1", "p2", "p3"]);
+            let setup = setup();
+            let generated = ops.into_iter().enumerate().map(|(i, op)| Command {
+                at_ms: at_ms(i),
+                actor: "prop".into(),
+                op,
+            });
             let mut finished: BTreeMap<String, SessionRecord> = BTreeMap::new();
-            for (i, op) in ops.into_iter().enumerate() {
-                let cmd = Command { at_ms: 1_000 + i as u64 * 10_000, actor: "prop".into(), op };
-                let at = LogPosition { index: i as u64 + 1, position: 0 };
-                let applied = apply_command(&mut txn, at, &cmd).unwrap();
+            let (mut valid, mut refused) = (0usize, 0usize);
+            for (i, cmd) in setup.iter().cloned().chain(generated).enumerate() {
+                let at = LogPosition { index: i as u64 + 1, position: (i % 3) as u32 };
+                let (applied, audited) = apply_checked(&mut txn, at, &cmd)?;
+                if i < setup.len() {
+                    prop_assert!(
+                        !matches!(applied.response, CommandResponse::Rejected(_)),
+                        "setup step {} refused: {:?}", i, applied.response
+                    );
+                }
                 let again = apply_command(&mut replay, at, &cmd).unwrap();
                 prop_assert_eq!(&applied.response, &again.response);
+                valid += usize::from(audited);
+                refused += usize::from(
+                    audited && matches!(applied.response, CommandResponse::Rejected(_)),
+                );
                 let now = sessions(&txn);
-                // A finished session never changes; a prune may forget it.
+                // A finished session never changes; a prune may forget it, and its id may
+                // then name a new session.
+                finished.retain(|id, _| now.contains_key(id));
                 for (id, before) in &finished {
                     if let Some(after) = now.get(id) {
                         prop_assert_eq!(after, before, "finished session {} moved", id);
@@ -2617,6 +3578,7 @@ mod properties {
 
             let all = sessions(&txn);
             let mut seen = BTreeSet::new();
+            let mut served = BTreeSet::new();
             for s in all.values() {
                 if let Some(r) = &s.request_id {
                     prop_assert!(seen.insert(r.clone()), "request id {} names two sessions", r);
@@ -2624,10 +3586,150 @@ mod properties {
                         load(&txn, Table::Idempotency, r, "idempotency").unwrap().unwrap();
                     prop_assert_eq!(&record.session_id, &s.session_id);
                 }
+                if let Some(p) = &s.presignature_id {
+                    let key = presignature_key(&s.key_id, p);
+                    prop_assert!(served.insert(key.clone()), "presignature {} served two sessions", key);
+                }
             }
-            let events = txn.0.keys().filter(|(t, _)| *t == Table::Audit).count();
-            prop_assert_eq!(events, replay.0.keys().filter(|(t, _)| *t == Table::Audit).count());
+            // The audit trail holds one entry per valid command, refusals included, and the
+            // entries chain in log order.
+            let events = audit_events(&txn);
+            prop_assert_eq!(events.len(), valid);
+            prop_assert_eq!(
+                events.values().filter(|e| e.outcome.starts_with("rejected: ")).count(),
+                refused
+            );
+            let mut prev = [0; 32];
+            for e in events.values() {
+                prop_assert_eq!(e.prev_hash, prev);
+                prev = e.hash;
+            }
             tests::indexes_match(&txn);
         }
+    }
+
+    /// The property is only as good as the states it reaches: the generated runs take
+    /// presignatures, are refused them, re-dispatch running sessions, refuse to start a
+    /// signing of a disabled key, make keys, complete presigns and prune. Counted over the
+    /// same number of runs the property makes, from a fixed seed.
+    #[test]
+    fn the_generated_runs_reach_what_the_property_checks() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+        );
+        let strategy = run();
+        let mut reached: BTreeMap<&str, usize> = BTreeMap::new();
+        for _ in 0..Config::default().cases {
+            let ops = strategy
+                .new_tree(&mut runner)
+                .expect("the generator makes a run")
+                .current();
+            let mut txn = MemTxn::default();
+            tests::register_parties(&mut txn, &["p1", "p2", "p3"]);
+            let generated = ops.into_iter().enumerate().map(|(i, op)| Command {
+                at_ms: at_ms(i),
+                actor: "prop".into(),
+                op,
+            });
+            for (i, cmd) in setup().into_iter().chain(generated).enumerate() {
+                let before = sessions(&txn);
+                let at = LogPosition {
+                    index: i as u64 + 1,
+                    position: 0,
+                };
+                let response = apply_command(&mut txn, at, &cmd).unwrap().response;
+                let what = match (&cmd.op, &response) {
+                    (_, CommandResponse::Rejected(Rejection::KeyNotActive { .. })) => {
+                        if matches!(cmd.op, Operation::StartSession { .. }) {
+                            "a start refused for a disabled key"
+                        } else {
+                            "a signing refused for a disabled key"
+                        }
+                    }
+                    (_, CommandResponse::Rejected(Rejection::PresignatureUnavailable { .. })) => {
+                        "a presignature refused"
+                    }
+                    (Operation::StartSession { .. }, CommandResponse::Session { session, .. })
+                        if session.attempt > 0
+                            && before.get(&session.session_id).map(|s| s.attempt)
+                                != Some(session.attempt) =>
+                    {
+                        "a running session started again"
+                    }
+                    (_, CommandResponse::Session { session, .. })
+                        if session.presignature_id.is_some()
+                            && before
+                                .get(&session.session_id)
+                                .is_none_or(|s| s.presignature_id.is_none()) =>
+                    {
+                        "a presignature taken"
+                    }
+                    (
+                        Operation::CompleteSession { result, .. },
+                        CommandResponse::Session { .. },
+                    ) if i >= setup().len() => match result {
+                        SessionResult::PublicKey(_) => "a key made",
+                        SessionResult::Presignature => "a presign completed",
+                        SessionResult::Signature(_) => "a signing completed",
+                    },
+                    (_, CommandResponse::Pruned { sessions, .. }) if *sessions > 0 => {
+                        "sessions pruned"
+                    }
+                    (Operation::UpdateKey(_), CommandResponse::Key(_)) => "a key updated",
+                    (Operation::SetKeyPolicy(_), CommandResponse::Key(_)) => "a policy set",
+                    (Operation::EnrollParty(_), CommandResponse::Party(_)) => "a party enrolled",
+                    (Operation::RegisterParty(_), CommandResponse::Party(_)) => {
+                        "a party registered"
+                    }
+                    (Operation::CreateToken(_), CommandResponse::Token(_)) => "a token made",
+                    _ => continue,
+                };
+                *reached.entry(what).or_default() += 1;
+            }
+        }
+        let wanted = [
+            "a start refused for a disabled key",
+            "a signing refused for a disabled key",
+            "a presignature refused",
+            "a running session started again",
+            "a presignature taken",
+            "a key made",
+            "a presign completed",
+            "a signing completed",
+            "sessions pruned",
+            "a key updated",
+            "a policy set",
+            "a party enrolled",
+            "a party registered",
+            "a token made",
+        ];
+        for what in wanted {
+            assert!(reached.contains_key(what), "never {what}: {reached:?}");
+        }
+        println!("{reached:#?}");
+    }
+
+    /// The generator makes every kind of command, so the property above covers them all.
+    #[test]
+    fn the_generator_makes_every_kind_of_command() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::{Config, TestRng, TestRunner};
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+        );
+        let strategy = op();
+        let mut seen = BTreeSet::new();
+        for _ in 0..2_000 {
+            let op = strategy
+                .new_tree(&mut runner)
+                .expect("the generator makes a command")
+                .current();
+            seen.insert(kind(&op).0);
+        }
+        assert_eq!(seen, (0..KINDS).collect::<BTreeSet<_>>());
     }
 }

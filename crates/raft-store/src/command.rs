@@ -149,6 +149,15 @@ impl Operation {
                 | Operation::Prune(_)
         )
     }
+
+    /// Drops what only the leader's own scheduler may decide from a command another node
+    /// forwarded: a signing's planned start (made while that node led, or made up) goes,
+    /// and the session waits for this leader's scheduler instead.
+    pub fn drop_leader_plan(&mut self) {
+        if let Operation::CreateSigning(create) = self {
+            create.start = None;
+        }
+    }
 }
 
 /// A party's signature over a keygen's outcome ([`mpc_types::statement::KeygenReport`]).

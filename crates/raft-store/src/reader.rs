@@ -86,6 +86,27 @@ impl StateReader {
         self.get(Table::Parties, party_id, "party").await
     }
 
+    /// The records of `party_ids`, in that order, read in one pass (`None` for an unknown id).
+    pub async fn parties_named(
+        &self,
+        party_ids: &[String],
+    ) -> Result<Vec<Option<PartyRecord>>, StoreError> {
+        let db = self.db.clone();
+        let ids = party_ids.to_vec();
+        blocking(move || {
+            let parties = cf(&db, Table::Parties.cf_name())?;
+            db.batched_multi_get_cf(parties, ids.iter().map(String::as_bytes), false)
+                .into_iter()
+                .map(|read| {
+                    read.map_err(StoreError::db("read state"))?
+                        .map(|b| decode("party", &b))
+                        .transpose()
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Sessions newest first (session ids are time-ordered UUIDv7), starting after
     /// `page_token` (the last id of the previous page). Returns the page and the next token.
     ///

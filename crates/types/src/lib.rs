@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// Signing requests: schemes, hash functions, what is signed, and session kinds and states.
 pub mod signing;
 pub use signing::{FieldError, HashFunction, Scheme, SessionKind, SessionStatus, SigningInput};
 
@@ -20,13 +21,18 @@ pub use signing::{FieldError, HashFunction, Scheme, SessionKind, SessionStatus, 
 ///   signing with any key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum AccessRole {
+    /// Reads keys, sessions, parties and the audit log.
     Reader,
+    /// A reader that signs with the keys it is granted.
     Signer,
+    /// A reader that generates and updates keys.
     Operator,
+    /// Everything.
     Admin,
 }
 
 impl AccessRole {
+    /// Every role, weakest first.
     pub const ALL: [AccessRole; 4] = [
         AccessRole::Reader,
         AccessRole::Signer,
@@ -34,6 +40,7 @@ impl AccessRole {
         AccessRole::Admin,
     ];
 
+    /// The role's name in certificates, tokens and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
             AccessRole::Reader => "reader",
@@ -154,14 +161,23 @@ mod tests {
 /// The fields of one audit entry that its hash covers.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditFields<'a> {
+    /// The hash of the entry before this one (zeros for the first).
     pub prev_hash: [u8; 32],
+    /// The Raft log index of the command that made the entry.
     pub log_index: u64,
+    /// The entry's place among those of the same command.
     pub position: u32,
+    /// When the leader proposed the command, milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// Who acted, e.g. `client:admin` or `scheduler`.
     pub actor: &'a str,
+    /// What was done, e.g. `key.update`.
     pub action: &'a str,
+    /// What it was done to (a session, key, party or token id).
     pub subject: &'a str,
+    /// The key concerned, if any.
     pub key_id: Option<&'a str>,
+    /// How it ended, e.g. `ok` or the reason of a refusal.
     pub outcome: &'a str,
 }
 
@@ -199,6 +215,7 @@ pub fn audit_hash(f: &AuditFields<'_>) -> [u8; 32] {
 pub mod token {
     use sha2::{Digest, Sha256};
 
+    /// What every token string starts with.
     pub const PREFIX: &str = "mpc_";
 
     /// The token string for an id and 32 secret bytes.
@@ -265,7 +282,9 @@ pub mod statement {
     /// A signature by `signer` over a statement.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     pub struct Signed {
+        /// The key that signed.
         pub signer: PublicKey,
+        /// The Ed25519 signature over the statement's signing bytes.
         #[serde(with = "serde_bytes64")]
         pub signature: [u8; 64],
     }
@@ -273,11 +292,11 @@ pub mod statement {
     mod serde_bytes64 {
         use serde::{Deserialize, Deserializer, Serializer};
 
-        pub fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        pub(super) fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
             s.serialize_bytes(v)
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
             let v: Vec<u8> = Vec::deserialize(d)?;
             v.try_into()
                 .map_err(|_| serde::de::Error::custom("a signature is 64 bytes"))
@@ -286,6 +305,7 @@ pub mod statement {
 
     /// A statement that can be signed.
     pub trait Statement {
+        /// The domain-separated encoding a signature covers.
         fn signing_bytes(&self) -> Vec<u8>;
     }
 
@@ -333,6 +353,7 @@ pub mod statement {
     /// An admin's word that `party_id` holds these identity keys.
     #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     pub struct Enrolment {
+        /// The party's name in keys, sessions and certificates.
         pub party_id: String,
         /// Ed25519: signs the party's envelopes and its Hello.
         pub signing_public_key: PublicKey,
@@ -353,8 +374,11 @@ pub mod statement {
     /// An admin's word that a key may be generated, and who may then ask it to sign.
     #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     pub struct KeyPolicy {
+        /// The key the policy governs, named before it exists.
         pub key_id: String,
+        /// The key's scheme, as [`crate::Scheme`] spells it.
         pub scheme: String,
+        /// Signers needed for a signature (t of n).
         pub threshold: u16,
         /// The key's parties, in key order.
         pub parties: Vec<String>,
@@ -477,11 +501,14 @@ pub mod statement {
     /// A statement with the signature that vouches for it.
     #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     pub struct Endorsed<T> {
+        /// What is vouched for.
         pub statement: T,
+        /// Who vouches, and their signature over it.
         pub by: Signed,
     }
 
     impl<T: Statement> Endorsed<T> {
+        /// `statement` signed with `key`.
         pub fn new(key: &ed25519_dalek::SigningKey, statement: T) -> Self {
             let by = sign(key, &statement);
             Self { statement, by }
@@ -501,13 +528,17 @@ pub mod statement {
     /// What a signing request's initiators approve: the exact request.
     #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     pub struct SigningApproval {
+        /// The key asked to sign.
         pub key_id: String,
         /// A raw 32-byte digest, or empty when a message is signed.
         pub digest: Vec<u8>,
+        /// The message, or empty when a digest is signed.
         pub message: Vec<u8>,
         /// The hash the signers apply to `message` (`keccak256`, `sha256`), or empty.
         pub hash: String,
+        /// Child key indices below the key (non-hardened), or empty for the key itself.
         pub derivation_path: Vec<u32>,
+        /// The client's idempotency id of the request: one approval serves one request.
         pub request_id: String,
         /// Milliseconds since the epoch after which the approvals are void.
         pub not_after_ms: u64,
@@ -542,8 +573,11 @@ pub mod statement {
     /// party's recorded identity key.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct KeygenReport<'a> {
+        /// The keygen session.
         pub session_id: &'a str,
+        /// The key it made.
         pub key_id: &'a str,
+        /// The public key the party computed.
         pub public_key: &'a [u8],
     }
 

@@ -1,8 +1,10 @@
 //! Threshold signing end to end: five coordinator processes, three party processes, real
 //! gRPC on loopback, real RocksDB, real cryptography.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::keys_client::KeysClient;
 use mpc_tests::{admin_signing_key, approve, wait_session, with_policy, Cluster, Parties};
@@ -266,7 +268,7 @@ async fn every_scheme_generates_a_key_and_signs_and_two_parties_suffice() -> any
         wait: true,
         ..signing_request(ecdsa, &input, "waits-until-its-deadline")
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let ended = cluster
         .sessions_waiting(4, SESSION_WAIT)?
         .create_signing(stuck.clone())
@@ -335,59 +337,284 @@ async fn every_scheme_generates_a_key_and_signs_and_two_parties_suffice() -> any
     Ok(())
 }
 
+/// A hang guard for a session to be seen running after its creation, not a speed bound.
+const RUNNING_WAIT: Duration = Duration::from_secs(30);
+
+/// Polls `session_id` through the running nodes (linearizable reads) until the API reports it
+/// running; an end before that is an error, as is `timeout` passing.
+async fn wait_running(
+    cluster: &Cluster,
+    session_id: &str,
+    timeout: Duration,
+) -> anyhow::Result<pb::Session> {
+    mpc_tests::wait_session_until(cluster, session_id, timeout, "running", |s| {
+        match pb::SessionStatus::try_from(s.status)? {
+            pb::SessionStatus::Running => Ok(true),
+            pb::SessionStatus::Pending => Ok(false),
+            other => anyhow::bail!(
+                "session {session_id} ended as {other:?} before it was seen running: {}",
+                s.failure_reason
+            ),
+        }
+    })
+    .await
+}
+
+/// A log line without its ANSI colour codes (the parties log for a terminal by default).
+fn without_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters, up to the final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The attempt a party's log line says it finished with a result, if the line is one of
+/// `session_id`: its `session finished` event with `outcome="completed"`, inside the
+/// `session{session=… attempt=…}` span it runs each attempt in (crates/party/src/client.rs),
+/// in the human format or in JSON (`MPC_LOG__FORMAT=json`).
+fn completed_attempt(line: &str, session_id: &str) -> anyhow::Result<Option<u32>> {
+    if line.starts_with('{') {
+        let event: serde_json::Value = serde_json::from_str(line)?;
+        let fields = &event["fields"];
+        let span = &event["span"];
+        let ours = fields["message"] == "session finished"
+            && fields["outcome"] == "completed"
+            && span["session"] == session_id;
+        if !ours {
+            return Ok(None);
+        }
+        let attempt = span["attempt"]
+            .as_u64()
+            .and_then(|a| u32::try_from(a).ok())
+            .with_context(|| format!("no attempt in {line}"))?;
+        return Ok(Some(attempt));
+    }
+    let line = without_ansi(line);
+    if !line.contains("session finished") || !line.contains("outcome=\"completed\"") {
+        return Ok(None);
+    }
+    let span = format!("session{{session={session_id} attempt=");
+    let Some(at) = line.find(&span) else {
+        return Ok(None);
+    };
+    let attempt = line[at + span.len()..]
+        .split('}')
+        .next()
+        .and_then(|a| a.parse::<u32>().ok())
+        .with_context(|| format!("no attempt in {line}"))?;
+    Ok(Some(attempt))
+}
+
+/// The attempts of `session_id` that each party's own log says it finished with a result
+/// ([`completed_attempt`]). For a full ECDSA signing, a party that finished an attempt held
+/// the signature it then reported.
+fn attempts_completed_by_parties(
+    parties: &Parties,
+    session_id: &str,
+) -> anyhow::Result<BTreeMap<String, Vec<u32>>> {
+    let mut out = BTreeMap::new();
+    for (id, party) in &parties.parties {
+        let log = std::fs::read_to_string(&party.log)?;
+        let mut attempts = Vec::new();
+        for line in log.lines() {
+            if let Some(attempt) =
+                completed_attempt(line, session_id).with_context(|| format!("{id}'s log"))?
+            {
+                attempts.push(attempt);
+            }
+        }
+        out.insert(id.clone(), attempts);
+    }
+    Ok(out)
+}
+
+/// Which session each party's own records say spent the approvals of `request`: its
+/// approval-use record (crates/party/src/authority.rs), opened from its store with its
+/// master key while it runs. `None` for a party that never checked the request. A party
+/// refuses the approvals to any other session, so this is the one session that can get a
+/// signature (or a share of one) from it for this request.
+fn approval_uses(
+    parties: &Parties,
+    request: &pb::CreateSigningRequest,
+) -> anyhow::Result<BTreeMap<String, Option<String>>> {
+    use mpc_party::master_key::MasterKey;
+    use mpc_party::store::{RecordKind, ShareStore};
+    // The request as the parties rebuild it from their assignment (authority::approvals).
+    let approval = mpc_types::statement::SigningApproval {
+        key_id: request.key_id.clone(),
+        digest: if request.message.is_empty() {
+            request.digest.clone()
+        } else {
+            Vec::new()
+        },
+        message: request.message.clone(),
+        hash: request.hash.clone(),
+        derivation_path: Vec::new(),
+        request_id: request.request_id.clone(),
+        not_after_ms: request.not_after_ms,
+    };
+    let use_id = hex::encode(approval.fingerprint());
+    let mut out = BTreeMap::new();
+    for (id, party) in &parties.parties {
+        let key_hex = zeroize::Zeroizing::new(std::fs::read_to_string(&party.key_file)?);
+        let key = MasterKey::from_hex("master key", &key_hex)?;
+        let record = ShareStore::peek(&party.data_dir, id, &key, RecordKind::ApprovalUse, &use_id)?;
+        let session = match record {
+            None => None,
+            Some(bytes) => {
+                let record: serde_json::Value = serde_json::from_slice(&bytes)?;
+                let session = record["session_id"]
+                    .as_str()
+                    .with_context(|| format!("{id}'s approval-use record names no session"))?;
+                Some(session.to_owned())
+            }
+        };
+        out.insert(id.clone(), session);
+    }
+    Ok(out)
+}
+
+/// A leader dies with a signing running (started by it, as the API reports); the next leader
+/// runs it again as a new attempt, and the request ends in one signature, which verifies.
+///
+/// Every party is paused (SIGSTOP) from before the signing is created until the leader is
+/// dead: the session is seen running, and no party has done any of that attempt, so it
+/// cannot end before the kill, nor after it (its leader is gone). Without the pause the
+/// protocol could end between the look and the kill, and the test would prove nothing about a
+/// kill. The parties are back as soon as the leader is dead, so the signing must succeed: a
+/// failure is never accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_leader_killed_mid_session_ends_in_one_signature_or_a_clear_failure() -> anyhow::Result<()>
-{
+async fn a_leader_killed_mid_session_ends_in_one_verified_signature() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(5, &[]).await?;
-    let _parties = Parties::start(&cluster, 3).await?;
+    let parties = Parties::start(&cluster, 3).await?;
     let key = keygen(&cluster, 1, "ecdsa-secp256k1").await?;
     let leader = cluster.leader(Duration::from_secs(10)).await?;
     let follower = cluster
         .running()
         .into_iter()
         .find(|&n| n != leader)
-        .unwrap_or(1);
+        .context("no follower")?;
 
-    // The full protocol takes long enough to be cut in the middle.
-    let input = SigningInput::Digest([0x5a; 32]);
+    // A raw digest: the full protocol (a presignature would end it in one local step).
+    let digest = [0x5a; 32];
+    let input = SigningInput::Digest(digest);
     let request = signing_request(&key, &input, "leader-kill-request");
+    let names: Vec<String> = parties.parties.keys().cloned().collect();
+    for p in &names {
+        parties.pause(p)?;
+    }
     let created = cluster
         .sessions(follower)?
         .create_signing(request.clone())
         .await?
         .into_inner();
-    let session_id = created.session.map(|s| s.session_id).unwrap_or_default();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let session_id = created.session.context("no session")?.session_id;
+    let running = wait_running(&cluster, &session_id, RUNNING_WAIT).await?;
+    // The leader now: the one whose attempt is running (a re-election meanwhile would have
+    // made it the new one's).
+    let leader = cluster.leader(Duration::from_secs(10)).await?;
     cluster.kill(leader)?;
-
-    let done = wait_session(&cluster, &session_id, SESSION_WAIT).await?;
-    let status = pb::SessionStatus::try_from(done.status)?;
-    match status {
-        pb::SessionStatus::Completed => {
-            let signature = Signature::from_bytes(Scheme::EcdsaSecp256k1, &done.signature)?;
-            mpc_tss::verify(Scheme::EcdsaSecp256k1, &key.public_key, &input, &signature)?;
-        }
-        pb::SessionStatus::Failed | pb::SessionStatus::Expired => {
-            assert!(!done.failure_reason.is_empty() || status == pb::SessionStatus::Expired);
-        }
-        other => anyhow::bail!("session ended as {other:?}"),
+    for p in &names {
+        parties.resume(p)?;
     }
 
-    // The request retried on another node is the same session with the same outcome: never
-    // a second signature for one request.
+    let done = wait_session(&cluster, &session_id, SESSION_WAIT).await?;
+    assert_eq!(
+        pb::SessionStatus::try_from(done.status)?,
+        pb::SessionStatus::Completed,
+        "the signing failed after the leader was killed: {}",
+        done.failure_reason
+    );
+    assert!(
+        done.attempt > running.attempt,
+        "attempt {} was running when leader {leader} died, and attempt {} ended the session",
+        running.attempt,
+        done.attempt
+    );
+    assert!(
+        done.presignature_id.is_empty(),
+        "a raw digest met presignature {}",
+        done.presignature_id
+    );
+    assert_eq!(done.digest, digest.to_vec());
+    // Verified against the key's public key from the keygen, over the digest as given: a
+    // digest request is signed as it is, with no hash.
+    let signature = Signature::from_bytes(Scheme::EcdsaSecp256k1, &done.signature)?;
+    mpc_tss::verify(
+        Scheme::EcdsaSecp256k1,
+        &key.public_key,
+        &SigningInput::Digest(digest),
+        &signature,
+    )?;
+
+    // One signature, as the parties themselves tell it. Parties keep no signatures; what
+    // they do keep is which session spent the request's approvals (their store), and what
+    // each attempt ended in (their logs). Every signer of the final attempt holds the
+    // approvals as spent on this session and no party on another one; only the final attempt
+    // ended with a result at any party, and only at its signers.
+    let uses = approval_uses(&parties, &request)?;
+    for signer in &done.parties {
+        assert_eq!(
+            uses.get(signer),
+            Some(&Some(session_id.clone())),
+            "{signer}: {uses:?}"
+        );
+    }
+    for (party, used_by) in &uses {
+        assert!(
+            used_by.as_ref().is_none_or(|s| *s == session_id),
+            "{party}'s approvals went to {used_by:?}"
+        );
+    }
+    let completed = attempts_completed_by_parties(&parties, &session_id)?;
+    let mut finishers = Vec::new();
+    for (party, attempts) in &completed {
+        if attempts.is_empty() {
+            continue;
+        }
+        assert_eq!(
+            attempts,
+            &[done.attempt],
+            "{party} finished other attempts of {session_id}: {completed:?}"
+        );
+        assert!(
+            done.parties.contains(party),
+            "{party} is not a signer of the final attempt: {completed:?}"
+        );
+        finishers.push(party.clone());
+    }
+    assert!(
+        !finishers.is_empty(),
+        "no party log says it finished attempt {} of {session_id}",
+        done.attempt
+    );
+
+    // The request retried on a node that did not take it is the same session with the same
+    // outcome: a retry makes no second session.
     let survivor = cluster
         .running()
         .into_iter()
         .find(|&n| n != follower)
-        .unwrap_or(follower);
+        .context("no other node")?;
     let again = cluster
         .sessions(survivor)?
         .create_signing(request)
         .await?
         .into_inner();
-    let again = again.session.ok_or_else(|| anyhow::anyhow!("no session"))?;
+    assert!(!again.created);
+    let again = again.session.context("no session")?;
     assert_eq!(again.session_id, session_id);
-    let again = wait_session(&cluster, &session_id, SESSION_WAIT).await?;
     assert_eq!(again.signature, done.signature);
     assert_eq!(again.status, done.status);
     Ok(())

@@ -226,6 +226,22 @@ struct Starting {
     planned: Option<Planned>,
 }
 
+/// Who signs (or runs a keygen or presign), and the presignature a signing uses, if any.
+#[derive(Debug)]
+struct SignerChoice {
+    parties: Vec<String>,
+    presignature_id: Option<String>,
+}
+
+impl SignerChoice {
+    fn without_presignature(parties: Vec<String>) -> Self {
+        Self {
+            parties,
+            presignature_id: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Planned {
     /// When it was planned: a plan whose entry never shows up is dropped after
@@ -332,8 +348,10 @@ impl SessionScheduler {
         if !self.leading || self.planned_creates.contains_key(session_id) {
             return None;
         }
-        let (participants, presignature_id) =
-            self.choose_signers(&key, presignatures, may_use_presignature)?;
+        let SignerChoice {
+            parties: participants,
+            presignature_id,
+        } = self.choose_signers(&key, presignatures, may_use_presignature)?;
         let identities = participants
             .iter()
             .map(|p| parties.iter().find(|r| &r.party_id == p).cloned())
@@ -655,7 +673,10 @@ impl SessionScheduler {
                 return;
             }
         };
-        let (participants, presignature_id) = plan;
+        let SignerChoice {
+            parties: participants,
+            presignature_id,
+        } = plan;
         let mut identities = Vec::with_capacity(participants.len());
         for p in &participants {
             match context.parties.iter().find(|r| &r.party_id == p) {
@@ -696,16 +717,15 @@ impl SessionScheduler {
 
     /// Chooses the participants (and a presignature) for a loaded session. `Ok(None)`: the
     /// session was parked until more parties attach.
-    #[allow(clippy::type_complexity)]
     fn plan(
         &mut self,
         session: &SessionRecord,
         context: &SessionContext,
-    ) -> Result<Option<(Vec<String>, Option<String>)>, String> {
+    ) -> Result<Option<SignerChoice>, String> {
         if session.kind == SessionKind::Keygen {
             return Ok(self
                 .park_unless_ready(session, &session.parties, session.parties.len())
-                .then(|| (session.parties.clone(), None)));
+                .then(|| SignerChoice::without_presignature(session.parties.clone())));
         }
         let key = context
             .key
@@ -715,7 +735,9 @@ impl SessionScheduler {
             if !session.parties.iter().all(|p| self.online.contains(p)) {
                 return Err("a signer of the presignature is offline".into());
             }
-            return Ok(Some((session.parties.clone(), None)));
+            return Ok(Some(SignerChoice::without_presignature(
+                session.parties.clone(),
+            )));
         }
         let t = usize::from(key.threshold);
         if !self.park_unless_ready(session, &key.parties, t) {
@@ -735,7 +757,7 @@ impl SessionScheduler {
         key: &KeyRecord,
         presignatures: &[PresignatureRecord],
         may_presign: bool,
-    ) -> Option<(Vec<String>, Option<String>)> {
+    ) -> Option<SignerChoice> {
         let t = usize::from(key.threshold);
         let online: Vec<&String> = key
             .parties
@@ -752,7 +774,10 @@ impl SessionScheduler {
                     && !self.reserved_presignatures.contains(&p.presignature_id)
             });
             if let Some(p) = chosen {
-                return Some((p.signers.clone(), Some(p.presignature_id.clone())));
+                return Some(SignerChoice {
+                    parties: p.signers.clone(),
+                    presignature_id: Some(p.presignature_id.clone()),
+                });
             }
         }
         self.rotation = self.rotation.wrapping_add(1);
@@ -766,7 +791,7 @@ impl SessionScheduler {
             .collect();
         // Keep key order within the set: indices are positions in the key.
         chosen.sort_by_key(|p| key.parties.iter().position(|k| k == p));
-        Some((chosen, None))
+        Some(SignerChoice::without_presignature(chosen))
     }
 
     fn on_start_error(&mut self, session: SessionRecord, error: StartError, out: &mut Vec<Action>) {
@@ -965,17 +990,27 @@ impl SessionScheduler {
         }
     }
 
-    /// Asks for the pools' stock when a presign session could start now: the pool is on,
-    /// there is room under the concurrency, and no full ECDSA signing is waiting to start or
-    /// running (signings come first; presignatures fill the gaps between them).
+    /// Asks for the pools' stock when a presign session could start now: the pool is on and
+    /// there is room under the refill concurrency.
     fn want_refill(&mut self, out: &mut Vec<Action>) {
         if self.settings.presignatures_per_key > 0
             && !self.pool_loading
-            && self.presigns_in_flight(None) < self.settings.presign_concurrency
-            && !self.full_signings_busy()
+            && self.presigns_in_flight(None) < self.refill_concurrency()
         {
             self.pool_loading = true;
             out.push(Action::LoadPoolStock);
+        }
+    }
+
+    /// How many presign sessions may run at once now. Signings come first: while a full
+    /// ECDSA signing is starting or running, the pools get one session at a time, and only
+    /// for a key with none ready ([`Self::on_pool_stock`]), so that a steady stream of full
+    /// signings is not slowed by the pool, yet a signing from a message still finds one.
+    fn refill_concurrency(&self) -> usize {
+        if self.full_signings_busy() {
+            self.settings.presign_concurrency.min(1)
+        } else {
+            self.settings.presign_concurrency
         }
     }
 
@@ -1034,12 +1069,8 @@ impl SessionScheduler {
     /// Tops up each ECDSA key's pool for a signer set that is online now.
     fn on_pool_stock(&mut self, stock: Vec<PoolStock>, out: &mut Vec<Action>) {
         self.pool_loading = false;
-        if self.full_signings_busy() {
-            return;
-        }
         let mut room = self
-            .settings
-            .presign_concurrency
+            .refill_concurrency()
             .saturating_sub(self.presigns_in_flight(None));
         for PoolStock { key, available } in stock {
             if room == 0 {
@@ -1048,13 +1079,20 @@ impl SessionScheduler {
             if key.scheme != Scheme::EcdsaSecp256k1 {
                 continue;
             }
-            let mut missing = self
-                .pool_target(&key.key_id)
-                .saturating_sub(available + self.presigns_in_flight(Some(&key.key_id)));
+            let in_flight = self.presigns_in_flight(Some(&key.key_id));
+            let mut missing = if self.full_signings_busy() {
+                usize::from(available == 0 && in_flight == 0)
+            } else {
+                self.pool_target(&key.key_id)
+                    .saturating_sub(available + in_flight)
+            };
             while missing > 0 && room > 0 {
                 // The same rotation as full signings, so the pool's work spreads over the
                 // parties and so do the signings it later serves.
-                let Some((signers, _)) = self.choose_signers(&key, &[], false) else {
+                let Some(SignerChoice {
+                    parties: signers, ..
+                }) = self.choose_signers(&key, &[], false)
+                else {
                     break;
                 };
                 let session_id = uuid::Uuid::now_v7().to_string();
@@ -1999,16 +2037,25 @@ mod tests {
                 available,
             }]
         };
-        // A full signing is running: no pool work, not even a look at the stock.
+        // A full signing is running: a key with a presignature ready gets nothing more, an
+        // empty one gets one presign session, and no look at the stock while that one runs.
         let full = run(
             &mut s,
             ecdsa_signing("full", false),
             context(Some(k.clone()), Vec::new()),
         );
-        assert!(creates(&s.handle(Event::PoolStock(stock(0)))).is_empty());
+        assert!(creates(&s.handle(Event::PoolStock(stock(1)))).is_empty());
+        let beside = s.handle(Event::PoolStock(stock(0)));
+        assert_eq!(creates(&beside).len(), 1, "{beside:?}");
         for i in 1..=REFILL_EVERY_TICKS {
             let actions = s.handle(Event::Tick { now_ms: T0 + i });
             assert!(!actions.contains(&Action::LoadPoolStock), "{actions:?}");
+        }
+        for c in creates(&beside) {
+            let mut presign = session(&c.session_id, SessionKind::Presign, Scheme::EcdsaSecp256k1);
+            presign.parties = c.signers.clone();
+            presign.status = SessionStatus::Completed;
+            s.handle(changed(presign));
         }
         let mut done = full;
         done.status = SessionStatus::Completed;

@@ -70,10 +70,12 @@ impl Planner {
         } else {
             Vec::new()
         };
-        let mut parties = Vec::with_capacity(key.parties.len());
-        for party in &key.parties {
-            parties.push(reader.party(party).await.ok()??);
-        }
+        let parties = reader
+            .parties_named(&key.parties)
+            .await
+            .ok()?
+            .into_iter()
+            .collect::<Option<Vec<_>>>()?;
         lock(&self.scheduler).plan_new_signing(
             session_id,
             key.clone(),
@@ -369,7 +371,10 @@ pub fn session_span(session_id: &str) -> tracing::Span {
 fn start_error(e: CoordinatorError) -> StartError {
     match e {
         CoordinatorError::Rejected(Rejection::InvalidTransition { .. }) => StartError::Superseded,
-        e @ CoordinatorError::NotFound { .. } => StartError::Missing(e.to_string()),
+        e @ (CoordinatorError::NotFound { .. }
+        | CoordinatorError::Rejected(Rejection::KeyNotActive { .. })) => {
+            StartError::Missing(e.to_string())
+        }
         // Lost a race for a presignature, or the write timed out: try again.
         e => StartError::Transient(e.to_string()),
     }
@@ -444,6 +449,10 @@ async fn pool_stock(node: &Coordinator) -> Result<Vec<PoolStock>, mpc_raft_store
         for key in keys {
             if key.scheme == Scheme::EcdsaSecp256k1 {
                 let available = reader.available_presignatures(&key.key_id).await?.len();
+                // Key ids are public and as many as the keys: a bounded label.
+                let key_id = key.key_id.clone();
+                metrics::gauge!("mpc_scheduler_presignatures_available", "key_id" => key_id)
+                    .set(available as f64);
                 stock.push(PoolStock { key, available });
             }
         }
