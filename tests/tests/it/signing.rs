@@ -90,16 +90,31 @@ async fn sign_and_verify(
     let done = created
         .session
         .ok_or_else(|| anyhow::anyhow!("no session"))?;
+    verified(
+        key,
+        &input,
+        done,
+        &format!("through node {node}, answered by the waiting call"),
+    )
+}
+
+/// `done`, once it is checked completed with a signature that verifies against `key`.
+fn verified(
+    key: &pb::Key,
+    input: &SigningInput,
+    done: pb::Session,
+    how: &str,
+) -> anyhow::Result<pb::Session> {
     assert_eq!(
         done.status,
         pb::SessionStatus::Completed as i32,
-        "{} signing through node {node}, answered by the waiting call: {}",
+        "{} signing {how}: {}",
         key.scheme,
         done.failure_reason
     );
     let scheme: Scheme = key.scheme.parse()?;
     let signature = Signature::from_bytes(scheme, &done.signature)?;
-    mpc_tss::verify(scheme, &key.public_key, &input, &signature)?;
+    mpc_tss::verify(scheme, &key.public_key, input, &signature)?;
     Ok(done)
 }
 
@@ -122,17 +137,7 @@ async fn sign_as_client(
     let request_id = uuid::Uuid::new_v4().to_string();
     let request = signing_request(key, &input, &request_id);
     let done = mpc_client::sessions::sign(&endpoints, request, SESSION_WAIT, |_| {}).await?;
-    assert_eq!(
-        done.status,
-        pb::SessionStatus::Completed as i32,
-        "{} signing through mpc_client: {}",
-        key.scheme,
-        done.failure_reason
-    );
-    let scheme: Scheme = key.scheme.parse()?;
-    let signature = Signature::from_bytes(scheme, &done.signature)?;
-    mpc_tss::verify(scheme, &key.public_key, &input, &signature)?;
-    Ok(done)
+    verified(key, &input, done, "through mpc_client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

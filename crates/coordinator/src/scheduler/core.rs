@@ -1069,6 +1069,7 @@ impl SessionScheduler {
     /// Tops up each ECDSA key's pool for a signer set that is online now.
     fn on_pool_stock(&mut self, stock: Vec<PoolStock>, out: &mut Vec<Action>) {
         self.pool_loading = false;
+        let busy = self.full_signings_busy();
         let mut room = self
             .refill_concurrency()
             .saturating_sub(self.presigns_in_flight(None));
@@ -1080,7 +1081,7 @@ impl SessionScheduler {
                 continue;
             }
             let in_flight = self.presigns_in_flight(Some(&key.key_id));
-            let mut missing = if self.full_signings_busy() {
+            let mut missing = if busy {
                 usize::from(available == 0 && in_flight == 0)
             } else {
                 self.pool_target(&key.key_id)
