@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mpc/v1/cluster.proto",
         "mpc/v1/parties.proto",
         "mpc/v1/access.proto",
+        "mpc/v1/relay.proto",
         "mpc/raft/v1/raft.proto",
     ];
     for p in &protos {

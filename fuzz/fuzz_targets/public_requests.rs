@@ -18,6 +18,7 @@ use mpc_raft_store::command::{approval_of, check_id, check_token_id};
 use mpc_raft_store::model::{
     AccessRole, Endorsed, KeyPolicy, Scheme, Signed, SigningInput, TokenRecord,
 };
+use mpc_raft_store::relay::RelayCommand;
 use mpc_raft_store::{Command, Operation};
 use prost::Message;
 
@@ -162,7 +163,7 @@ fn run(data: &[u8]) {
             }
         };
     }
-    match mode % 20 {
+    match mode % 25 {
         0 => create_keygen(decode!(pb::CreateKeygenRequest)),
         1 => create_signing(decode!(pb::CreateSigningRequest)),
         2 => {
@@ -259,11 +260,100 @@ fn run(data: &[u8]) {
                 let _ = p.statement.check();
             }
         }
+        19 => {
+            let r = decode!(pb::DiscoverRequest);
+            let packets: Result<Vec<_>, _> = r
+                .packets
+                .iter()
+                .map(|p| mpc_proto::relay::packet("packets", p))
+                .collect();
+            if let Ok(packets) = packets {
+                relay(vec![RelayCommand::Discover {
+                    src_eid: r.src_eid,
+                    scanned_to: r.scanned_to,
+                    packets,
+                    expiration: r.expiration,
+                }]);
+            }
+        }
+        20 => {
+            let r = decode!(pb::RecordVerdictRequest);
+            if let (Ok(job_id), Ok(verdict)) = (
+                mpc_proto::relay::job_id("job_id", &r.job_id),
+                mpc_proto::relay::verdict("verdict", r.verdict.as_ref()),
+            ) {
+                relay(vec![RelayCommand::Verdict {
+                    job_id,
+                    attempt: r.attempt,
+                    verdict,
+                    quorum: r.quorum,
+                    signers: r.signers,
+                }]);
+            }
+        }
+        21 => {
+            let r = decode!(pb::ClaimRequest);
+            if let Ok(job_ids) = relay_job_ids(&r.job_ids) {
+                relay(vec![RelayCommand::Claim {
+                    job_ids,
+                    lease_ms: r.lease_ms,
+                }]);
+            }
+        }
+        22 => {
+            let r = decode!(pb::RecordSubmissionRequest);
+            if let (Ok(job_ids), Ok(tx_hash)) = (
+                relay_job_ids(&r.job_ids),
+                <[u8; 32]>::try_from(r.tx_hash.as_slice()),
+            ) {
+                relay(vec![RelayCommand::Submitted {
+                    job_ids,
+                    tx_hash,
+                    tx_nonce: r.tx_nonce,
+                }]);
+            }
+        }
+        23 => {
+            let r = decode!(pb::RecordOutcomeRequest);
+            if let (Ok(job_id), Ok(outcome)) = (
+                mpc_proto::relay::job_id("job_id", &r.job_id),
+                mpc_proto::relay::outcome("outcome", r.outcome.as_ref()),
+            ) {
+                relay(vec![RelayCommand::Outcome { job_id, outcome }]);
+            }
+        }
+        24 => {
+            // A listing as the handler reads it, and a job as relayers and the CLI read it.
+            let l = decode!(pb::ListJobsRequest);
+            let _ = mpc_proto::relay::job_state("state", l.state);
+            let _ = l.page_token.parse::<mpc_types::relay::JobId>();
+            let _ = mpc_proto::relay::job("job", &decode!(pb::RelayJob));
+        }
         _ => {
             let r = decode!(pb::CreateTokenRequest);
             let _ = check_token_id(&r.token_id);
         }
     }
+}
+
+/// Relayer writes as the Relay handlers build them, proposed in a relayer's name.
+fn relay(commands: Vec<RelayCommand>) {
+    propose(
+        commands
+            .into_iter()
+            .map(|c| Command {
+                at_ms: 1_790_000_000_000,
+                actor: "dvn-1".into(),
+                op: Operation::Relay(c),
+            })
+            .collect(),
+    );
+}
+
+fn relay_job_ids(raw: &[Vec<u8>]) -> Result<Vec<mpc_types::relay::JobId>, ()> {
+    raw.iter()
+        .map(|b| mpc_proto::relay::job_id("job_ids", b).map_err(drop))
+        .collect()
 }
 
 fn make_seeds() -> Vec<(String, Vec<u8>)> {

@@ -142,6 +142,8 @@ pub mod statements {
     }
 }
 
+pub mod relay;
+
 /// The wire enums meet the domain's here, and only here.
 pub mod domain {
     use mpc_types::{SessionKind, SessionStatus};

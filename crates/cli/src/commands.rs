@@ -93,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::signing::sign(&endpoints, cli.output, &cli.signer, args).await
         }
         Command::Key(cmd) => crate::signing::key(&endpoints, cli.output, &cli.signer, cmd).await,
+        Command::Dvn(cmd) => crate::dvn::run(&endpoints, cli.output, cmd).await,
     }
 }
 

@@ -4,6 +4,7 @@ mod access;
 mod authority;
 mod client;
 mod commands;
+mod dvn;
 mod output;
 mod pki;
 mod probe;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Offline approvals: a request file that initiators sign in turn.
     #[command(subcommand)]
     Approval(authority::ApprovalCommand),
+    /// The DVN relayers: their cursors and packet jobs.
+    #[command(subcommand)]
+    Dvn(dvn::DvnCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]

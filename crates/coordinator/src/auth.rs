@@ -37,6 +37,8 @@ pub enum Principal {
     },
     /// A party node, by its certificate; it may speak only for its own party id.
     Party { party_id: String },
+    /// A DVN relayer, by its certificate; it writes to the job book in its own name.
+    Relayer { name: String },
     /// Any caller of a node started with `--insecure-plaintext`.
     Insecure,
 }
@@ -85,6 +87,7 @@ impl Principal {
                 ..
             } => format!("token:{name}:{token_id}"),
             Principal::Party { party_id } => format!("party:{party_id}"),
+            Principal::Relayer { name } => format!("dvn:{name}"),
             Principal::Insecure => "insecure".into(),
         }
     }
@@ -94,7 +97,7 @@ impl Principal {
         match self {
             Principal::Client { role, .. } => Some(*role),
             Principal::Insecure => Some(AccessRole::Admin),
-            Principal::Party { .. } => None,
+            Principal::Party { .. } | Principal::Relayer { .. } => None,
         }
     }
 
@@ -108,7 +111,7 @@ impl Principal {
                 AccessRole::Signer => scope.allows(key_id, key),
                 _ => false,
             },
-            Principal::Party { .. } => false,
+            Principal::Party { .. } | Principal::Relayer { .. } => false,
         }
     }
 
@@ -148,6 +151,10 @@ pub enum Rule {
     Role(AccessRole),
     /// A party's certificate (the service checks which party).
     Party,
+    /// A DVN relayer's certificate.
+    Relayer,
+    /// A relayer's certificate, or a client role that includes this one.
+    RelayerOr(AccessRole),
 }
 
 /// The rule of every method the public listener serves; `None` (deny) for anything else.
@@ -172,6 +179,13 @@ pub fn rule(path: &str) -> Option<Rule> {
         ("mpc.v1.Access", "CreateToken" | "ListTokens" | "RevokeToken") => Rule::Role(Admin),
         ("mpc.v1.Access", "ListAudit") => Rule::Role(Reader),
         ("mpc.v1.Access", "WhoAmI") => Rule::Authenticated,
+        (
+            "mpc.v1.Relay",
+            "Discover" | "RecordVerdict" | "Claim" | "RecordSubmission" | "RecordOutcome",
+        ) => Rule::Relayer,
+        ("mpc.v1.Relay", "GetCursor" | "GetJob" | "ListJobs" | "GetStatus") => {
+            Rule::RelayerOr(Reader)
+        }
         _ => return None,
     };
     Some(rule)
@@ -239,7 +253,10 @@ impl Authenticator {
             Role::Party => Ok(Principal::Party {
                 party_id: identity.name.clone(),
             }),
-            Role::Coordinator | Role::Dvn => Err(Status::permission_denied(format!(
+            Role::Dvn => Ok(Principal::Relayer {
+                name: identity.name.clone(),
+            }),
+            Role::Coordinator => Err(Status::permission_denied(format!(
                 "a {} certificate has no rights on the public API",
                 identity.role
             ))),
@@ -314,13 +331,18 @@ impl Authenticator {
         let allowed = match (rule, &principal) {
             (_, Principal::Insecure) | (Rule::Open | Rule::Authenticated, _) => true,
             (Rule::Party, Principal::Party { .. }) => true,
-            (Rule::Role(needed), p) => p.role().is_some_and(|r| r.includes(needed)),
-            (Rule::Party, _) => false,
+            (Rule::Relayer | Rule::RelayerOr(_), Principal::Relayer { .. }) => true,
+            (Rule::Role(needed) | Rule::RelayerOr(needed), p) => {
+                p.role().is_some_and(|r| r.includes(needed))
+            }
+            (Rule::Party | Rule::Relayer, _) => false,
         };
         if !allowed {
             metrics::counter!("mpc_auth_denied_total").increment(1);
             let needed = match rule {
                 Rule::Role(r) => format!("the {r} role"),
+                Rule::RelayerOr(r) => format!("a DVN relayer certificate or the {r} role"),
+                Rule::Relayer => "a DVN relayer certificate".into(),
                 _ => "a party certificate".into(),
             };
             return Err(Status::permission_denied(format!(

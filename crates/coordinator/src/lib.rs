@@ -63,6 +63,7 @@ use mpc_proto::v1::access_server::AccessServer;
 use mpc_proto::v1::cluster_server::ClusterServer;
 use mpc_proto::v1::keys_server::KeysServer;
 use mpc_proto::v1::party_gateway_server::PartyGatewayServer;
+use mpc_proto::v1::relay_server::RelayServer;
 use mpc_proto::v1::sessions_server::SessionsServer;
 use mpc_raft_store::{NodeInfo, Raft, Store};
 use openraft::error::{InitializeError, RaftError};
@@ -421,6 +422,7 @@ async fn serve_grpc(
         .set_serving::<SessionsServer<api::SessionsService>>()
         .await;
     health.set_serving::<KeysServer<api::KeysService>>().await;
+    health.set_serving::<RelayServer<api::RelayService>>().await;
     health
         .set_serving::<PartyGatewayServer<gateway::GatewayService>>()
         .await;
@@ -452,6 +454,10 @@ async fn serve_grpc(
         )
         .add_service(
             KeysServer::new(api::KeysService::new(node.clone()))
+                .max_decoding_message_size(MAX_API_MESSAGE),
+        )
+        .add_service(
+            RelayServer::new(api::RelayService::new(node.clone()))
                 .max_decoding_message_size(MAX_API_MESSAGE),
         )
         .add_service(

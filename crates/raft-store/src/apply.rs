@@ -37,13 +37,17 @@ pub enum Table {
     AuditHead,
     /// Secondary indexes over the other tables ([`crate::index`]).
     Indexes,
+    /// DVN relay jobs by job id (hex) ([`crate::relay`]).
+    RelayJobs,
+    /// Each relayer's scan position per source chain ([`crate::relay::cursor_key`]).
+    RelayCursors,
 }
 
 /// The one key of [`Table::AuditHead`].
 const AUDIT_HEAD: &[u8] = b"audit_head";
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 12] = [
         Table::Keys,
         Table::Sessions,
         Table::Parties,
@@ -54,6 +58,8 @@ impl Table {
         Table::Tokens,
         Table::AuditHead,
         Table::Indexes,
+        Table::RelayJobs,
+        Table::RelayCursors,
     ];
 
     pub fn cf_name(self) -> &'static str {
@@ -68,6 +74,8 @@ impl Table {
             Table::Tokens => "sm_tokens",
             Table::AuditHead => "sm_audit_head",
             Table::Indexes => "sm_indexes",
+            Table::RelayJobs => "sm_relay_jobs",
+            Table::RelayCursors => "sm_relay_cursors",
         }
     }
 
@@ -84,6 +92,8 @@ impl Table {
             Table::Tokens => 8,
             Table::AuditHead => 9,
             Table::Indexes => 10,
+            Table::RelayJobs => 11,
+            Table::RelayCursors => 12,
         }
     }
 
@@ -401,6 +411,14 @@ pub fn apply_command(
             "retention.prune",
             format!("history finished before {}", p.cutoff_ms),
         ),
+        Operation::Relay(r) => (
+            Applied {
+                response: crate::relay::apply(txn, cmd.at_ms, &cmd.actor, r)?,
+                session: None,
+            },
+            r.action(),
+            r.subject(),
+        ),
     };
     let key_id = audited_key(txn, cmd, &applied)?;
     finish(txn, at, cmd, applied, action, subject, key_id)
@@ -432,7 +450,8 @@ fn audited_key(
         | Operation::SetPartyStatus { .. }
         | Operation::CreateToken(_)
         | Operation::RevokeToken { .. }
-        | Operation::Prune(_) => None,
+        | Operation::Prune(_)
+        | Operation::Relay(_) => None,
     })
 }
 
@@ -2844,7 +2863,7 @@ mod properties {
     use crate::model::{AccessRole, Enrolment, HashFunction, Scheme, SessionFailure, SigningInput};
 
     /// How many kinds of [`Operation`] there are; [`kind`] numbers them.
-    const KINDS: usize = 15;
+    const KINDS: usize = 16;
 
     /// Each operation's number and the audit action its entry carries. Exhaustive, so that a
     /// new kind of command fails to compile here until the generator makes it too.
@@ -2865,6 +2884,7 @@ mod properties {
             Operation::EnrollParty(_) => (12, "party.enroll"),
             Operation::Prune(_) => (13, "retention.prune"),
             Operation::SetKeyPolicy(_) => (14, "key.set_policy"),
+            Operation::Relay(r) => (15, r.action()),
         }
     }
 
@@ -3255,8 +3275,10 @@ mod properties {
                 ))
             },
         );
+        let relay = relay_command().prop_map(Operation::Relay);
         // The session commands weigh more: they are where the invariants are at risk.
         Union::new_weighted(vec![
+            (2, relay.boxed()),
             (3, keygen.boxed()),
             (4, signing.boxed()),
             (4, start_session.boxed()),
@@ -3273,6 +3295,73 @@ mod properties {
             (2, prune.boxed()),
             (1, policy.boxed()),
         ])
+    }
+
+    /// Relayer writes over a few packets, so that runs reach signed, leased, retried and
+    /// verified jobs. Every command is the same relayer's ("prop"): what differs between
+    /// relayers is covered by the relay module's own tests.
+    fn relay_command() -> impl Strategy<Value = crate::relay::RelayCommand> {
+        use crate::model::{DiscoveredPacket, JobId, SubmissionOutcome, Verdict};
+        use crate::relay::RelayCommand;
+        let packet = |nonce: u64| DiscoveredPacket {
+            src_eid: 30101,
+            dst_eid: 30212,
+            nonce,
+            guid: [nonce as u8; 32],
+            header: vec![1; crate::model::PACKET_HEADER_LEN],
+            payload_hash: [7; 32],
+            source_tx: [9; 32],
+            source_block: nonce,
+        };
+        let job = move || (0..3u64).prop_map(move |n| JobId::of(&packet(n)));
+        let discover = (proptest::collection::vec(0..3u64, 0..3), 0..100u64).prop_map(
+            move |(nonces, scanned_to)| RelayCommand::Discover {
+                src_eid: 30101,
+                scanned_to,
+                packets: nonces.into_iter().map(packet).collect(),
+                expiration: 1_000,
+            },
+        );
+        let verdict = (job(), 0..2u32, prop::option::of(1..4u8), 1..3u32).prop_map(
+            |(job_id, attempt, signer, quorum)| RelayCommand::Verdict {
+                job_id,
+                attempt,
+                verdict: match signer {
+                    Some(s) => Verdict::Signed {
+                        signer: [s; 20],
+                        signature: vec![s; 65],
+                        confirmations: 2,
+                    },
+                    None => Verdict::Rejected {
+                        reason: "guid mismatch".into(),
+                    },
+                },
+                quorum,
+                signers: 3,
+            },
+        );
+        let claim = (proptest::collection::vec(job(), 1..3), 1..50_000u64)
+            .prop_map(|(job_ids, lease_ms)| RelayCommand::Claim { job_ids, lease_ms });
+        let submitted =
+            proptest::collection::vec(job(), 1..3).prop_map(|job_ids| RelayCommand::Submitted {
+                job_ids,
+                tx_hash: [5; 32],
+                tx_nonce: 1,
+            });
+        let outcome = (job(), 0..3u8).prop_map(|(job_id, kind)| RelayCommand::Outcome {
+            job_id,
+            outcome: match kind {
+                0 => SubmissionOutcome::Verified { tx_hash: [5; 32] },
+                1 => SubmissionOutcome::Retry {
+                    reason: "expired".into(),
+                    expiration: 2_000,
+                },
+                _ => SubmissionOutcome::Failed {
+                    reason: "gave up".into(),
+                },
+            },
+        });
+        prop_oneof![discover, verdict, claim, submitted, outcome]
     }
 
     /// Short scripts that take a session through its life (a keygen, a presign, a signing and

@@ -97,6 +97,8 @@ pub enum Operation {
     Prune(Prune),
     /// An admin replaced a key's policy with a newer version of it.
     SetKeyPolicy(Endorsed<KeyPolicy>),
+    /// A DVN relayer (the command's actor) wrote to the job book.
+    Relay(crate::relay::RelayCommand),
 }
 
 /// At most this many records one [`Prune`] names: a retention run proposes several.
@@ -281,6 +283,9 @@ pub enum CommandResponse {
         sessions: u32,
         key_updates: u32,
     },
+    RelayJob(Box<crate::model::RelayJob>),
+    /// The jobs a relay claim now holds.
+    RelayJobs(Vec<crate::model::RelayJob>),
     Rejected(Rejection),
 }
 
@@ -530,6 +535,7 @@ impl Command {
                 }
                 Ok(())
             }
+            Operation::Relay(r) => r.validate(&self.actor),
         }
     }
 }

@@ -50,6 +50,7 @@ pub const OPEN_BY_KEY: &[u8] = b"o";
 pub const FINISHED: &[u8] = b"f";
 pub const KEY_UPDATES: &[u8] = b"u";
 pub const AUDIT_BY_KEY: &[u8] = b"a";
+pub const RELAY_BY_STATE: &[u8] = b"j";
 
 /// The last part of an index key: the id it points at.
 pub fn id_of(index_key: &[u8]) -> &[u8] {
@@ -137,6 +138,11 @@ pub(crate) fn rebuild(db: &rocksdb::DB) -> Result<bool, StoreError> {
         for entry in session_entries(&session) {
             batch.put_cf(indexes, entry, []);
         }
+    }
+    for item in table(Table::RelayJobs)? {
+        let (_, value) = item.map_err(StoreError::db("rebuild indexes"))?;
+        let job: crate::model::RelayJob = decode("relay job", &value)?;
+        batch.put_cf(indexes, crate::relay::state_entry(&job), []);
     }
     for item in table(Table::KeyUpdates)? {
         let (id, _) = item.map_err(StoreError::db("rebuild indexes"))?;

@@ -43,6 +43,7 @@ pub mod model;
 mod node;
 #[cfg(feature = "storage")]
 mod reader;
+pub mod relay;
 #[cfg_attr(not(feature = "storage"), allow(dead_code))]
 mod snapshot_file;
 #[cfg(feature = "storage")]

@@ -5,6 +5,10 @@
 
 use std::collections::BTreeMap;
 
+pub use mpc_types::relay::{
+    DiscoveredPacket, JobId, JobState, RelayJob, Submission, SubmissionOutcome, Verdict,
+    PACKET_HEADER_LEN,
+};
 pub use mpc_types::statement::{Endorsed, Enrolment, KeyPolicy, Signed};
 pub use mpc_types::AccessRole;
 pub use mpc_types::{HashFunction, Scheme, SessionKind, SessionStatus, SigningInput};

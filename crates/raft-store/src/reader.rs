@@ -11,9 +11,10 @@ use crate::apply::Table;
 use crate::codec::decode;
 use crate::index;
 use crate::model::{
-    AuditEvent, IdempotencyRecord, KeyRecord, PartyRecord, PresignatureRecord, PresignatureStatus,
-    SessionKind, SessionRecord, SessionStatus, TokenRecord,
+    AuditEvent, IdempotencyRecord, JobId, JobState, KeyRecord, PartyRecord, PresignatureRecord,
+    PresignatureStatus, RelayJob, SessionKind, SessionRecord, SessionStatus, TokenRecord,
 };
+use crate::relay::{self, RelayCursor};
 use crate::state_machine::SessionUpdate;
 use crate::store::{blocking, cf};
 use crate::StoreError;
@@ -337,6 +338,134 @@ impl StateReader {
                 }
             }
             Ok(events)
+        })
+        .await
+    }
+
+    /// One DVN relay job.
+    pub async fn relay_job(&self, job_id: JobId) -> Result<Option<RelayJob>, StoreError> {
+        self.get(Table::RelayJobs, &job_id.to_string(), "relay job")
+            .await
+    }
+
+    /// Relay jobs: in `state`, oldest first, or all of them in job-id order; starting after
+    /// the job `page_token` names. Returns the page and the next token.
+    pub async fn relay_jobs(
+        &self,
+        state: Option<JobState>,
+        page_size: usize,
+        page_token: Option<JobId>,
+    ) -> Result<(Vec<RelayJob>, Option<JobId>), StoreError> {
+        let Some(state) = state else {
+            let (page, next) = self
+                .scan(
+                    Table::RelayJobs,
+                    "relay job",
+                    page_size,
+                    page_token.map(|t| t.to_string()),
+                    |j: &RelayJob| j.job_id.to_string(),
+                )
+                .await?;
+            return Ok((page, next.and_then(|t| t.parse().ok())));
+        };
+        // The index orders by discovery time: resume after the token's own entry, found from
+        // its record (a token whose job left the state starts the listing again).
+        let after = match page_token {
+            Some(id) => self
+                .relay_job(id)
+                .await?
+                .filter(|j| j.state == state)
+                .map(|j| relay::state_entry(&j)),
+            None => None,
+        };
+        let db = self.db.clone();
+        blocking(move || {
+            let prefix = index::prefix(index::RELAY_BY_STATE, &[state.as_str().as_bytes()]);
+            let from = after.clone().unwrap_or_else(|| prefix.clone());
+            let indexes = cf(&db, Table::Indexes.cf_name())?;
+            let jobs = cf(&db, Table::RelayJobs.cf_name())?;
+            let mut page = Vec::new();
+            for item in db.iterator_cf(indexes, IteratorMode::From(&from, Direction::Forward)) {
+                let (key, _) = item.map_err(StoreError::db("read index"))?;
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                if after.as_deref() == Some(&*key) {
+                    continue;
+                }
+                let Some(value) = db
+                    .get_cf(jobs, index::id_of(&key))
+                    .map_err(StoreError::db("read an indexed record"))?
+                else {
+                    continue;
+                };
+                page.push(decode::<RelayJob>("relay job", &value)?);
+                if page.len() > page_size {
+                    break;
+                }
+            }
+            let (page, next) = paginate(page, page_size, |j| j.job_id.to_string());
+            Ok((page, next.and_then(|t| t.parse().ok())))
+        })
+        .await
+    }
+
+    /// How many relay jobs each state holds (states with none are absent). Counts index
+    /// entries, so it reads no job record.
+    pub async fn relay_job_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<JobState, u64>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let indexes = cf(&db, Table::Indexes.cf_name())?;
+            let mut counts = std::collections::BTreeMap::new();
+            for state in JobState::ALL {
+                let prefix = index::prefix(index::RELAY_BY_STATE, &[state.as_str().as_bytes()]);
+                let mut n = 0u64;
+                for item in db.iterator_cf(indexes, IteratorMode::From(&prefix, Direction::Forward))
+                {
+                    let (key, _) = item.map_err(StoreError::db("read index"))?;
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    n += 1;
+                }
+                if n > 0 {
+                    counts.insert(state, n);
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    /// Every relayer's cursor on every source chain.
+    pub async fn relay_cursors(&self) -> Result<Vec<RelayCursor>, StoreError> {
+        let (all, _) = self
+            .scan(
+                Table::RelayCursors,
+                "relay cursor",
+                usize::MAX - 1,
+                None,
+                |c: &RelayCursor| c.instance.clone(),
+            )
+            .await?;
+        Ok(all)
+    }
+
+    /// One relayer's cursor on one source chain.
+    pub async fn relay_cursor(
+        &self,
+        instance: &str,
+        src_eid: u32,
+    ) -> Result<Option<RelayCursor>, StoreError> {
+        let db = self.db.clone();
+        let key = relay::cursor_key(instance, src_eid);
+        blocking(move || {
+            db.get_cf(cf(&db, Table::RelayCursors.cf_name())?, &key)
+                .map_err(StoreError::db("read state"))?
+                .map(|b| decode("relay cursor", &b))
+                .transpose()
         })
         .await
     }

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub mod signing;
 pub use signing::{FieldError, HashFunction, Scheme, SessionKind, SessionStatus, SigningInput};
 
+/// The DVN relayer's jobs, verdicts and submissions as the replicated state keeps them.
+pub mod relay;
+
 /// What a client principal may do. Deny by default: a call needs a role that includes its
 /// right, and signing additionally needs a grant for the key (see [`AccessRole::includes`]).
 ///

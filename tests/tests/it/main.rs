@@ -6,5 +6,6 @@ mod image;
 mod limits;
 mod ops;
 mod party_authority;
+mod relay;
 mod security;
 mod signing;

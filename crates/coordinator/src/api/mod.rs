@@ -4,11 +4,13 @@ mod access;
 mod cluster;
 pub mod convert;
 mod keys;
+mod relay;
 mod sessions;
 
 pub use access::AccessService;
 pub use cluster::ClusterService;
 pub use keys::KeysService;
+pub use relay::RelayService;
 pub use sessions::SessionsService;
 
 use crate::error::invalid;
