@@ -8,6 +8,8 @@ PACKAGES=(
   m4 pkg-config curl ca-certificates
   binutils  # strip, for the image
   etcd-server etcd-client python3  # the comparison in scripts/bench-raft.sh
+  python3-venv      # the DVN devnet's chains and contracts (scripts/dvn-devnet.sh)
+  softhsm2          # the DVN relayers' HSM signers (PKCS#11) in tests, the local cluster and images
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

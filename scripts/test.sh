@@ -18,6 +18,9 @@ scripts/deny.sh
 cargo clippy --workspace --all-targets --locked --release -- -D warnings
 # The cross-process tests run the binaries: build them first.
 cargo build --workspace --bins --locked --release
+# The DVN devnet's own tests (its EVM, its contracts' checks); this also fills the Python venv
+# that the relayer's end-to-end tests start the devnet from.
+scripts/dvn-devnet.sh test -q
 cargo nextest run --workspace --locked --profile ci --cargo-profile release
 # Every decoder of untrusted bytes, fuzzed briefly from the committed corpus (docs/fuzzing.md).
 scripts/fuzz.sh 10

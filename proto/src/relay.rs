@@ -120,8 +120,11 @@ pub fn outcome(
     use pb::record_outcome_request::Outcome;
     match o {
         None => Err((field.to_owned(), "is required".into())),
+        Some(Outcome::VerifiedTx(tx)) if tx.is_empty() => {
+            Ok(SubmissionOutcome::Verified { tx_hash: None })
+        }
         Some(Outcome::VerifiedTx(tx)) => Ok(SubmissionOutcome::Verified {
-            tx_hash: fixed(&format!("{field}.verified_tx"), tx)?,
+            tx_hash: Some(fixed(&format!("{field}.verified_tx"), tx)?),
         }),
         Some(Outcome::Retry(r)) => Ok(SubmissionOutcome::Retry {
             reason: r.reason.clone(),
@@ -137,7 +140,9 @@ pub fn outcome(
 pub fn outcome_to_pb(o: &SubmissionOutcome) -> pb::record_outcome_request::Outcome {
     use pb::record_outcome_request::Outcome;
     match o {
-        SubmissionOutcome::Verified { tx_hash } => Outcome::VerifiedTx(tx_hash.to_vec()),
+        SubmissionOutcome::Verified { tx_hash } => {
+            Outcome::VerifiedTx(tx_hash.map(|h| h.to_vec()).unwrap_or_default())
+        }
         SubmissionOutcome::Retry { reason, expiration } => Outcome::Retry(pb::Retry {
             reason: reason.clone(),
             expiration: *expiration,
@@ -289,7 +294,10 @@ mod tests {
         assert_eq!(job_state("state", 0).unwrap(), None);
         assert_eq!(verdict("verdict", None).unwrap_err().0, "verdict");
         for o in [
-            SubmissionOutcome::Verified { tx_hash: [1; 32] },
+            SubmissionOutcome::Verified {
+                tx_hash: Some([1; 32]),
+            },
+            SubmissionOutcome::Verified { tx_hash: None },
             SubmissionOutcome::Retry {
                 reason: "x".into(),
                 expiration: 3,

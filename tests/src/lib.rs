@@ -50,6 +50,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+pub mod dvn;
 mod ports;
 pub mod secret_scan;
 pub mod secrets;

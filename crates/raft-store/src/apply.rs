@@ -3351,7 +3351,9 @@ mod properties {
         let outcome = (job(), 0..3u8).prop_map(|(job_id, kind)| RelayCommand::Outcome {
             job_id,
             outcome: match kind {
-                0 => SubmissionOutcome::Verified { tx_hash: [5; 32] },
+                0 => SubmissionOutcome::Verified {
+                    tx_hash: Some([5; 32]),
+                },
                 1 => SubmissionOutcome::Retry {
                     reason: "expired".into(),
                     expiration: 2_000,

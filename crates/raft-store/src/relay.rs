@@ -434,7 +434,7 @@ pub(crate) fn apply(
             match outcome {
                 SubmissionOutcome::Verified { tx_hash } => {
                     after.state = JobState::Verified;
-                    after.verified_tx = Some(*tx_hash);
+                    after.verified_tx = *tx_hash;
                     after.reason = None;
                 }
                 SubmissionOutcome::Retry { reason, expiration } => {
@@ -677,7 +677,9 @@ mod tests {
         // Anyone who reads the chain may report it verified; then nothing moves it.
         let verified = RelayCommand::Outcome {
             job_id: id,
-            outcome: SubmissionOutcome::Verified { tx_hash: [1; 32] },
+            outcome: SubmissionOutcome::Verified {
+                tx_hash: Some([1; 32]),
+            },
         };
         run(&mut txn, 6, "dvn-3", verified);
         run(

@@ -265,8 +265,9 @@ impl RelayJob {
 pub enum SubmissionOutcome {
     /// `PayloadVerified` (or `hashLookup`) shows our DVN's verification.
     Verified {
-        /// The transaction that verified it.
-        tx_hash: [u8; 32],
+        /// The transaction that verified it, when the reporter knows it (a payload found
+        /// verified by `hashLookup` alone does not say which transaction did it).
+        tx_hash: Option<[u8; 32]>,
     },
     /// It did not verify; sign again under `expiration` (a new attempt).
     Retry {

@@ -2,6 +2,7 @@
 
 mod api;
 mod cluster;
+mod dvn;
 mod image;
 mod limits;
 mod ops;

@@ -124,7 +124,7 @@ async fn relayers_write_jobs_in_their_own_names_and_readers_follow_them() -> any
         .record_outcome(
             a,
             &SubmissionOutcome::Verified {
-                tx_hash: [0xab; 32],
+                tx_hash: Some([0xab; 32]),
             },
         )
         .await?;

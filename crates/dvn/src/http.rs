@@ -1,0 +1,159 @@
+//! The HTTP face of one relayer: `/health` (the process answers), `/ready` (the cluster, every
+//! chain and the signer answer: each a named probe the caller passes in) and `/metrics`
+//! (Prometheus text).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use crate::error::DvnError;
+
+/// A readiness check: answers why it is not ready, or nothing.
+pub type Probe =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// Wraps an async closure as a [`Probe`].
+pub fn probe<F, Fut>(f: F) -> Probe
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    Arc::new(move || Box::pin(f()))
+}
+
+#[derive(Clone)]
+struct Face {
+    probes: Arc<Vec<(String, Probe)>>,
+    prometheus: Option<PrometheusHandle>,
+}
+
+/// The router: `/health`, `/ready` over `probes` (by name), `/metrics` from `prometheus`.
+pub fn router(probes: Vec<(String, Probe)>, prometheus: Option<PrometheusHandle>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(Face {
+            probes: Arc::new(probes),
+            prometheus,
+        })
+}
+
+async fn ready(State(face): State<Face>) -> (StatusCode, Json<serde_json::Value>) {
+    let checks = face.probes.iter().map(|(name, probe)| {
+        let name = name.clone();
+        let fut = probe();
+        async move { (name, fut.await) }
+    });
+    let results = futures::future::join_all(checks).await;
+    let mut body = serde_json::Map::new();
+    let mut all_ok = true;
+    for (name, result) in results {
+        let value = match result {
+            Ok(()) => serde_json::Value::String("ok".into()),
+            Err(e) => {
+                all_ok = false;
+                serde_json::Value::String(e)
+            }
+        };
+        body.insert(name, value);
+    }
+    let status = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::Value::Object(body)))
+}
+
+async fn metrics(State(face): State<Face>) -> (StatusCode, String) {
+    match &face.prometheus {
+        Some(handle) => {
+            handle.run_upkeep();
+            (StatusCode::OK, handle.render())
+        }
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n".into()),
+    }
+}
+
+/// Serves `router` on `listen` until `shutdown` turns true. Answers the bound address
+/// (port 0 picks one) once listening, and the serving task.
+pub async fn serve(
+    listen: SocketAddr,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), DvnError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| DvnError::Http(format!("binding {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| DvnError::Http(e.to_string()))?;
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok((addr, task))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    async fn get_status(addr: SocketAddr, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let code = out[9..12].parse().unwrap();
+        (code, out)
+    }
+
+    #[tokio::test]
+    async fn ready_is_503_naming_the_failing_probe_and_health_is_200() {
+        let (tx, rx) = watch::channel(false);
+        let probes = vec![
+            ("cluster".to_owned(), probe(|| async { Ok(()) })),
+            (
+                "target".to_owned(),
+                probe(|| async { Err("rpc down".to_owned()) }),
+            ),
+        ];
+        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), router(probes, None), rx)
+            .await
+            .unwrap();
+        assert_eq!(get_status(addr, "/health").await.0, 200);
+        let (code, body) = get_status(addr, "/ready").await;
+        assert_eq!(code, 503);
+        assert!(body.contains("\"target\":\"rpc down\""), "{body}");
+        assert!(body.contains("\"cluster\":\"ok\""), "{body}");
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

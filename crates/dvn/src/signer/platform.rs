@@ -1,0 +1,181 @@
+//! Signing with a threshold ECDSA key of this cluster (2-of-3 in the reference deployment):
+//! the relayer asks the coordinators, the parties sign, and no single machine holds the key.
+//!
+//! An execute signature is requested as the 60-byte EIP-191 message with `keccak256`, not as
+//! the digest: the parties then hash it themselves, which is what lets a presignature serve
+//! the request (a raw digest always runs the full protocol). The request id is derived from
+//! the key and the digest, so a retry after a lost answer (a leader change, a restart of this
+//! relayer) finds the first session instead of signing twice.
+
+use std::time::Duration;
+
+use alloy::primitives::{keccak256, Address, B256};
+use ed25519_dalek::SigningKey as InitiatorKey;
+use k256::ecdsa::VerifyingKey;
+use mpc_client::Endpoints;
+use mpc_proto::v1 as pb;
+use mpc_proto::v1::keys_client::KeysClient;
+
+use super::{address_of, eth_signature, EthSignature, Signer, SignerError};
+use crate::execute::{eip191_digest, eip191_message};
+
+/// The key's scheme as the cluster names it.
+const ECDSA_SECP256K1: &str = "ecdsa-secp256k1";
+
+/// A cluster key that signs for this relayer.
+pub struct PlatformSigner {
+    endpoints: Endpoints,
+    key_id: String,
+    address: Address,
+    timeout: Duration,
+    /// Approves each request when the key's policy asks initiators to.
+    initiator: Option<InitiatorKey>,
+}
+
+impl std::fmt::Debug for PlatformSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformSigner")
+            .field("key_id", &self.key_id)
+            .field("address", &self.address)
+            .field("timeout", &self.timeout)
+            .field("initiator", &self.initiator.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlatformSigner {
+    /// Looks the key up (it must be an ECDSA secp256k1 key) and derives its address from its
+    /// public key, checking it against the address the cluster reports.
+    pub async fn connect(
+        endpoints: Endpoints,
+        key_id: String,
+        timeout: Duration,
+        initiator: Option<InitiatorKey>,
+    ) -> Result<Self, SignerError> {
+        let key = get_key(&endpoints, &key_id).await?;
+        if key.scheme != ECDSA_SECP256K1 {
+            return Err(SignerError::Config(format!(
+                "signer.key_id {key_id:?} is a {} key; a DVN signer needs {ECDSA_SECP256K1}",
+                key.scheme
+            )));
+        }
+        let public = VerifyingKey::from_sec1_bytes(&key.public_key).map_err(|e| {
+            SignerError::Cluster(format!("key {key_id:?} has no usable public key: {e}"))
+        })?;
+        let address = address_of(&public);
+        if !key.address.is_empty() && !key.address.eq_ignore_ascii_case(&address.to_string()) {
+            return Err(SignerError::Cluster(format!(
+                "key {key_id:?}: the cluster reports address {} but its public key is {address}",
+                key.address
+            )));
+        }
+        Ok(Self {
+            endpoints,
+            key_id,
+            address,
+            timeout,
+            initiator,
+        })
+    }
+
+    /// The idempotency id of a request for `digest`: the same key and digest always make the
+    /// same session.
+    fn request_id(&self, digest: B256) -> String {
+        let mut pre = self.key_id.as_bytes().to_vec();
+        pre.push(0);
+        pre.extend_from_slice(digest.as_slice());
+        format!("dvn-{}", alloy::hex::encode(keccak256(pre)))
+    }
+
+    /// Runs one signing request whose signature must be over `digest`.
+    async fn sign(
+        &self,
+        mut req: pb::CreateSigningRequest,
+        digest: B256,
+    ) -> Result<EthSignature, SignerError> {
+        req.key_id = self.key_id.clone();
+        req.request_id = self.request_id(digest);
+        req.timeout_seconds = u32::try_from(self.timeout.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        if let Some(initiator) = &self.initiator {
+            let not_after = mpc_client::authority::expiry_after(self.timeout * 2);
+            mpc_client::authority::approve_signing(&mut req, initiator, not_after)
+                .map_err(|e| SignerError::Config(format!("approving the request: {e}")))?;
+        }
+        let session = mpc_client::sessions::sign(&self.endpoints, req, self.timeout, |_| {})
+            .await
+            .map_err(|e| SignerError::Cluster(e.to_string()))?;
+        match pb::SessionStatus::try_from(session.status) {
+            Ok(pb::SessionStatus::Completed) => {}
+            Ok(pb::SessionStatus::Failed | pb::SessionStatus::Expired) => {
+                return Err(SignerError::Cluster(format!(
+                    "session {} ended without a signature: {}",
+                    session.session_id, session.failure_reason
+                )))
+            }
+            _ => {
+                return Err(SignerError::Cluster(format!(
+                    "session {} still running after {:?}",
+                    session.session_id, self.timeout
+                )))
+            }
+        }
+        let sig = &session.signature;
+        if sig.len() < 64 {
+            return Err(SignerError::BadSignature(format!(
+                "session {}: {} bytes",
+                session.session_id,
+                sig.len()
+            )));
+        }
+        // The cluster already normalises and attaches v; recompute both rather than trust
+        // them, and check the signature is the key's over this very digest.
+        eth_signature(digest, &sig[..32], &sig[32..64], self.address)
+    }
+}
+
+async fn get_key(endpoints: &Endpoints, key_id: &str) -> Result<pb::Key, SignerError> {
+    endpoints
+        .call(|ch| {
+            let key_id = key_id.to_owned();
+            async move {
+                KeysClient::new(ch)
+                    .get_key(pb::GetKeyRequest {
+                        key_id,
+                        consistency: 0,
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+        .map_err(|e| SignerError::Cluster(format!("key {key_id:?}: {e}")))
+}
+
+impl Signer for PlatformSigner {
+    fn address(&self) -> Address {
+        self.address
+    }
+
+    async fn sign_digest(&self, digest: B256) -> Result<EthSignature, SignerError> {
+        let req = pb::CreateSigningRequest {
+            digest: digest.to_vec(),
+            ..Default::default()
+        };
+        self.sign(req, digest).await
+    }
+
+    async fn sign_eip191(&self, hash: B256) -> Result<EthSignature, SignerError> {
+        let req = pb::CreateSigningRequest {
+            message: eip191_message(hash).to_vec(),
+            hash: "keccak256".into(),
+            ..Default::default()
+        };
+        self.sign(req, eip191_digest(hash)).await
+    }
+
+    async fn check(&self) -> Result<(), SignerError> {
+        get_key(&self.endpoints, &self.key_id).await.map(|_| ())
+    }
+}
