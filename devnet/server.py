@@ -815,19 +815,34 @@ class RpcHandler(BaseHTTPRequestHandler):
         pass
 
 
+def produce_blocks(server, interval):
+    """Mine an empty block every `interval` seconds, under the server's lock. An endpoint taken
+    offline keeps its chain growing, as a real chain does behind a broken RPC node."""
+    while True:
+        time.sleep(interval)
+        with server.lock:
+            server.dev.mine(1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chain-id", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--verbose", action="store_true", help="log one line per JSON-RPC call to stderr")
+    parser.add_argument("--block-time", type=float, default=0, metavar="SECONDS",
+                        help="also mine an empty block every SECONDS, as a live chain does (0: only on transactions)")
     args = parser.parse_args()
+    if args.block_time < 0:
+        parser.error("--block-time: must be 0 or more seconds")
 
     try:
         server = RpcServer((args.host, args.port), DevChain(args.chain_id), args.verbose)
     except OSError as error:
         sys.exit(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
     print(f"chain {args.chain_id} listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    if args.block_time:
+        threading.Thread(target=produce_blocks, args=(server, args.block_time), daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

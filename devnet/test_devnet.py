@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -502,3 +503,27 @@ def test_estimate_gas_and_revert_on_estimate(devnet):
     assert body["error"]["code"] == 3 and "only self" in body["error"]["message"]
     status, body = rpc(devnet.target_url, "eth_estimateGas", {"from": devnet.admin.address, "to": devnet.admin.address, "value": "0x1"})
     assert body["result"] == hex(21000)
+
+
+def test_block_time_makes_empty_blocks_on_its_own():
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(DEVNET_DIR / "server.py"), "--port", str(port), "--chain-id", "1030", "--block-time", "0.2"],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        heads = []
+        for _ in range(100):
+            try:
+                _, body = rpc(url, "eth_blockNumber")
+                heads.append(int(body["result"], 16))
+            except OSError:
+                pass  # not listening yet
+            if len(heads) >= 2 and heads[-1] >= heads[0] + 3:
+                break
+            time.sleep(0.2)
+        assert len(heads) >= 2 and heads[-1] >= heads[0] + 3, heads
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -10,7 +10,8 @@
 #   scripts/dvn-devnet.sh test [pytest args]   the devnet's own tests (each runs its own devnet)
 # Source chain: chain id 1 (Ethereum), LayerZero eid 30101, http://127.0.0.1:8545. Target chain:
 # chain id 1030, eid 30212, http://127.0.0.1:8546. Every transaction is mined at once.
-# Environment: DVN_DEVNET_SOURCE_PORT, DVN_DEVNET_TARGET_PORT, DVN_DEVNET_DIR (default
+# Environment: DVN_DEVNET_BLOCK_TIME (seconds between empty blocks, as a live chain makes them;
+# default 0: blocks on transactions only), DVN_DEVNET_SOURCE_PORT, DVN_DEVNET_TARGET_PORT, DVN_DEVNET_DIR (default
 # .dvn-devnet/: pid files, logs, addresses.json, submitter.key), MPC_VENV (the Python venv,
 # default ~/.cache/mpc/venv; made and filled from devnet/requirements.txt when needed).
 set -euo pipefail
@@ -71,7 +72,7 @@ PY
 start() {
   local chain=$1
   "$PY" devnet/server.py --host 127.0.0.1 --port "${PORT[$chain]}" --chain-id "${CHAIN_ID[$chain]}" \
-    >"$DIR/$chain.log" 2>&1 &
+    --block-time "${DVN_DEVNET_BLOCK_TIME:-0}" >"$DIR/$chain.log" 2>&1 &
   echo $! >"$DIR/$chain.pid"
 }
 

@@ -33,7 +33,9 @@ INITIATOR_SIGNING_KEY=$PKI/initiator-signing.key
 
 build() {
   local flag=(); [[ $PROFILE == release ]] && flag=(--release)
-  cargo build "${flag[@]}" -q -p mpc-coordinator -p mpc-cli -p mpc-party
+  # The whole workspace's binaries, as the test command builds them: one feature set, so
+  # neither build undoes the other's work. mpc-dvn is among them (scripts/local-dvn.sh).
+  cargo build "${flag[@]}" -q --workspace --bins
 }
 
 running_pid() { # node or party-N -> pid if alive (a killed node nobody reaped is a zombie: not alive)
@@ -191,6 +193,8 @@ stop_pid() {
 }
 
 down() {
+  # The DVN relayers and their devnet first (scripts/local-dvn.sh), if they run here.
+  if [[ -d $DIR/dvn ]]; then MPC_LOCAL_CLUSTER_DIR=$DIR scripts/local-dvn.sh down >/dev/null || true; fi
   for p in $(seq 1 $PARTIES); do
     if pid=$(running_pid "party-$p"); then stop_pid "$pid"; fi
     rm -f "$DIR/party-$p.pid"

@@ -105,7 +105,11 @@ until leaders=$(query 'sum(mpc_raft_is_leader{job="coordinator"})') && [[ $leade
   if ((SECONDS >= deadline)); then echo "FAIL: sum(mpc_raft_is_leader) is ${leaders:-?}, not 1" >&2; exit 1; fi
   sleep 2
 done
-attached=$(query 'sum(mpc_party_connected{job="party"})')
+# A party attaches after its first leader lookup and is seen at the next scrape: wait for both.
+deadline=$((SECONDS + 60))
+until attached=$(query 'sum(mpc_party_connected{job="party"})') && [[ $attached == 3 ]]; do
+  if ((SECONDS >= deadline)); then echo "FAIL: mpc_party_connected sums to ${attached:-?}, not 3 after 60 s" >&2; exit 1; fi
+  sleep 2
+done
 echo "  leaders: $leaders; parties attached: $attached"
-[[ $attached == 3 ]] || { echo "FAIL: mpc_party_connected sums to $attached, not 3" >&2; exit 1; }
 echo; echo "monitoring test passed: every node scraped, rules loaded"

@@ -72,6 +72,11 @@ pub struct Devnet {
 impl Devnet {
     /// Starts both chains on free ports and deploys the contracts.
     pub fn up() -> anyhow::Result<Self> {
+        Self::up_with(&[])
+    }
+
+    /// [`Devnet::up`] with options for `devnet/deploy.py` (`--confirmations N`).
+    pub fn up_with(deploy_options: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         // Taken and let go: the chains bind them a moment later.
         let (source_port, target_port) = {
@@ -84,7 +89,9 @@ impl Devnet {
             source_port,
             target_port,
         };
-        let out = devnet.script(&["up"])?;
+        let mut args = vec!["up"];
+        args.extend_from_slice(deploy_options);
+        let out = devnet.script(&args)?;
         if !out.status.success() {
             bail!(
                 "dvn-devnet.sh up failed:\n{}{}",
@@ -143,6 +150,32 @@ impl Devnet {
             .iter()
             .map(|p| p["guid"].as_str().map(str::to_owned).context("send: guid"))
             .collect()
+    }
+
+    /// Mines `n` empty blocks on `chain` (`source` or `target`).
+    pub fn mine(&self, chain: &str, n: u64) -> anyhow::Result<()> {
+        self.ctl(&["mine", &n.to_string(), "--chain", chain])
+            .map(|_| ())
+    }
+
+    /// Takes a snapshot of `chain`; its id, for [`Devnet::revert`].
+    pub fn snapshot(&self, chain: &str) -> anyhow::Result<String> {
+        let out = self.ctl(&["snapshot", "--chain", chain])?;
+        let id = out
+            .first()
+            .map(|v| &v["snapshot"])
+            .context("snapshot: no answer")?;
+        match id {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            other => bail!("snapshot printed {other}"),
+        }
+    }
+
+    /// Reverts `chain` to a snapshot: every block mined since is replaced (a reorg).
+    pub fn revert(&self, chain: &str, snapshot: &str) -> anyhow::Result<()> {
+        self.ctl(&["revert", snapshot, "--chain", chain])
+            .map(|_| ())
     }
 
     /// Waits until every guid in `guids` is verified, at most `limit`.

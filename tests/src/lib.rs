@@ -219,6 +219,73 @@ impl Cluster {
         Ok(Credentials::tls(pki::ca_cert_path(&self.pki), None, token)?)
     }
 
+    /// Generates a 2-of-3 key of `scheme` over `party-1..3` through `node`, under the test
+    /// admin's policy (the test initiator approves its signings); the key once completed.
+    pub async fn generate_key(
+        &self,
+        node: u64,
+        scheme: &str,
+        key_id: &str,
+        limit: Duration,
+    ) -> anyhow::Result<pb::Key> {
+        let created = self
+            .sessions(node)?
+            .create_keygen(with_policy(pb::CreateKeygenRequest {
+                scheme: scheme.into(),
+                threshold: 2,
+                parties: vec!["party-1".into(), "party-2".into(), "party-3".into()],
+                request_id: format!("keygen-{key_id}"),
+                key_id: key_id.into(),
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        let session = created
+            .session
+            .context("CreateKeygen answered no session")?;
+        let done = wait_session(self, &session.session_id, limit).await?;
+        if done.status != pb::SessionStatus::Completed as i32 {
+            bail!("keygen {scheme} {key_id}: {}", done.failure_reason);
+        }
+        Ok(
+            mpc_proto::v1::keys_client::KeysClient::new(self.channel(node)?)
+                .get_key(pb::GetKeyRequest {
+                    key_id: done.key_id,
+                    consistency: 0,
+                })
+                .await?
+                .into_inner(),
+        )
+    }
+
+    /// Registers a token made like `mpcctl token create` does (remembered for the secret
+    /// scan); returns the token string.
+    pub async fn make_token(
+        &self,
+        name: &str,
+        role: AccessRole,
+        keys: &[&str],
+    ) -> anyhow::Result<String> {
+        let token_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        let mut secret = [0u8; 32];
+        secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let token = mpc_types::token::format(&token_id, &secret);
+        secrets::remember_token(&format!("token {name}"), &token);
+        let leader = self.leader(Duration::from_secs(10)).await?;
+        mpc_proto::v1::access_client::AccessClient::new(self.channel(leader)?)
+            .create_token(pb::CreateTokenRequest {
+                token_id,
+                name: name.into(),
+                role: role.as_str().into(),
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+                secret_hash: mpc_types::token::token_hash(&token).to_vec(),
+                expires_at_ms: 0,
+            })
+            .await?;
+        Ok(token)
+    }
+
     /// Prepares (does not start) a node that is not among the initial members.
     pub fn add_node_slot(&mut self, id: u64) -> anyhow::Result<()> {
         let node = Self::node(self._dir.path(), &self.pki, id)?;
@@ -275,6 +342,30 @@ impl Cluster {
     /// Restarts a killed node on its data.
     pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
         self.spawn(id, true)
+    }
+
+    /// Waits up to `limit` for node `id`'s process to end by itself: its exit status, or
+    /// `None` if it still runs (or was never started).
+    pub fn wait_exit(
+        &mut self,
+        id: u64,
+        limit: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let node = self.nodes.get_mut(&id).context("no such node")?;
+        let Some(child) = node.child.as_mut() else {
+            return Ok(None);
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                node.child = None;
+                return Ok(Some(status));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn grpc(&self, id: u64) -> String {

@@ -91,6 +91,9 @@ fn describe() {
         "mpc_raft_log_group_commit_entries",
         "appends made durable by one log sync"
     );
+    // mpc_tls_certificate_expiry_timestamp_seconds, set by every load of the node's
+    // certificate: describe_metrics also hands over a load that came before this recorder.
+    mpc_tls::describe_metrics();
 }
 
 /// Refreshes what is cheaper to read at scrape time than to track, then renders.

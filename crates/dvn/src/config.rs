@@ -228,6 +228,11 @@ pub enum SignerConfig {
         /// asks for approvals.
         #[serde(default)]
         initiator_key: Option<PathBuf>,
+        /// A file (mode 0600) holding a bearer token with the signer role for this key. The
+        /// relayer's `dvn` certificate writes to the job book but cannot request signatures:
+        /// that right is granted apart, by an admin, and can be revoked apart.
+        #[serde(default)]
+        token_file: Option<PathBuf>,
     },
     /// A secp256k1 key file (mode 0600). For tests and the devnet.
     KeyFile {

@@ -33,6 +33,7 @@ mod memory_store;
 pub mod metrics;
 pub mod packet;
 pub mod retry;
+pub mod secret_file;
 pub mod service;
 pub mod signer;
 pub mod submitter;

@@ -24,6 +24,9 @@ pub const CURSOR_LAG: &str = "mpc_dvn_cursor_lag_blocks";
 pub const JOBS: &str = "dvn_jobs";
 /// `dvn_gas_spent_total{target_chain}`: wei paid for `execute` transactions.
 pub const GAS_SPENT: &str = "dvn_gas_spent_total";
+/// `mpc_tls_certificate_expiry_timestamp_seconds{role,name}`: the not-after time of the
+/// relayer's client certificate, set by mpc-tls whenever it is loaded.
+pub const CERTIFICATE_EXPIRY: &str = mpc_tls::CERTIFICATE_EXPIRY;
 
 /// `PacketSent` log outcomes for [`EVENTS_RECEIVED`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,4 +95,8 @@ fn describe() {
     );
     metrics::describe_gauge!(JOBS, "jobs by state");
     metrics::describe_counter!(GAS_SPENT, "wei paid for execute transactions");
+    // mpc_tls_certificate_expiry_timestamp_seconds{role="dvn"}: the relayer loads its client
+    // certificate (for the cluster's job book) before this recorder exists; describe_metrics
+    // hands that load over.
+    mpc_tls::describe_metrics();
 }

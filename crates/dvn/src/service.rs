@@ -30,17 +30,11 @@ pub fn cluster_endpoints(config: &Config) -> Result<mpc_client::Endpoints, DvnEr
     let credentials = if c.insecure_plaintext {
         mpc_client::Credentials::insecure_plaintext()
     } else {
-        let token = match &c.token_file {
-            Some(path) => Some(zeroize::Zeroizing::new(
-                std::fs::read_to_string(path)
-                    .map_err(|e| {
-                        SignerError::Config(format!("cluster.token_file {}: {e}", path.display()))
-                    })?
-                    .trim()
-                    .to_owned(),
-            )),
-            None => None,
-        };
+        let token = c
+            .token_file
+            .as_deref()
+            .map(|path| crate::secret_file::read(path, "cluster.token_file"))
+            .transpose()?;
         mpc_client::Credentials::from_parts(
             c.ca_cert.clone(),
             c.client_cert.clone(),
@@ -68,15 +62,29 @@ pub async fn open_signer(config: &Config) -> Result<ConfiguredSigner, DvnError> 
             key_id,
             timeout_ms,
             initiator_key,
+            token_file,
         } => {
             let initiator = initiator_key
                 .as_deref()
                 .map(mpc_client::authority::load_signing_key)
                 .transpose()
                 .map_err(|e| SignerError::Config(format!("signer.initiator_key: {e}")))?;
+            let mut endpoints = cluster_endpoints(config)?;
+            if let Some(path) = token_file {
+                let token = crate::secret_file::read(path, "signer.token_file")?;
+                let credentials = endpoints
+                    .credentials()
+                    .with_token(Some(token.as_str()))
+                    .map_err(|e| SignerError::Config(format!("signer.token_file: {e}")))?;
+                endpoints = mpc_client::Endpoints::new(
+                    endpoints.addrs().to_vec(),
+                    endpoints.timeout(),
+                    credentials,
+                );
+            }
             ConfiguredSigner::Platform(Box::new(
                 PlatformSigner::connect(
-                    cluster_endpoints(config)?,
+                    endpoints,
                     key_id.clone(),
                     Duration::from_millis(*timeout_ms),
                     initiator,

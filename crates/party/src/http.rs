@@ -51,6 +51,9 @@ pub fn prometheus() -> Result<PrometheusHandle, PartyError> {
             .cloned()
             .ok_or_else(|| PartyError::Server("another metrics recorder is installed".into()));
     }
+    // mpc_tls_certificate_expiry_timestamp_seconds, set by every load of the party's client
+    // certificate: describe_metrics also hands over a load that came before this recorder.
+    mpc_tls::describe_metrics();
     Ok(PROMETHEUS.get_or_init(|| handle).clone())
 }
 

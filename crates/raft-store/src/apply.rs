@@ -568,7 +568,9 @@ fn create_signing(
     actor: &str,
     s: &CreateSigning,
 ) -> Result<Applied, StoreError> {
-    let fingerprint = fingerprint(&("sign", &s.key_id, &s.input, s.approvals_not_after_ms));
+    // What is signed, not who approved it: a retry carries fresh approvals (a new expiry) and
+    // must still find the session its first attempt made.
+    let fingerprint = fingerprint(&("sign", &s.key_id, &s.input));
     if let Some(found) = replay(txn, s.request_id.as_deref(), fingerprint)? {
         return Ok(found);
     }
@@ -1597,6 +1599,48 @@ pub(crate) mod tests {
         assert_eq!(signing.kind, SessionKind::Sign);
         assert_eq!(signing.scheme, Scheme::EcdsaSecp256k1);
         assert_eq!(signing.status, SessionStatus::Pending);
+    }
+
+    #[test]
+    fn a_retried_signing_with_fresh_approvals_finds_the_first_session() {
+        let mut txn = state();
+        make_key(&mut txn);
+        let signing = |session_id: &str, deadline_ms, input| {
+            cmd(
+                4_000,
+                Operation::CreateSigning(approve(CreateSigning {
+                    session_id: session_id.into(),
+                    key_id: "k1".into(),
+                    input,
+                    request_id: Some("dvn-retry".into()),
+                    deadline_ms,
+                    approvals: Vec::new(),
+                    approvals_not_after_ms: 0,
+                    start: None,
+                })),
+            )
+        };
+        let digest = crate::model::SigningInput::Digest([7; 32]);
+        let first =
+            apply_command(&mut txn, pos(10), &signing("sig-1", 9_000, digest.clone())).unwrap();
+        // A relayer restarted and asked again: same key and digest, a later approval expiry.
+        let retry = apply_command(&mut txn, pos(11), &signing("sig-2", 19_000, digest)).unwrap();
+        assert!(matches!(
+            retry.response,
+            CommandResponse::Session { created: false, .. }
+        ));
+        assert_eq!(session_of(&retry).session_id, session_of(&first).session_id);
+        // Another digest under the same id is another request.
+        let other = apply_command(
+            &mut txn,
+            pos(12),
+            &signing("sig-3", 9_000, crate::model::SigningInput::Digest([8; 32])),
+        )
+        .unwrap();
+        assert!(matches!(
+            other.response,
+            CommandResponse::Rejected(Rejection::RequestIdReused { .. })
+        ));
     }
 
     #[test]

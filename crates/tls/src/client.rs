@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{certificates, private_key, roots};
+use crate::expiry::Leaf;
 use crate::reload::Reload;
 use crate::{provider, Identity, MaybeTls, Role, TlsError, ALPN_H2};
 
@@ -31,7 +32,10 @@ pub struct ClientTls {
 impl ClientTls {
     /// `identity` is the certificate and key files to present, if any.
     pub fn load(ca_cert: PathBuf, identity: Option<(PathBuf, PathBuf)>) -> Result<Self, TlsError> {
-        let config = build(&ca_cert, identity.as_ref())?;
+        let (config, leaf) = build(&ca_cert, identity.as_ref())?;
+        if let Some(leaf) = leaf {
+            leaf.record();
+        }
         Ok(Self {
             ca_cert,
             identity,
@@ -58,19 +62,25 @@ impl Reload for ClientTls {
     }
 
     fn reload(&self) -> Result<(), TlsError> {
-        let config = Arc::new(build(&self.ca_cert, self.identity.as_ref())?);
+        let (config, leaf) = build(&self.ca_cert, self.identity.as_ref())?;
+        let config = Arc::new(config);
         match self.current.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,
+        }
+        if let Some(leaf) = leaf {
+            leaf.record();
         }
         Ok(())
     }
 }
 
+/// The configuration, and the certificate it presents if any (for [`Leaf::record`] once in
+/// use).
 fn build(
     ca_cert: &std::path::Path,
     identity: Option<&(PathBuf, PathBuf)>,
-) -> Result<ClientConfig, TlsError> {
+) -> Result<(ClientConfig, Option<Leaf>), TlsError> {
     let provider = provider();
     let inner =
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca_cert)?), provider.clone())
@@ -81,21 +91,22 @@ fn build(
         .map_err(|e| TlsError::Config(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(CoordinatorVerifier { inner }));
-    let mut config = match identity {
+    let (mut config, leaf) = match identity {
         Some((cert, key)) => {
             let chain = certificates(cert)?;
-            Identity::from_certificate(chain[0].as_ref()).map_err(|e| TlsError::Pem {
+            let leaf = Leaf::parse(chain[0].as_ref()).map_err(|e| TlsError::Pem {
                 path: cert.clone(),
                 reason: e.to_string(),
             })?;
-            builder
+            let config = builder
                 .with_client_auth_cert(chain, private_key(key)?)
-                .map_err(|e| TlsError::Config(format!("{}: {e}", key.display())))?
+                .map_err(|e| TlsError::Config(format!("{}: {e}", key.display())))?;
+            (config, Some(leaf))
         }
-        None => builder.with_no_client_auth(),
+        None => (builder.with_no_client_auth(), None),
     };
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(config)
+    Ok((config, leaf))
 }
 
 /// The standard checks (chain to the cluster CA, the dialled host among the certificate's

@@ -165,6 +165,13 @@ impl Identity {
     pub fn from_certificate(der: &[u8]) -> Result<Self, TlsError> {
         let (_, cert) = x509_parser::parse_x509_certificate(der)
             .map_err(|e| TlsError::Certificate(format!("does not parse: {e}")))?;
+        Self::from_x509(&cert)
+    }
+
+    /// [`from_certificate`](Self::from_certificate) of a certificate already parsed.
+    pub(crate) fn from_x509(
+        cert: &x509_parser::certificate::X509Certificate<'_>,
+    ) -> Result<Self, TlsError> {
         let san = cert
             .subject_alternative_name()
             .map_err(|e| TlsError::Certificate(format!("subject alternative names: {e}")))?

@@ -16,6 +16,9 @@
 //!    of our CA for the host dialled *and* name the coordinator role, so a party's or a
 //!    client's certificate can never pass for a coordinator.
 //! 4. [`Reloader`] re-reads the files on SIGHUP and when they change on disk.
+//! 5. Every load and reload of a process's own certificate sets the gauge
+//!    [`CERTIFICATE_EXPIRY`] (its not-after time, labelled with its role and name); a node
+//!    calls [`describe_metrics`] once its metrics recorder is installed.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mpc_tls::TlsError> {
@@ -32,6 +35,7 @@
 
 mod client;
 mod config;
+mod expiry;
 mod identity;
 pub mod pki;
 mod reload;
@@ -40,6 +44,7 @@ mod stream;
 
 pub use client::{channel, endpoint, ClientTls, Connector};
 pub use config::TlsFiles;
+pub use expiry::{describe_metrics, CERTIFICATE_EXPIRY};
 pub use identity::{Identity, Role};
 pub use reload::{Reload, Reloader};
 pub use server::{incoming, Accepted, ClientAuth, PeerInfo, ServerTls};

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tonic::transport::server::Connected;
 
 use crate::config::{certificates, private_key, roots};
+use crate::expiry::Leaf;
 use crate::reload::Reload;
 use crate::{provider, Identity, MaybeTls, TlsError, TlsFiles, ALPN_H2};
 
@@ -39,7 +40,8 @@ impl ServerTls {
     /// Builds the configuration from `files` (failing on unreadable or mismatched material),
     /// requiring client certificates as `client_auth` says.
     pub fn load(files: TlsFiles, client_auth: ClientAuth) -> Result<Self, TlsError> {
-        let config = build(&files, client_auth)?;
+        let (config, leaf) = build(&files, client_auth)?;
+        leaf.record();
         Ok(Self {
             files,
             client_auth,
@@ -67,16 +69,19 @@ impl Reload for ServerTls {
     }
 
     fn reload(&self) -> Result<(), TlsError> {
-        let config = Arc::new(build(&self.files, self.client_auth)?);
+        let (config, leaf) = build(&self.files, self.client_auth)?;
+        let config = Arc::new(config);
         match self.current.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,
         }
+        leaf.record();
         Ok(())
     }
 }
 
-fn build(files: &TlsFiles, client_auth: ClientAuth) -> Result<ServerConfig, TlsError> {
+/// The configuration, and the certificate it presents (for [`Leaf::record`] once in use).
+fn build(files: &TlsFiles, client_auth: ClientAuth) -> Result<(ServerConfig, Leaf), TlsError> {
     let provider = provider();
     let roots = Arc::new(roots(&files.ca_cert)?);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
@@ -87,7 +92,7 @@ fn build(files: &TlsFiles, client_auth: ClientAuth) -> Result<ServerConfig, TlsE
     .build()
     .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
     let chain = certificates(&files.cert)?;
-    Identity::from_certificate(chain[0].as_ref()).map_err(|e| TlsError::Pem {
+    let leaf = Leaf::parse(chain[0].as_ref()).map_err(|e| TlsError::Pem {
         path: files.cert.clone(),
         reason: e.to_string(),
     })?;
@@ -99,7 +104,7 @@ fn build(files: &TlsFiles, client_auth: ClientAuth) -> Result<ServerConfig, TlsE
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(format!("{}: {e}", files.key.display())))?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(config)
+    Ok((config, leaf))
 }
 
 /// What tonic puts in every request's extensions: who is on the other end.

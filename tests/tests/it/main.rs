@@ -10,3 +10,4 @@ mod party_authority;
 mod relay;
 mod security;
 mod signing;
+mod storage;

@@ -41,6 +41,26 @@ async fn health_readiness_metrics_and_status_over_http() -> anyhow::Result<()> {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // The node's own certificate, issued by the harness's PKI for DEFAULT_LEAF_VALIDITY when
+    // the cluster was made: its expiry is that far from the issuance, so a little before
+    // now + validity (an hour allows for a slow start).
+    let series = format!(
+        "{}{{role=\"coordinator\",name=\"{leader}\"}} ",
+        mpc_tls::CERTIFICATE_EXPIRY
+    );
+    let not_after: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .ok_or_else(|| anyhow::anyhow!("{series}missing from /metrics:\n{metrics}"))?
+        .parse()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    let validity = mpc_tls::pki::DEFAULT_LEAF_VALIDITY.as_secs_f64();
+    assert!(
+        not_after > now + validity - 3600.0 && not_after <= now + validity,
+        "certificate expiry {not_after} is not about {validity} s after now ({now})"
+    );
     Ok(())
 }
 

@@ -36,32 +36,6 @@ async fn who(
         .map(|r| r.into_inner())
 }
 
-/// Registers a token made like `mpcctl token create` does; returns the token string.
-async fn make_token(
-    cluster: &Cluster,
-    name: &str,
-    role: AccessRole,
-    keys: &[&str],
-) -> anyhow::Result<String> {
-    let token_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
-    let mut secret = [0u8; 32];
-    secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let token = token::format(&token_id, &secret);
-    mpc_tests::secrets::remember_token(&format!("token {name}"), &token);
-    AccessClient::new(cluster.channel(1)?)
-        .create_token(pb::CreateTokenRequest {
-            token_id,
-            name: name.into(),
-            role: role.as_str().into(),
-            keys: keys.iter().map(|k| k.to_string()).collect(),
-            secret_hash: token::token_hash(&token).to_vec(),
-            expires_at_ms: 0,
-        })
-        .await?;
-    Ok(token)
-}
-
 /// The call never reached a service: the connection failed (handshake refused or closed).
 fn refused_by_transport(err: &tonic::Status) -> bool {
     std::error::Error::source(err)
@@ -230,7 +204,9 @@ async fn tokens_are_scoped_revocable_and_audited() -> anyhow::Result<()> {
     let cluster = Cluster::start(3, &[]).await?;
     cluster.leader(Duration::from_secs(10)).await?;
 
-    let signer = make_token(&cluster, "hot-wallet-bot", AccessRole::Signer, &["k-hot"]).await?;
+    let signer = cluster
+        .make_token("hot-wallet-bot", AccessRole::Signer, &["k-hot"])
+        .await?;
     let creds = cluster.token_credentials(Some(&signer))?;
     let me = who(&cluster, &creds).await?;
     assert_eq!(me.role, "signer");

@@ -7,43 +7,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::keys_client::KeysClient;
-use mpc_tests::{admin_signing_key, approve, wait_session, with_policy, Cluster, Parties};
+use mpc_tests::{admin_signing_key, approve, wait_session, Cluster, Parties};
 use mpc_tss::{HashFunction, Scheme, Signature, SigningInput};
 
 /// A hang guard, not a speed bound: generous for a loaded two-core machine.
 const SESSION_WAIT: Duration = Duration::from_secs(240);
 
 async fn keygen(cluster: &Cluster, node: u64, scheme: &str) -> anyhow::Result<pb::Key> {
-    let created = cluster
-        .sessions(node)?
-        .create_keygen(with_policy(pb::CreateKeygenRequest {
-            scheme: scheme.into(),
-            threshold: 2,
-            parties: vec!["party-1".into(), "party-2".into(), "party-3".into()],
-            request_id: format!("keygen-{scheme}"),
-            key_id: format!("key-{scheme}"),
-            ..Default::default()
-        }))
-        .await?
-        .into_inner();
-    let session = created
-        .session
-        .ok_or_else(|| anyhow::anyhow!("no session"))?;
-    let done = wait_session(cluster, &session.session_id, SESSION_WAIT).await?;
-    assert_eq!(
-        done.status,
-        pb::SessionStatus::Completed as i32,
-        "keygen {scheme}: {}",
-        done.failure_reason
-    );
-    let key = KeysClient::new(cluster.channel(node)?)
-        .get_key(pb::GetKeyRequest {
-            key_id: done.key_id,
-            consistency: 0,
-        })
-        .await?
-        .into_inner();
-    Ok(key)
+    cluster
+        .generate_key(node, scheme, &format!("key-{scheme}"), SESSION_WAIT)
+        .await
 }
 
 fn signing_request(

@@ -65,11 +65,7 @@ impl PinSource {
     /// Reads the PIN.
     pub fn read(&self) -> Result<Zeroizing<String>, SignerError> {
         let pin = match self {
-            PinSource::File(path) => {
-                Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                    SignerError::Config(format!("PIN file {}: {e}", path.display()))
-                })?)
-            }
+            PinSource::File(path) => return crate::secret_file::read(path, "PIN file"),
             PinSource::Env(var) => Zeroizing::new(
                 std::env::var(var)
                     .map_err(|_| SignerError::Config(format!("PIN variable {var} is not set")))?,

@@ -2,7 +2,6 @@
 //! and surrounding whitespace allowed). Meant for the submitter's account, whose worst case
 //! is paying for gas, and for tests; DVN signers belong on an HSM or the platform.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use alloy::primitives::{Address, B256};
@@ -30,15 +29,7 @@ impl KeyFileSigner {
     pub fn load(path: &Path) -> Result<Self, SignerError> {
         let fail =
             |reason: String| SignerError::Config(format!("key file {}: {reason}", path.display()));
-        let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(fail(format!(
-                "readable by others (mode {:o}); chmod 600 it",
-                mode & 0o777
-            )));
-        }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?);
+        let text = crate::secret_file::read(path, "key file")?;
         let hex = text.trim();
         let hex = hex.strip_prefix("0x").unwrap_or(hex);
         let mut secret = Zeroizing::new([0u8; 32]);
@@ -78,6 +69,8 @@ impl Signer for KeyFileSigner {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
     use crate::signer::recover_address;

@@ -4,8 +4,9 @@
 //! An execute signature is requested as the 60-byte EIP-191 message with `keccak256`, not as
 //! the digest: the parties then hash it themselves, which is what lets a presignature serve
 //! the request (a raw digest always runs the full protocol). The request id is derived from
-//! the key and the digest, so a retry after a lost answer (a leader change, a restart of this
-//! relayer) finds the first session instead of signing twice.
+//! the key, the digest and an attempt number, so a retry after a lost answer (a leader change,
+//! a restart of this relayer) finds the first session instead of signing twice, and a session
+//! that failed makes way for the next attempt instead of answering its failure forever.
 
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ use crate::execute::{eip191_digest, eip191_message};
 
 /// The key's scheme as the cluster names it.
 const ECDSA_SECP256K1: &str = "ecdsa-secp256k1";
+
+/// Signing sessions one call may start for a digest before it gives up (the next call
+/// starts over from the first, whose ended session answers at once).
+const ATTEMPTS: u32 = 3;
 
 /// A cluster key that signs for this relayer.
 pub struct PlatformSigner {
@@ -78,23 +83,59 @@ impl PlatformSigner {
         })
     }
 
-    /// The idempotency id of a request for `digest`: the same key and digest always make the
-    /// same session.
-    fn request_id(&self, digest: B256) -> String {
+    /// The idempotency id of the `attempt`-th request for `digest`: the same key, digest and
+    /// attempt always make the same session.
+    fn request_id(&self, digest: B256, attempt: u32) -> String {
         let mut pre = self.key_id.as_bytes().to_vec();
         pre.push(0);
         pre.extend_from_slice(digest.as_slice());
+        pre.extend_from_slice(&attempt.to_be_bytes());
         format!("dvn-{}", alloy::hex::encode(keccak256(pre)))
     }
 
-    /// Runs one signing request whose signature must be over `digest`.
+    /// Runs signing requests whose signature must be over `digest`. A request whose session
+    /// failed or expired (a party down, a deadline missed) is followed by the next attempt's;
+    /// one still running is waited for, never doubled.
     async fn sign(
+        &self,
+        req: pb::CreateSigningRequest,
+        digest: B256,
+    ) -> Result<EthSignature, SignerError> {
+        let mut failures = Vec::new();
+        for attempt in 0..ATTEMPTS {
+            let session = self.sign_once(req.clone(), digest, attempt).await?;
+            match pb::SessionStatus::try_from(session.status) {
+                Ok(pb::SessionStatus::Completed) => {
+                    return self.signature_of(&session, digest);
+                }
+                Ok(pb::SessionStatus::Failed | pb::SessionStatus::Expired) => {
+                    failures.push(format!(
+                        "session {}: {}",
+                        session.session_id, session.failure_reason
+                    ));
+                }
+                _ => {
+                    return Err(SignerError::Cluster(format!(
+                        "session {} still running after {:?}",
+                        session.session_id, self.timeout
+                    )))
+                }
+            }
+        }
+        Err(SignerError::Cluster(format!(
+            "{ATTEMPTS} signings ended without a signature: {}",
+            failures.join("; ")
+        )))
+    }
+
+    async fn sign_once(
         &self,
         mut req: pb::CreateSigningRequest,
         digest: B256,
-    ) -> Result<EthSignature, SignerError> {
+        attempt: u32,
+    ) -> Result<pb::Session, SignerError> {
         req.key_id = self.key_id.clone();
-        req.request_id = self.request_id(digest);
+        req.request_id = self.request_id(digest, attempt);
         req.timeout_seconds = u32::try_from(self.timeout.as_secs())
             .unwrap_or(u32::MAX)
             .max(1);
@@ -103,24 +144,16 @@ impl PlatformSigner {
             mpc_client::authority::approve_signing(&mut req, initiator, not_after)
                 .map_err(|e| SignerError::Config(format!("approving the request: {e}")))?;
         }
-        let session = mpc_client::sessions::sign(&self.endpoints, req, self.timeout, |_| {})
+        mpc_client::sessions::sign(&self.endpoints, req, self.timeout, |_| {})
             .await
-            .map_err(|e| SignerError::Cluster(e.to_string()))?;
-        match pb::SessionStatus::try_from(session.status) {
-            Ok(pb::SessionStatus::Completed) => {}
-            Ok(pb::SessionStatus::Failed | pb::SessionStatus::Expired) => {
-                return Err(SignerError::Cluster(format!(
-                    "session {} ended without a signature: {}",
-                    session.session_id, session.failure_reason
-                )))
-            }
-            _ => {
-                return Err(SignerError::Cluster(format!(
-                    "session {} still running after {:?}",
-                    session.session_id, self.timeout
-                )))
-            }
-        }
+            .map_err(|e| SignerError::Cluster(e.to_string()))
+    }
+
+    fn signature_of(
+        &self,
+        session: &pb::Session,
+        digest: B256,
+    ) -> Result<EthSignature, SignerError> {
         let sig = &session.signature;
         if sig.len() < 64 {
             return Err(SignerError::BadSignature(format!(
