@@ -24,9 +24,6 @@ scripts/dvn-devnet.sh test -q
 cargo nextest run --workspace --locked --profile ci --cargo-profile release
 # Every decoder of untrusted bytes, fuzzed briefly from the committed corpus (docs/fuzzing.md).
 scripts/fuzz.sh 10
-# The DVN relayers under faults, on local processes (relayers and the coordinator leader
-# killed under a packet stream; nothing lost, nothing verified twice): one round.
-MPC_CHAOS_ROUNDS=1 chaos/dvn-kill.sh
 # The image, the compose cluster and the chaos scenarios (skipped, saying why, without Docker).
 scripts/test-docker.sh
 scripts/check-deploy.sh  # deploy/: Kubernetes manifests (schemas, vs compose), Prometheus rules and tests, the monitoring profile
