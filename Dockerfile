@@ -10,10 +10,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# mpc-dvn loads PKCS#11 modules with dlopen at run time and this image installs none: the
+# platform signer is the default (deploy/k8s/dvn.yaml); for an HSM, mount its module.
 RUN cargo build --release --locked \
-      --bin mpc-coordinator --bin mpc-party --bin mpcctl --bin mpc-chaos \
+      --bin mpc-coordinator --bin mpc-party --bin mpcctl --bin mpc-chaos --bin mpc-dvn \
  && mkdir /out \
- && for b in mpc-coordinator mpc-party mpcctl mpc-chaos; do \
+ && for b in mpc-coordinator mpc-party mpcctl mpc-chaos mpc-dvn; do \
       strip --strip-unneeded -o /out/$b target/release/$b; \
     done
 

@@ -28,9 +28,17 @@ cleanup() {
 }
 trap cleanup EXIT
 log() { echo "[$(date +%H:%M:%S)] $*"; }
+# A step whose output matters only when it fails: then its last lines say why.
+quietly() {
+  if ! "$@" >"$WORK/step.log" 2>&1; then
+    echo "dvn-kill: '$*' failed:" >&2
+    tail -n 30 "$WORK/step.log" >&2
+    exit 1
+  fi
+}
 
-scripts/install-deps.sh >/dev/null
-scripts/local-dvn.sh up >/dev/null
+quietly scripts/install-deps.sh
+quietly scripts/local-dvn.sh up
 log "cluster, devnet and relayers dvn-1..3 up"
 
 leader() {
@@ -54,8 +62,8 @@ for round in $(seq 1 "$ROUNDS"); do
   kill -9 "$(cat "$MPC_LOCAL_CLUSTER_DIR/node$old.pid")"
   log "round $round: killed the leader, coordinator $old"
   sleep 4
-  scripts/local-cluster.sh up >/dev/null
-  scripts/local-dvn.sh up >/dev/null
+  quietly scripts/local-cluster.sh up
+  quietly scripts/local-dvn.sh up
   log "round $round: coordinator $old and $relayer back; leader now $(leader)"
   sleep 4
 done

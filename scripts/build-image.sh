@@ -11,8 +11,11 @@ source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/rootfs.sh"
 cd "$MPC_ROOT"
 
-# Keep in step with the Dockerfile (tests/tests/it/image.rs checks).
-BINARIES=(mpc-coordinator mpc-party mpcctl mpc-chaos)
+# Keep in step with the Dockerfile (tests/tests/it/image.rs checks). mpc-dvn loads PKCS#11
+# modules with dlopen at run time, so ldd finds none and the image carries none: on
+# Kubernetes the platform signer (`[signer] kind = "platform"`) is the default, and an
+# operator who wants an HSM mounts the vendor's module into the pod (deploy/k8s/dvn.yaml).
+BINARIES=(mpc-coordinator mpc-party mpcctl mpc-chaos mpc-dvn)
 IMAGE=${MPC_IMAGE_NAME:-mpc}
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

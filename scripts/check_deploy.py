@@ -346,7 +346,7 @@ def check_k8s_shape(docs):
             any(t.get("whenUnsatisfiable") == "DoNotSchedule" and t.get("maxSkew") == 1 for t in tsc),
             "parties: one per failure domain (topologySpreadConstraints, DoNotSchedule)",
         )
-    dvn = find(docs, "Deployment", "dvn")
+    dvn = find(docs, "StatefulSet", "dvn")
     if dvn:
         c = dvn["spec"]["template"]["spec"]["containers"][0]
         check(c["image"] == (coord or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("image"), "relayers use the same image")

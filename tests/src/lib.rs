@@ -433,6 +433,28 @@ impl Cluster {
         Ok(client.get_status(req).await?.into_inner())
     }
 
+    /// Waits until node `id` has applied the log up to `target` (a node that does not answer
+    /// yet is waited for too); its status then. Names the node's log if it does not, by `limit`.
+    pub async fn wait_caught_up(
+        &self,
+        id: u64,
+        target: Option<u64>,
+        limit: Duration,
+    ) -> anyhow::Result<pb::ClusterStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.status(id).await {
+                Ok(s) if s.last_applied >= target => return Ok(s),
+                last => anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "node {id} did not apply up to {target:?} within {limit:?} ({last:?}); its log:\n{}",
+                    self.log_tail(id)
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until every node in `ids` reports ready.
     pub async fn wait_ready(&self, ids: &[u64], timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;

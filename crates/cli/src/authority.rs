@@ -88,6 +88,8 @@ pub enum PartyCommand {
     },
     /// The enrolled parties and whether they are connected.
     List,
+    /// One party: its keys, who enrolled it, whether it is connected (exits 1 if unknown).
+    Get { id: String },
 }
 
 pub async fn party(
@@ -114,15 +116,19 @@ pub async fn party(
                 format!("enrolled {}\n{}", party.party_id, party_line(&party))
             });
         }
+        PartyCommand::Get { id } => {
+            let list = list_parties(endpoints).await?;
+            let Some(party) = list.parties.iter().find(|p| p.party_id == id) else {
+                let known: Vec<&str> = list.parties.iter().map(|p| p.party_id.as_str()).collect();
+                anyhow::bail!(
+                    "no party {id:?} is enrolled (enrolled: {})",
+                    known.join(", ")
+                );
+            };
+            print(output, &party_json(party), || party_line(party));
+        }
         PartyCommand::List => {
-            let list = endpoints
-                .call(|ch| async move {
-                    PartyGatewayClient::new(ch)
-                        .list_parties(pb::ListPartiesRequest {})
-                        .await
-                        .map(|r| r.into_inner())
-                })
-                .await?;
+            let list = list_parties(endpoints).await?;
             let values: Vec<_> = list.parties.iter().map(party_json).collect();
             print(output, &json!(values), || {
                 list.parties
@@ -134,6 +140,17 @@ pub async fn party(
         }
     }
     Ok(())
+}
+
+async fn list_parties(endpoints: &Endpoints) -> anyhow::Result<pb::ListPartiesResponse> {
+    Ok(endpoints
+        .call(|ch| async move {
+            PartyGatewayClient::new(ch)
+                .list_parties(pb::ListPartiesRequest {})
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await?)
 }
 
 fn party_json(p: &pb::Party) -> serde_json::Value {

@@ -68,6 +68,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Probe(args) => return crate::probe::probe(args, cli.timeout).await,
         Command::Pki(cmd) => return crate::pki::run(cli.output, cmd),
         Command::SigningKey(cmd) => return crate::authority::signing_key(cli.output, cmd),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "mpcctl", &mut std::io::stdout());
+            return Ok(());
+        }
         _ => {}
     }
     let endpoints = Endpoints::new(
@@ -76,7 +81,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.credentials.credentials()?,
     );
     match cli.command {
-        Command::Probe(_) | Command::Pki(_) | Command::SigningKey(_) => Ok(()),
+        Command::Probe(_)
+        | Command::Pki(_)
+        | Command::SigningKey(_)
+        | Command::Completions { .. } => Ok(()),
         Command::Party(cmd) => {
             crate::authority::party(&endpoints, cli.output, &cli.signer, cmd).await
         }

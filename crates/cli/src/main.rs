@@ -89,6 +89,12 @@ pub enum Command {
     /// The DVN relayers: their cursors and packet jobs.
     #[command(subcommand)]
     Dvn(dvn::DvnCommand),
+    /// Print a completion script for SHELL, e.g. `mpcctl completions bash >
+    /// ~/.local/share/bash-completion/completions/mpcctl`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -3,7 +3,7 @@
 //! sign in turn, for offline flows).
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
@@ -18,18 +18,13 @@ fn bad(reason: impl Into<String>) -> ClientError {
     ClientError::Credentials(reason.into())
 }
 
-/// Reads an Ed25519 signing key: a file of 64 hex digits (the seed) that only its owner can
-/// read.
+/// Reads an Ed25519 signing key: a private file ([`mpc_tls::secret_file`]) of 64 hex digits
+/// (the seed).
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, ClientError> {
     let meta =
         std::fs::metadata(path).map_err(|e| bad(format!("signing key {}: {e}", path.display())))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(bad(format!(
-            "signing key {}: readable by others (mode {:o}); chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        )));
-    }
+    mpc_tls::secret_file::check_private(&meta)
+        .map_err(|reason| bad(format!("signing key {}: {reason}", path.display())))?;
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .map_err(|e| bad(format!("signing key {}: {e}", path.display())))?,
@@ -280,6 +275,8 @@ impl ApprovalRequest {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]

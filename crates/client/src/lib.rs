@@ -191,6 +191,13 @@ impl Credentials {
         Self::tls(ca_cert, identity, token)
     }
 
+    /// The TLS configuration, shared by every clone of these credentials: reloading it (as
+    /// [`mpc_tls::Reloader`] does when the files change) serves all of them. `None` in plain
+    /// text.
+    pub fn client_tls(&self) -> Option<&mpc_tls::ClientTls> {
+        self.tls.as_ref()
+    }
+
     /// The same credentials with another token (or none).
     pub fn with_token(&self, token: Option<&str>) -> Result<Self, ClientError> {
         Ok(Self {
@@ -289,6 +296,15 @@ impl Endpoints {
     /// The credentials every channel uses.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// The same coordinators and timeout, calling with `token` as the bearer token instead.
+    pub fn with_token(&self, token: Option<&str>) -> Result<Self, ClientError> {
+        Ok(Self {
+            addrs: self.addrs.clone(),
+            timeout: self.timeout,
+            credentials: self.credentials.with_token(token)?,
+        })
     }
 
     /// The coordinators' addresses as given.

@@ -70,6 +70,17 @@ pub enum ConfigError {
     },
 }
 
+/// A contract address left at zero (an example's placeholder) would watch and call nothing.
+fn nonzero(field: &str, address: Address) -> Result<(), ConfigError> {
+    if address == Address::ZERO {
+        return Err(invalid(
+            field,
+            "the zero address: set the contract's address",
+        ));
+    }
+    Ok(())
+}
+
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
@@ -224,17 +235,17 @@ pub enum SignerConfig {
         /// How long one signing may take.
         #[serde(default = "defaults::platform_timeout_ms")]
         timeout_ms: u64,
-        /// An initiator's Ed25519 key file (64 hex digits, mode 0600), when the key's policy
+        /// An initiator's Ed25519 key file (64 hex digits, private: mpc_tls::secret_file), when the key's policy
         /// asks for approvals.
         #[serde(default)]
         initiator_key: Option<PathBuf>,
-        /// A file (mode 0600) holding a bearer token with the signer role for this key. The
-        /// relayer's `dvn` certificate writes to the job book but cannot request signatures:
-        /// that right is granted apart, by an admin, and can be revoked apart.
+        /// A private file (mode 0600) holding a bearer token with the signer role for this
+        /// key. The relayer's `dvn` certificate writes to the job book but cannot request
+        /// signatures: that right is granted apart, by an admin, and can be revoked apart.
         #[serde(default)]
         token_file: Option<PathBuf>,
     },
-    /// A secp256k1 key file (mode 0600). For tests and the devnet.
+    /// A private secp256k1 key file (mode 0600). For tests and the devnet.
     KeyFile {
         /// The file: 64 hex digits.
         path: PathBuf,
@@ -245,7 +256,7 @@ pub enum SignerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SubmitterKeyConfig {
-    /// A secp256k1 key file (mode 0600).
+    /// A private secp256k1 key file (mode 0600).
     KeyFile {
         /// The file: 64 hex digits.
         path: PathBuf,
@@ -436,7 +447,8 @@ impl Config {
 
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let config: Config = figment
-            .merge(Env::prefixed("MPC_DVN_").split("__"))
+            // MPC_DVN_CONFIG names this file (the `--config` flag's variable), not a setting.
+            .merge(Env::prefixed("MPC_DVN_").ignore(&["CONFIG"]).split("__"))
             .extract()
             .map_err(|e| ConfigError::Parse(e.to_string()))?;
         config.validate()?;
@@ -482,6 +494,18 @@ impl Config {
             if self.sources[..i].iter().any(|o| o.eid == s.eid) {
                 return Err(invalid(format!("sources[{i}].eid"), "named twice"));
             }
+            for (field, address) in [
+                ("endpoint", s.endpoint),
+                ("send_library", s.send_library),
+                ("dvn", s.dvn),
+            ] {
+                nonzero(&format!("sources[{i}].{field}"), address)?;
+            }
+        }
+        nonzero("target.receive_library", self.target.receive_library)?;
+        nonzero("target.dvn", self.target.dvn)?;
+        if let Some(endpoint) = self.target.endpoint {
+            nonzero("target.endpoint", endpoint)?;
         }
         if self.target.rpc_urls.is_empty() {
             return Err(invalid("target.rpc_urls", "at least one URL"));
@@ -638,5 +662,26 @@ path = "/run/secrets/submitter.key"
         .unwrap_err()
         .to_string();
         assert!(err.contains("dvn"), "{err}");
+        let err = Config::from_toml(&EXAMPLE.replace(
+            "dvn = \"0x00000000000000000000000000000000000000d2\"",
+            "dvn = \"0x0000000000000000000000000000000000000000\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("target.dvn: the zero address"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns its own error type
+    fn the_config_flags_variable_is_not_taken_for_a_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dvn.toml");
+        std::fs::write(&path, EXAMPLE).unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("MPC_DVN_CONFIG", path.display());
+            let c = Config::load(&path).map_err(|e| e.to_string())?;
+            assert_eq!(c.instance, "dvn-1");
+            Ok(())
+        });
     }
 }

@@ -95,8 +95,9 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             init_logging(&config.log.filter, config.log.json)?;
             // The job book: the coordinators' Raft state through mpc.v1.Relay.
+            let cluster = mpc_dvn::service::cluster_endpoints(&config)?;
             let store = std::sync::Arc::new(mpc_dvn::cluster_store::ClusterJobStore::new(
-                mpc_dvn::service::cluster_endpoints(&config)?,
+                cluster.clone(),
                 u32::try_from(config.quorum).context("quorum")?,
                 u32::try_from(config.signers).context("signers")?,
             ));
@@ -105,13 +106,13 @@ async fn main() -> anyhow::Result<()> {
                 stop_on_signal().await;
                 let _ = stop.send(true);
             });
-            mpc_dvn::service::run(config, store, shutdown).await?;
+            mpc_dvn::service::run(config, store, cluster, shutdown).await?;
             Ok(())
         }
         Command::Address { config } => {
             let config = Config::load(&config)?;
             init_logging("warn", false)?;
-            let signer = mpc_dvn::service::open_signer(&config).await?;
+            let signer = mpc_dvn::service::open_signer(&config, None).await?;
             println!("{}", signer.address());
             Ok(())
         }

@@ -1,8 +1,7 @@
-//! Secrets the relayer reads from files (PINs, bearer tokens): only a file its owner alone can
-//! read is accepted, and the content lives in zeroized memory. Errors name the file and the
+//! Secrets the relayer reads from files (PINs, bearer tokens): only a file the secret-file rule
+//! accepts ([`mpc_tls::secret_file`]), and the content lives in zeroized memory. Errors name the file and the
 //! setting, never the content.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use zeroize::Zeroizing;
@@ -14,13 +13,7 @@ use crate::signer::SignerError;
 pub fn read(path: &Path, what: &str) -> Result<Zeroizing<String>, SignerError> {
     let fail = |reason: String| SignerError::Config(format!("{what} {}: {reason}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(fail(format!(
-            "readable by others (mode {:o}); chmod 600 it",
-            mode & 0o777
-        )));
-    }
+    mpc_tls::secret_file::check_private(&meta).map_err(fail)?;
     let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?);
     let secret = Zeroizing::new(raw.trim().to_owned());
     if secret.is_empty() {
@@ -31,6 +24,8 @@ pub fn read(path: &Path, what: &str) -> Result<Zeroizing<String>, SignerError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     fn write(dir: &Path, name: &str, content: &str, mode: u32) -> std::path::PathBuf {

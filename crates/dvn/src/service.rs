@@ -24,6 +24,9 @@ use crate::verifier::{Sources, Verifier};
 /// cluster; an HSM one a few milliseconds).
 const VERIFIER_CONCURRENCY: usize = 16;
 
+/// How often the relayer's certificate files are checked for a rotation.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The coordinators as `config.cluster` names them, with the relayer's credentials.
 pub fn cluster_endpoints(config: &Config) -> Result<mpc_client::Endpoints, DvnError> {
     let c = &config.cluster;
@@ -51,8 +54,12 @@ pub fn cluster_endpoints(config: &Config) -> Result<mpc_client::Endpoints, DvnEr
 }
 
 /// The signer `config.signer` names, opened and checked (HSM: token, PIN and key; platform:
-/// the key exists and is ECDSA secp256k1).
-pub async fn open_signer(config: &Config) -> Result<ConfiguredSigner, DvnError> {
+/// the key exists and is ECDSA secp256k1; it calls `cluster`, or the coordinators of
+/// `config.cluster` when not given, with its own token if configured).
+pub async fn open_signer(
+    config: &Config,
+    cluster: Option<&mpc_client::Endpoints>,
+) -> Result<ConfiguredSigner, DvnError> {
     Ok(match &config.signer {
         SignerConfig::Hsm(h) => {
             ConfiguredSigner::Hsm(HsmSigner::connect(HsmSettings::of(h)?).await?)
@@ -69,18 +76,15 @@ pub async fn open_signer(config: &Config) -> Result<ConfiguredSigner, DvnError> 
                 .map(mpc_client::authority::load_signing_key)
                 .transpose()
                 .map_err(|e| SignerError::Config(format!("signer.initiator_key: {e}")))?;
-            let mut endpoints = cluster_endpoints(config)?;
+            let mut endpoints = match cluster {
+                Some(cluster) => cluster.clone(),
+                None => cluster_endpoints(config)?,
+            };
             if let Some(path) = token_file {
                 let token = crate::secret_file::read(path, "signer.token_file")?;
-                let credentials = endpoints
-                    .credentials()
+                endpoints = endpoints
                     .with_token(Some(token.as_str()))
                     .map_err(|e| SignerError::Config(format!("signer.token_file: {e}")))?;
-                endpoints = mpc_client::Endpoints::new(
-                    endpoints.addrs().to_vec(),
-                    endpoints.timeout(),
-                    credentials,
-                );
             }
             ConfiguredSigner::Platform(Box::new(
                 PlatformSigner::connect(
@@ -110,10 +114,13 @@ pub async fn open_submitter_key(config: &Config) -> Result<Option<ConfiguredSign
 
 /// Runs the instance until `shutdown` turns true: checks every chain's id, opens the signer
 /// and the submitter's account, starts the listener of each source, the verifier, the
-/// submitter (when a key is configured) and the HTTP face.
+/// submitter (when a key is configured) and the HTTP face. `cluster` are the coordinators
+/// (the job book's and the platform signer's): a rotated certificate serves their next
+/// connection.
 pub async fn run<S: JobStore + 'static>(
     config: Config,
     store: Arc<S>,
+    cluster: mpc_client::Endpoints,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DvnError> {
     let prometheus = crate::metrics::prometheus()?;
@@ -131,10 +138,20 @@ pub async fn run<S: JobStore + 'static>(
         &target.rpc_urls,
     )?);
     target_chain.check_chain_id().await?;
-    let signer = Arc::new(open_signer(&config).await?);
+    let signer = Arc::new(open_signer(&config, Some(&cluster)).await?);
     tracing::info!(instance = %config.instance, signer = %signer.address(), "signer ready");
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(tls) = cluster.credentials().client_tls() {
+        let reloader = mpc_tls::Reloader::new(vec![Arc::new(tls.clone())], TLS_RELOAD_INTERVAL);
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = reloader.run() => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        });
+    }
     for (source, chain) in sources.values() {
         let listener = Listener::new(
             Arc::clone(&store),

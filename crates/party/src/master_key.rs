@@ -1,7 +1,6 @@
 //! The 256-bit master key that encrypts everything the party stores.
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use aes_gcm::{Aes256Gcm, KeyInit};
@@ -36,9 +35,9 @@ impl MasterKey {
     }
 
     /// Reads a key file holding 64 hex digits or exactly 32 raw bytes. The file must be
-    /// private to its owner: a key that others on the host can read protects nothing, so a
-    /// file open to group or others stops the start (the error names the file and the fix,
-    /// never the key).
+    /// private ([`mpc_tls::secret_file`]): a key that others on the host can read protects
+    /// nothing, so a file open to them stops the start (the error names the file and the
+    /// fix, never the key).
     pub fn from_file(path: &Path) -> Result<Self, PartyError> {
         let config = |reason: String| PartyError::Config {
             field: "master_key_file".into(),
@@ -47,14 +46,8 @@ impl MasterKey {
         let mut file = std::fs::File::open(path).map_err(|e| config(e.to_string()))?;
         // The mode of the file actually opened, not of whatever the path names a moment later.
         let meta = file.metadata().map_err(|e| config(e.to_string()))?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(config(format!(
-                "the master key file is open to group or others (mode {mode:04o}); make it \
-                 private to the party's user with `chmod 600 {}`",
-                path.display()
-            )));
-        }
+        mpc_tls::secret_file::check_private(&meta)
+            .map_err(|reason| config(format!("the master key file is {reason}")))?;
         // Read into one fixed buffer: a growing Vec would leave copies of the key behind.
         let mut buf = Zeroizing::new([0u8; MAX_KEY_FILE + 1]);
         let mut len = 0;
@@ -98,6 +91,7 @@ impl ConstantTimeEq for MasterKey {
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
 
@@ -117,10 +111,7 @@ mod tests {
             let path = key_file(dir.path(), format!("{HEX}\n").as_bytes(), mode);
             let err = MasterKey::from_file(&path).unwrap_err().to_string();
             assert!(err.contains(&path.display().to_string()), "{err}");
-            assert!(
-                err.contains(&format!("chmod 600 {}", path.display())),
-                "{err}"
-            );
+            assert!(err.contains("chmod 600"), "{err}");
             assert!(!err.contains("5eed"), "the key leaked: {err}");
         }
     }

@@ -39,6 +39,7 @@ mod expiry;
 mod identity;
 pub mod pki;
 mod reload;
+pub mod secret_file;
 mod server;
 mod stream;
 

@@ -95,14 +95,9 @@ async fn leader_killed_new_leader_elected_no_acknowledged_write_lost() -> anyhow
         .wait_ready(&[old_leader], Duration::from_secs(20))
         .await?;
     let leader_applied = cluster.status(new_leader).await?.last_applied;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while cluster.status(old_leader).await?.last_applied < leader_applied {
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "old leader did not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster
+        .wait_caught_up(old_leader, leader_applied, Duration::from_secs(10))
+        .await?;
     for id in &acknowledged {
         get(&cluster, old_leader, id, LOCAL).await?;
     }
@@ -179,22 +174,13 @@ async fn a_lagging_node_catches_up_from_a_snapshot() -> anyhow::Result<()> {
         .wait_ready(&[lagging], Duration::from_secs(20))
         .await?;
     let target = cluster.status(leader).await?.last_applied;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = cluster.status(lagging).await?;
-        if s.last_applied >= target {
-            assert!(
-                s.snapshot_index.is_some(),
-                "caught up without a snapshot: {s:?}"
-            );
-            break;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "lagging node stuck: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let caught_up = cluster
+        .wait_caught_up(lagging, target, Duration::from_secs(20))
+        .await?;
+    assert!(
+        caught_up.snapshot_index.is_some(),
+        "caught up without a snapshot: {caught_up:?}"
+    );
     for id in &ids {
         get(&cluster, lagging, id, LOCAL).await?;
     }

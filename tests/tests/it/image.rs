@@ -102,7 +102,14 @@ fn offline_image_and_dockerfile_ship_the_same_workspace_binaries() {
             "{bin} is no [[bin]] of the workspace ({workspace:?})"
         );
     }
-    for needed in ["mpc-coordinator", "mpc-party", "mpcctl", "mpc-chaos"] {
+    // mpc-dvn: deploy/k8s/dvn.yaml runs it from the same image.
+    for needed in [
+        "mpc-coordinator",
+        "mpc-party",
+        "mpcctl",
+        "mpc-chaos",
+        "mpc-dvn",
+    ] {
         assert!(offline.contains(needed), "the image lacks {needed}");
     }
 }

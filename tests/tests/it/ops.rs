@@ -169,6 +169,43 @@ async fn mpcctl_reports_status_and_grows_the_cluster() -> anyhow::Result<()> {
 
     let sessions = mpcctl(&cluster, &["session", "list"])?;
     assert_eq!(sessions["sessions"], serde_json::json!([]));
+
+    // Parties: listed (the cluster enrols three of its own at start), and one by name.
+    let _parties = mpc_tests::Parties::start(&cluster, 1).await?;
+    let listed = mpcctl(&cluster, &["party", "list"])?;
+    let listed = listed.as_array().cloned().unwrap_or_default();
+    let attached = listed
+        .iter()
+        .find(|p| p["party_id"] == "party-1")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(attached["status"], "online", "{listed:?}");
+    let party = mpcctl(&cluster, &["party", "get", "party-1"])?;
+    for field in ["party_id", "status", "signing_public_key", "enrolled_by"] {
+        assert_eq!(party[field], attached[field], "{field}");
+    }
+    let err = mpcctl(&cluster, &["party", "get", "party-9"]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no party \"party-9\" is enrolled (enrolled: ")
+            && err.to_string().contains("party-1"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn mpcctl_prints_completion_scripts() -> anyhow::Result<()> {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(binary("mpcctl")?)
+            .args(["completions", shell])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "completions {shell} failed");
+        let script = String::from_utf8(out.stdout)?;
+        for word in ["mpcctl", "keygen", "add-learner", "output"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
     Ok(())
 }
 

@@ -102,24 +102,13 @@ async fn a_damaged_store_stops_the_node_naming_the_file_and_a_wiped_member_catch
     std::fs::remove_dir_all(&data_dir)?;
     cluster.spawn(victim, false)?;
     let target = cluster.status(leader).await?.last_applied;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(s) = cluster.status(victim).await {
-            if s.last_applied >= target {
-                assert!(
-                    s.snapshot_index.is_some(),
-                    "caught up without a snapshot: {s:?}"
-                );
-                break;
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the wiped member did not catch up; its log:\n{}",
-            cluster.log_tail(victim)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let caught_up = cluster
+        .wait_caught_up(victim, target, Duration::from_secs(60))
+        .await?;
+    assert!(
+        caught_up.snapshot_index.is_some(),
+        "caught up without a snapshot: {caught_up:?}"
+    );
     for id in &ids {
         cluster
             .sessions(victim)?

@@ -1,4 +1,4 @@
-//! A secp256k1 key in a file that only its owner can read: 64 hex digits (an optional `0x`
+//! A secp256k1 key in a private file ([`mpc_tls::secret_file`]): 64 hex digits (an optional `0x`
 //! and surrounding whitespace allowed). Meant for the submitter's account, whose worst case
 //! is paying for gas, and for tests; DVN signers belong on an HSM or the platform.
 
@@ -25,7 +25,7 @@ impl std::fmt::Debug for KeyFileSigner {
 }
 
 impl KeyFileSigner {
-    /// Reads the key at `path`, refusing a file that its group or others may read.
+    /// Reads the key at `path`, refusing a file that is not private ([`mpc_tls::secret_file`]).
     pub fn load(path: &Path) -> Result<Self, SignerError> {
         let fail =
             |reason: String| SignerError::Config(format!("key file {}: {reason}", path.display()));

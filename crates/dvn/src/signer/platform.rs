@@ -8,6 +8,8 @@
 //! a restart of this relayer) finds the first session instead of signing twice, and a session
 //! that failed makes way for the next attempt instead of answering its failure forever.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, B256};
@@ -23,9 +25,50 @@ use crate::execute::{eip191_digest, eip191_message};
 /// The key's scheme as the cluster names it.
 const ECDSA_SECP256K1: &str = "ecdsa-secp256k1";
 
-/// Signing sessions one call may start for a digest before it gives up (the next call
-/// starts over from the first, whose ended session answers at once).
-const ATTEMPTS: u32 = 3;
+/// Signing sessions one call may go through for a digest before it gives up; the next call
+/// goes on from the attempt after the last failed one.
+const ATTEMPTS_PER_CALL: u32 = 3;
+
+/// Digests whose next attempt is remembered. Forgetting is harmless: a forgotten digest walks
+/// again from attempt 0, through sessions that ended and answer at once.
+const REMEMBERED_DIGESTS: usize = 4096;
+
+/// The attempt each digest's next signing request starts from: past the ones whose sessions
+/// failed (so that every call makes progress and a digest is never stuck on failed sessions),
+/// or the one that signed.
+#[derive(Debug, Default)]
+struct AttemptBook {
+    next: Mutex<HashMap<B256, u32>>,
+}
+
+impl AttemptBook {
+    fn first(&self, digest: B256) -> u32 {
+        self.next
+            .lock()
+            .map_or(0, |next| next.get(&digest).copied().unwrap_or(0))
+    }
+
+    fn failed(&self, digest: B256, attempt: u32) {
+        self.update(digest, |next| {
+            *next = (*next).max(attempt.saturating_add(1))
+        });
+    }
+
+    /// `attempt` made the signature: a later request for the digest starts there and is
+    /// answered at once.
+    fn signed(&self, digest: B256, attempt: u32) {
+        self.update(digest, |next| *next = attempt);
+    }
+
+    fn update(&self, digest: B256, change: impl FnOnce(&mut u32)) {
+        if let Ok(mut next) = self.next.lock() {
+            if next.len() >= REMEMBERED_DIGESTS && !next.contains_key(&digest) {
+                next.clear();
+            }
+            change(next.entry(digest).or_insert(0));
+        }
+    }
+}
 
 /// A cluster key that signs for this relayer.
 pub struct PlatformSigner {
@@ -35,6 +78,7 @@ pub struct PlatformSigner {
     timeout: Duration,
     /// Approves each request when the key's policy asks initiators to.
     initiator: Option<InitiatorKey>,
+    attempts: AttemptBook,
 }
 
 impl std::fmt::Debug for PlatformSigner {
@@ -80,6 +124,7 @@ impl PlatformSigner {
             address,
             timeout,
             initiator,
+            attempts: AttemptBook::default(),
         })
     }
 
@@ -102,13 +147,16 @@ impl PlatformSigner {
         digest: B256,
     ) -> Result<EthSignature, SignerError> {
         let mut failures = Vec::new();
-        for attempt in 0..ATTEMPTS {
+        let first = self.attempts.first(digest);
+        for attempt in first..first.saturating_add(ATTEMPTS_PER_CALL) {
             let session = self.sign_once(req.clone(), digest, attempt).await?;
             match pb::SessionStatus::try_from(session.status) {
                 Ok(pb::SessionStatus::Completed) => {
+                    self.attempts.signed(digest, attempt);
                     return self.signature_of(&session, digest);
                 }
                 Ok(pb::SessionStatus::Failed | pb::SessionStatus::Expired) => {
+                    self.attempts.failed(digest, attempt);
                     failures.push(format!(
                         "session {}: {}",
                         session.session_id, session.failure_reason
@@ -123,7 +171,7 @@ impl PlatformSigner {
             }
         }
         Err(SignerError::Cluster(format!(
-            "{ATTEMPTS} signings ended without a signature: {}",
+            "{ATTEMPTS_PER_CALL} signings ended without a signature: {}",
             failures.join("; ")
         )))
     }
@@ -210,5 +258,42 @@ impl Signer for PlatformSigner {
 
     async fn check(&self) -> Result<(), SignerError> {
         get_key(&self.endpoints, &self.key_id).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_goes_on_past_the_attempts_that_failed() {
+        let book = AttemptBook::default();
+        let digest = B256::repeat_byte(7);
+        assert_eq!(book.first(digest), 0);
+        for attempt in 0..ATTEMPTS_PER_CALL {
+            book.failed(digest, attempt);
+        }
+        assert_eq!(book.first(digest), ATTEMPTS_PER_CALL);
+        // A late answer about an older attempt never sends the digest back.
+        book.failed(digest, 0);
+        assert_eq!(book.first(digest), ATTEMPTS_PER_CALL);
+        assert_eq!(book.first(B256::repeat_byte(8)), 0);
+        // Signed on the attempt after them: asked again, that session answers at once.
+        book.signed(digest, ATTEMPTS_PER_CALL);
+        assert_eq!(book.first(digest), ATTEMPTS_PER_CALL);
+    }
+
+    #[test]
+    fn the_book_stays_bounded_and_forgetting_only_restarts_the_walk() {
+        let book = AttemptBook::default();
+        for i in 0..=REMEMBERED_DIGESTS as u64 {
+            book.failed(B256::left_padding_from(&i.to_be_bytes()), 0);
+        }
+        let remembered = book.next.lock().map(|n| n.len()).unwrap_or(usize::MAX);
+        assert!(
+            remembered <= REMEMBERED_DIGESTS,
+            "{remembered} digests remembered"
+        );
+        assert_eq!(book.first(B256::left_padding_from(&0u64.to_be_bytes())), 0);
     }
 }
