@@ -30,7 +30,7 @@ trap cleanup EXIT
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 # A step whose output matters only when it fails: then its last lines say why.
 quietly() {
-  if ! "$@" >"$WORK/step.log" 2>&1; then
+  if ! MPC_TRACE=1 "$@" >"$WORK/step.log" 2>&1; then
     echo "dvn-kill: '$*' failed:" >&2
     tail -n 30 "$WORK/step.log" >&2
     exit 1

@@ -14,6 +14,8 @@
 # .local-cluster/. MPC_LOCAL_PRIMES=FILE gives party N line N of FILE as its first prime pair
 # (tests and benchmarks; such primes are public, never use them for keys that matter).
 set -euo pipefail
+# MPC_TRACE=1 traces every command (chaos/dvn-kill.sh shows the trace of a failed step).
+[[ -n ${MPC_TRACE:-} ]] && set -x
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DIR=${MPC_LOCAL_CLUSTER_DIR:-$ROOT/.local-cluster}

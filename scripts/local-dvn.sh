@@ -12,6 +12,8 @@
 # (/health, /ready, /metrics); certificates with the `dvn` role from the cluster's PKI.
 # Everything under .local-cluster/dvn/ (configs, tokens, logs; the devnet in devnet/).
 set -euo pipefail
+# MPC_TRACE=1 traces every command (chaos/dvn-kill.sh shows the trace of a failed step).
+[[ -n ${MPC_TRACE:-} ]] && set -x
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CLUSTER_DIR=${MPC_LOCAL_CLUSTER_DIR:-$ROOT/.local-cluster}
