@@ -14,6 +14,9 @@ LOAD_MAX_SECONDS=${MPC_CHAOS_LOAD_MAX_SECONDS:-600}
 # How long the load may take to make its keys: the first ECDSA key of a group of parties
 # waits for their auxiliary info (a prime pair each, minutes on a busy machine).
 LOAD_SETUP_SECONDS=${MPC_CHAOS_SETUP_SECONDS:-600}
+# The load starts once every ECDSA key has a presignature, so that the presignature path runs
+# in every scenario (each demands one: --min-presigned 1).
+PRESIGNATURE_WAIT_SECONDS=${MPC_CHAOS_PRESIGNATURE_WAIT_SECONDS:-300}
 LOAD=""
 
 log() { echo "[$(date +%H:%M:%S)] $*"; }
@@ -53,7 +56,8 @@ start_load() { # extra mpc-chaos load args...
   docker run -d --name "$LOAD" --network "$(network_name)" \
     --user "$(id -u):$(id -g)" -v "$RUN_DIR:/results" -v "$MPC_CLUSTER_DIR/admin:/admin:ro" \
     "${ADMIN_TOOL_ENV[@]}" "$(image_name)" mpc-chaos load --endpoints "$IN_NETWORK_ENDPOINTS" \
-    --out /results/history.jsonl --duration "${LOAD_MAX_SECONDS}s" "$@" >/dev/null
+    --out /results/history.jsonl --duration "${LOAD_MAX_SECONDS}s" \
+    --presignature-wait "${PRESIGNATURE_WAIT_SECONDS}s" "$@" >/dev/null
   # Faults begin once every key of every scheme exists and the clients run (the load's start
   # marker), not while keys are still being made: a fault then would test the setup.
   local deadline=$((SECONDS + LOAD_SETUP_SECONDS))

@@ -10,6 +10,7 @@ PACKAGES=(
   etcd-server etcd-client python3  # the comparison in scripts/bench-raft.sh
   python3-venv      # the DVN devnet's chains and contracts (scripts/dvn-devnet.sh)
   softhsm2          # the DVN relayers' HSM signers (PKCS#11) in tests, the local cluster and images
+  faketime          # libfaketime: a coordinator with its clock off (tests/tests/it/clock_skew.rs)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

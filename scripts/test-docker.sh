@@ -70,10 +70,10 @@ step "secrets in the logs: container logs and chaos runs vs. the cluster's keys,
 scripts/scan-secrets.sh
 
 step "data survives down and up"
-before=$(mpcctl_in "$(any_running_coordinator)" --output json key list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+before=$(mpcctl_in "$(any_running_coordinator)" --output json key list --limit 100000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["keys"]))')
 scripts/stop-cluster.sh
 scripts/start-cluster.sh
-after=$(mpcctl_in "$(any_running_coordinator)" --output json key list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+after=$(mpcctl_in "$(any_running_coordinator)" --output json key list --limit 100000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["keys"]))')
 echo "keys before: $before, after: $after"
 [[ $after -ge $before && $before -gt 0 ]] || { echo "FAIL: keys were lost across down/up" >&2; exit 1; }
 scripts/test-cluster.sh --quick

@@ -59,6 +59,11 @@ pub struct LoadSettings {
     pub op_budget: Duration,
     #[arg(long, default_value_t = 15)]
     pub sign_timeout_secs: u32,
+    /// Before the load starts, wait up to this long until every ECDSA key has a presignature
+    /// made (the pool refills in the background after keygen), so that the first ECDSA
+    /// signing, a message, can be served from one; 0 does not wait.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub presignature_wait: Duration,
     /// How long each signing's approval stays valid: past the load's end, so that the
     /// final reads can re-send an unacknowledged request unchanged.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
@@ -129,6 +134,9 @@ pub async fn run(
     let initiator = Initiator::load(&settings.initiator)?;
     let admin = Admin::load(&settings.admin)?;
     let keys = setup_keys(&coords, &settings, &admin, &initiator, &rec).await?;
+    if !settings.presignature_wait.is_zero() {
+        wait_for_presignatures(&coords, &keys, settings.presignature_wait).await?;
+    }
     let budget = Arc::new(Budget {
         deadline: Instant::now() + settings.duration,
         ops_left: AtomicU64::new(settings.max_ops),
@@ -217,7 +225,7 @@ async fn setup_keys(
     let (parties, _) = coords
         .call(0, patience, |ch| async move {
             PartyGatewayClient::new(ch)
-                .list_parties(pb::ListPartiesRequest {})
+                .list_parties(pb::ListPartiesRequest::default())
                 .await
                 .map(|r| r.into_inner().parties)
         })
@@ -310,6 +318,54 @@ async fn setup_keys(
         });
     }
     Ok(keys)
+}
+
+/// Waits until every ECDSA key of `keys` has at least one presignature made. Nothing signs
+/// before the load starts, so a completed presign session is one presignature available.
+async fn wait_for_presignatures(
+    coords: &Coordinators,
+    keys: &[RegisterKey],
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    for (i, key) in keys
+        .iter()
+        .filter(|k| k.scheme == Scheme::EcdsaSecp256k1)
+        .enumerate()
+    {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let req = pb::ListSessionsRequest {
+                status: pb::SessionStatus::Completed as i32,
+                kind: pb::SessionKind::Presign as i32,
+                key_id: key.key_id.clone(),
+                page_size: 1,
+                page_token: String::new(),
+                consistency: 0,
+            };
+            let listed = coords
+                .call(i, left.min(Duration::from_secs(5)), |ch| {
+                    let req = req.clone();
+                    async move {
+                        SessionsClient::new(ch)
+                            .list_sessions(req)
+                            .await
+                            .map(|r| r.into_inner().sessions)
+                    }
+                })
+                .await;
+            if matches!(&listed, Ok((made, _)) if !made.is_empty()) {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "key {}: no presignature made within {patience:?} (--presignature-wait)",
+                key.key_id
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
 }
 
 pub use mpc_proto::domain::is_terminal;
@@ -552,7 +608,12 @@ async fn signer(
             let of_scheme: Vec<&RegisterKey> = keys.iter().filter(|k| k.scheme == scheme).collect();
             let key = of_scheme[rng.gen_range(0..of_scheme.len())].key_id.clone();
             let bytes: [u8; 32] = rng.gen();
-            (key, signing_input(scheme, bytes, rng.gen_bool(0.5)))
+            // The first signing is a message, which a presignature ready before the load
+            // (--presignature-wait) serves: the presignature path runs in every scenario.
+            (
+                key,
+                signing_input(scheme, bytes, n > 1 && rng.gen_bool(0.5)),
+            )
         };
         let request_id = format!("chaos-{}-{prefix}-{n}", settings.run_id);
         async move { sign(coords, index, &key, &input, request_id, settings, initiator).await }

@@ -101,6 +101,9 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub tls: pki::Issued,
+    /// Settings of this node alone, after the cluster's (e.g. a fake clock), taken at each
+    /// start.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     /// gRPC, HTTP and Raft, held for the life of the cluster: a restart binds them again.
     _ports: [PortLease; 3],
@@ -121,11 +124,22 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` members that bootstrap together, with extra `MPC_*` settings.
     pub async fn start(n: u64, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with_node_env(n, env, |_| Vec::new()).await
+    }
+
+    /// [`Self::start`], with settings of each node's own (`node_env(id)`) on top.
+    pub async fn start_with_node_env(
+        n: u64,
+        env: &[(&str, &str)],
+        node_env: impl Fn(u64) -> Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (pki, admin) = new_pki(dir.path())?;
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
-            nodes.insert(id, Self::node(dir.path(), &pki, id)?);
+            let mut node = Self::node(dir.path(), &pki, id)?;
+            node.env = node_env(id);
+            nodes.insert(id, node);
         }
         let members = nodes
             .values()
@@ -190,6 +204,7 @@ impl Cluster {
             data_dir: dir.join(format!("node{id}")),
             log: dir.join(format!("node{id}.log")),
             tls: issue(pki, Role::Coordinator, &id.to_string(), None)?,
+            env: Vec::new(),
             child: None,
         })
     }
@@ -322,7 +337,7 @@ impl Cluster {
         if bootstrap {
             cmd.arg("--initial-members").arg(members);
         }
-        for (k, v) in &self.env {
+        for (k, v) in self.env.iter().chain(&node.env) {
             cmd.env(k, v);
         }
         node.child = Some(cmd.spawn()?);

@@ -102,7 +102,12 @@ impl Signers {
         while Instant::now() < deadline {
             let mut gateway = PartyGatewayClient::new(channels[i % channels.len()].clone());
             i += 1;
-            let known = match gateway.list_parties(pb::ListPartiesRequest {}).await {
+            // Enrolled parties in id order: the page after the last one we need holds none.
+            let req = pb::ListPartiesRequest {
+                page_size: 1000,
+                page_token: String::new(),
+            };
+            let known = match gateway.list_parties(req).await {
                 Ok(r) => r.into_inner().parties,
                 Err(e) => {
                     last = e.to_string();

@@ -29,7 +29,8 @@ pub enum TokenCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         expires: Option<Duration>,
     },
-    List,
+    /// Tokens, revoked ones too, in id order.
+    List(crate::page::PageArgs),
     Revoke {
         token_id: String,
     },
@@ -45,9 +46,8 @@ pub enum AuditCommand {
         /// Only entries since this time: RFC 3339 (2026-11-30T12:00:00Z) or an age (1h).
         #[arg(long)]
         since: Option<String>,
-        /// At most this many entries.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
+        #[command(flatten)]
+        page: crate::page::PageArgs,
     },
 }
 
@@ -114,20 +114,30 @@ pub async fn token(endpoints: &Endpoints, output: Output, cmd: TokenCommand) -> 
                 )
             });
         }
-        TokenCommand::List => {
-            let resp = endpoints
-                .call(|ch| async move {
-                    AccessClient::new(ch)
-                        .list_tokens(pb::ListTokensRequest {})
-                        .await
+        TokenCommand::List(page) => {
+            let listed = page
+                .collect(|page_size, page_token| async move {
+                    let resp = endpoints
+                        .call(|ch| {
+                            let page_token = page_token.clone();
+                            async move {
+                                AccessClient::new(ch)
+                                    .list_tokens(pb::ListTokensRequest {
+                                        page_size,
+                                        page_token,
+                                    })
+                                    .await
+                            }
+                        })
+                        .await?
+                        .into_inner();
+                    Ok((resp.tokens, resp.next_page_token))
                 })
-                .await?
-                .into_inner();
-            let value = json!({ "tokens": resp.tokens.iter().map(token_json).collect::<Vec<_>>() });
-            print(output, &value, || {
+                .await?;
+            print(output, &listed.json("tokens", token_json), || {
                 let mut out =
                     String::from("TOKEN_ID          NAME                 ROLE      STATE\n");
-                for t in &resp.tokens {
+                for t in &listed.items {
                     let state = if t.revoked_at_ms != 0 {
                         "revoked"
                     } else if t.expires_at_ms != 0 && t.expires_at_ms <= now_ms() {
@@ -142,6 +152,7 @@ pub async fn token(endpoints: &Endpoints, output: Output, cmd: TokenCommand) -> 
                 }
                 out.trim_end().to_owned()
             });
+            listed.print_more(output);
         }
         TokenCommand::Revoke { token_id } => {
             let t = endpoints
@@ -216,34 +227,34 @@ fn check_chain(entries: &[pb::AuditEntry], contiguous: bool) -> anyhow::Result<(
 }
 
 pub async fn audit(endpoints: &Endpoints, output: Output, cmd: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::List { key, since, limit } = cmd;
+    let AuditCommand::List { key, since, page } = cmd;
     let since_ms = since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
     let contiguous = key.is_none() && since_ms == 0;
-    let mut entries: Vec<pb::AuditEntry> = Vec::new();
-    let mut page_token = String::new();
-    while entries.len() < limit {
-        let req = pb::ListAuditRequest {
-            key_id: key.clone().unwrap_or_default(),
-            since_ms,
-            page_size: u32::try_from((limit - entries.len()).min(1000)).unwrap_or(1000),
-            page_token: page_token.clone(),
-        };
-        let page = endpoints
-            .call(|ch| {
-                let req = req.clone();
-                async move { AccessClient::new(ch).list_audit(req).await }
-            })
-            .await?
-            .into_inner();
-        entries.extend(page.entries);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    check_chain(&entries, contiguous)?;
-    let value = json!({
-        "entries": entries.iter().map(|e| json!({
+    let key_id = key.unwrap_or_default();
+    let listed = page
+        .collect(|page_size, page_token| {
+            let req = pb::ListAuditRequest {
+                key_id: key_id.clone(),
+                since_ms,
+                page_size,
+                page_token,
+            };
+            async move {
+                let page = endpoints
+                    .call(|ch| {
+                        let req = req.clone();
+                        async move { AccessClient::new(ch).list_audit(req).await }
+                    })
+                    .await?
+                    .into_inner();
+                Ok((page.entries, page.next_page_token))
+            }
+        })
+        .await?;
+    let entries = &listed.items;
+    check_chain(entries, contiguous)?;
+    let mut value = listed.json("entries", |e| {
+        json!({
             "log_index": e.log_index,
             "position": e.position,
             "at_ms": e.at_ms,
@@ -254,12 +265,12 @@ pub async fn audit(endpoints: &Endpoints, output: Output, cmd: AuditCommand) -> 
             "outcome": e.outcome,
             "prev_hash": hex::encode(&e.prev_hash),
             "hash": hex::encode(&e.hash),
-        })).collect::<Vec<_>>(),
-        "chain_verified": true,
+        })
     });
+    value["chain_verified"] = json!(true);
     print(output, &value, || {
         let mut out = String::new();
-        for e in &entries {
+        for e in entries {
             out.push_str(&format!(
                 "{:>8}.{:<2} {:<13} {:<28} {:<22} {:<38} {}\n",
                 e.log_index, e.position, e.at_ms, e.actor, e.action, e.subject, e.outcome
@@ -268,6 +279,7 @@ pub async fn audit(endpoints: &Endpoints, output: Output, cmd: AuditCommand) -> 
         out.push_str(&format!("{} entries, hash chain verified", entries.len()));
         out
     });
+    listed.print_more(output);
     Ok(())
 }
 

@@ -86,8 +86,8 @@ pub enum PartyCommand {
         #[arg(long)]
         identity: String,
     },
-    /// The enrolled parties and whether they are connected.
-    List,
+    /// The enrolled parties, in id order, and whether they are connected.
+    List(crate::page::PageArgs),
     /// One party: its keys, who enrolled it, whether it is connected (exits 1 if unknown).
     Get { id: String },
 }
@@ -117,9 +117,12 @@ pub async fn party(
             });
         }
         PartyCommand::Get { id } => {
-            let list = list_parties(endpoints).await?;
-            let Some(party) = list.parties.iter().find(|p| p.party_id == id) else {
-                let known: Vec<&str> = list.parties.iter().map(|p| p.party_id.as_str()).collect();
+            let all = crate::page::PageArgs::everything()
+                .collect(|page_size, page_token| parties_page(endpoints, page_size, page_token))
+                .await?
+                .items;
+            let Some(party) = all.iter().find(|p| p.party_id == id) else {
+                let known: Vec<&str> = all.iter().map(|p| p.party_id.as_str()).collect();
                 anyhow::bail!(
                     "no party {id:?} is enrolled (enrolled: {})",
                     known.join(", ")
@@ -127,30 +130,35 @@ pub async fn party(
             };
             print(output, &party_json(party), || party_line(party));
         }
-        PartyCommand::List => {
-            let list = list_parties(endpoints).await?;
-            let values: Vec<_> = list.parties.iter().map(party_json).collect();
-            print(output, &json!(values), || {
-                list.parties
-                    .iter()
-                    .map(party_line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+        PartyCommand::List(page) => {
+            page.collect(|page_size, page_token| parties_page(endpoints, page_size, page_token))
+                .await?
+                .print(output, "parties", party_json, party_line, "no parties");
         }
     }
     Ok(())
 }
 
-async fn list_parties(endpoints: &Endpoints) -> anyhow::Result<pb::ListPartiesResponse> {
-    Ok(endpoints
-        .call(|ch| async move {
-            PartyGatewayClient::new(ch)
-                .list_parties(pb::ListPartiesRequest {})
-                .await
-                .map(|r| r.into_inner())
+async fn parties_page(
+    endpoints: &Endpoints,
+    page_size: u32,
+    page_token: String,
+) -> anyhow::Result<(Vec<pb::Party>, String)> {
+    let page = endpoints
+        .call(|ch| {
+            let page_token = page_token.clone();
+            async move {
+                PartyGatewayClient::new(ch)
+                    .list_parties(pb::ListPartiesRequest {
+                        page_size,
+                        page_token,
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+            }
         })
-        .await?)
+        .await?;
+    Ok((page.parties, page.next_page_token))
 }
 
 fn party_json(p: &pb::Party) -> serde_json::Value {

@@ -53,8 +53,8 @@ pub enum SessionCommand {
         kind: Option<String>,
         #[arg(long)]
         key_id: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+        #[command(flatten)]
+        page: crate::page::PageArgs,
     },
     /// Print the session and each change until it ends.
     Watch {
@@ -295,7 +295,7 @@ async fn session(endpoints: &Endpoints, output: Output, cmd: SessionCommand) -> 
             status,
             kind,
             key_id,
-            limit,
+            page,
         } => {
             let status = match status.as_deref() {
                 None => 0,
@@ -305,40 +305,40 @@ async fn session(endpoints: &Endpoints, output: Output, cmd: SessionCommand) -> 
                 None => 0,
                 Some(name) => parse_enum(name, "kind", crate::output::session_kind)?,
             };
-            let req = pb::ListSessionsRequest {
-                status,
-                kind,
-                key_id: key_id.unwrap_or_default(),
-                page_size: limit,
-                page_token: String::new(),
-                consistency: 0,
-            };
-            let resp = endpoints
-                .call(|ch| {
-                    let req = req.clone();
+            let key_id = key_id.unwrap_or_default();
+            let listed = page
+                .collect(|page_size, page_token| {
+                    let req = pb::ListSessionsRequest {
+                        status,
+                        kind,
+                        key_id: key_id.clone(),
+                        page_size,
+                        page_token,
+                        consistency: 0,
+                    };
                     async move {
-                        SessionsClient::new(ch)
-                            .list_sessions(req)
-                            .await
-                            .map(|r| r.into_inner())
+                        let resp = endpoints
+                            .call(|ch| {
+                                let req = req.clone();
+                                async move {
+                                    SessionsClient::new(ch)
+                                        .list_sessions(req)
+                                        .await
+                                        .map(|r| r.into_inner())
+                                }
+                            })
+                            .await?;
+                        Ok((resp.sessions, resp.next_page_token))
                     }
                 })
                 .await?;
-            let value = json!({
-                "sessions": resp.sessions.iter().map(session_json).collect::<Vec<_>>(),
-                "next_page_token": resp.next_page_token,
-            });
-            print(output, &value, || {
-                if resp.sessions.is_empty() {
-                    "no sessions".to_owned()
-                } else {
-                    resp.sessions
-                        .iter()
-                        .map(session_line)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                }
-            });
+            listed.print(
+                output,
+                "sessions",
+                session_json,
+                session_line,
+                "no sessions",
+            );
         }
         SessionCommand::Watch { session_id } => {
             let mut stream = endpoints

@@ -35,9 +35,8 @@ pub struct ListArgs {
     /// Only jobs in this state: discovered, signed, submitting, verified, rejected, failed.
     #[arg(long, value_parser = |s: &str| s.parse::<JobState>())]
     state: Option<JobState>,
-    /// At most this many jobs (pages are fetched until it is reached).
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
+    #[command(flatten)]
+    page: crate::page::PageArgs,
 }
 
 pub async fn run(endpoints: &Endpoints, output: Output, cmd: DvnCommand) -> anyhow::Result<()> {
@@ -59,28 +58,25 @@ pub async fn run(endpoints: &Endpoints, output: Output, cmd: DvnCommand) -> anyh
             print(output, &job_json(&job), || job_line(&job));
         }
         DvnCommand::Jobs(JobsCommand::List(args)) => {
-            let mut jobs = Vec::new();
-            let mut token = None;
-            while jobs.len() < args.limit {
-                let want = (args.limit - jobs.len()).min(1000) as u32;
-                let (page, next) = book
-                    .jobs(args.state, want, token)
-                    .await
-                    .context("listing jobs")?;
-                jobs.extend(page);
-                match next {
-                    Some(next) => token = Some(next),
-                    None => break,
-                }
-            }
-            let value = json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() });
-            print(output, &value, || {
-                if jobs.is_empty() {
-                    "no jobs".into()
-                } else {
-                    jobs.iter().map(job_line).collect::<Vec<_>>().join("\n")
-                }
-            });
+            let state = args.state;
+            let book = &book;
+            args.page
+                .collect(|page_size, page_token| async move {
+                    let token =
+                        match page_token.as_str() {
+                            "" => None,
+                            t => Some(t.parse::<JobId>().map_err(|reason| {
+                                anyhow::anyhow!("--page-token {t:?}: {reason}")
+                            })?),
+                        };
+                    let (jobs, next) = book
+                        .jobs(state, page_size, token)
+                        .await
+                        .context("listing jobs")?;
+                    Ok((jobs, next.map(|t| t.to_string()).unwrap_or_default()))
+                })
+                .await?
+                .print(output, "jobs", job_json, job_line, "no jobs");
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod dvn;
 mod output;
+mod page;
 mod pki;
 mod probe;
 mod signing;

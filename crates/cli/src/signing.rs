@@ -178,6 +178,7 @@ pub fn key_json(k: &pb::Key) -> Value {
             _ => "unknown",
         },
         "description": k.description,
+        "tags": k.tags.iter().collect::<std::collections::BTreeMap<_, _>>(),
         "keygen_session_id": k.keygen_session_id,
         "created_at_ms": k.created_at_ms,
         "policy": k.policy.as_ref().and_then(|p| p.policy.as_ref()).map(|p| json!({
@@ -201,7 +202,42 @@ fn key_text(k: &pb::Key) -> String {
     if !k.address.is_empty() {
         s.push_str(&format!("\n  address     {}", k.address));
     }
+    if !k.description.is_empty() {
+        s.push_str(&format!("\n  description {}", k.description));
+    }
+    if !k.tags.is_empty() {
+        s.push_str(&format!("\n  tags        {}", tags_text(k)));
+    }
     s
+}
+
+/// `name=value` pairs in name order.
+fn tags_text(k: &pb::Key) -> String {
+    let tags: std::collections::BTreeMap<_, _> = k.tags.iter().collect();
+    tags.iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One key as a line of a listing.
+fn key_line(k: &pb::Key) -> String {
+    let mut line = format!(
+        "{}  {:<16} {}-of-{}  {}",
+        k.key_id,
+        k.scheme,
+        k.threshold,
+        k.parties.len(),
+        if k.address.is_empty() {
+            format!("0x{}", hex::encode(&k.public_key))
+        } else {
+            k.address.clone()
+        }
+    );
+    if !k.tags.is_empty() {
+        line.push_str(&format!("  {}", tags_text(k)));
+    }
+    line
 }
 
 /// After `keygen` created its session: wait for the key and show it.
@@ -394,8 +430,8 @@ pub async fn sign(
 pub enum KeyCommand {
     /// One key.
     Get { key_id: String },
-    /// Every key, in id order.
-    List,
+    /// Keys in id order.
+    List(crate::page::PageArgs),
     /// Change who may approve signings with a key, and how many must: signs the key's next
     /// policy version with the admin key (MPC_ADMIN_KEY). Every party checks the signature
     /// and adopts the policy with the next signing it is asked for.
@@ -467,51 +503,28 @@ pub async fn key(
             let key = get_key(endpoints, &key_id).await?;
             crate::commands::print(output, &key_json(&key), || key_text(&key));
         }
-        KeyCommand::List => {
-            let mut keys = Vec::new();
-            let mut token = String::new();
-            loop {
-                let page = endpoints
-                    .call(|ch| {
-                        let page_token = token.clone();
-                        async move {
-                            KeysClient::new(ch)
-                                .list_keys(pb::ListKeysRequest {
-                                    page_size: 1000,
-                                    page_token,
-                                    consistency: 0,
-                                })
-                                .await
-                                .map(|r| r.into_inner())
-                        }
-                    })
-                    .await?;
-                keys.extend(page.keys);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                token = page.next_page_token;
-            }
-            let value = json!(keys.iter().map(key_json).collect::<Vec<_>>());
-            crate::commands::print(output, &value, || {
-                keys.iter()
-                    .map(|k| {
-                        format!(
-                            "{}  {:<16} {}-of-{}  {}",
-                            k.key_id,
-                            k.scheme,
-                            k.threshold,
-                            k.parties.len(),
-                            if k.address.is_empty() {
-                                format!("0x{}", hex::encode(&k.public_key))
-                            } else {
-                                k.address.clone()
+        KeyCommand::List(page) => {
+            let listed = page
+                .collect(|page_size, page_token| async move {
+                    let page = endpoints
+                        .call(|ch| {
+                            let page_token = page_token.clone();
+                            async move {
+                                KeysClient::new(ch)
+                                    .list_keys(pb::ListKeysRequest {
+                                        page_size,
+                                        page_token,
+                                        consistency: 0,
+                                    })
+                                    .await
+                                    .map(|r| r.into_inner())
                             }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+                        })
+                        .await?;
+                    Ok((page.keys, page.next_page_token))
+                })
+                .await?;
+            listed.print(output, "keys", key_json, key_line, "no keys");
         }
     }
     Ok(())

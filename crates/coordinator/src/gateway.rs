@@ -199,17 +199,21 @@ impl PartyGateway for GatewayService {
 
     async fn list_parties(
         &self,
-        _request: Request<pb::ListPartiesRequest>,
+        request: Request<pb::ListPartiesRequest>,
     ) -> Result<Response<pb::ListPartiesResponse>, Status> {
+        let req = request.into_inner();
+        let size = crate::api::page_size(req.page_size)?;
+        let token = crate::api::page_token(req.page_token)?;
         self.node.read_barrier(Consistency::Linearizable).await?;
-        let parties = self
+        let (parties, next) = self
             .node
             .reader()
-            .parties()
+            .parties(size, token)
             .await
             .map_err(CoordinatorError::from)?;
         Ok(Response::new(pb::ListPartiesResponse {
             parties: parties.iter().map(|p| self.party(p)).collect(),
+            next_page_token: next.unwrap_or_default(),
         }))
     }
 

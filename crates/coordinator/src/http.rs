@@ -1,9 +1,11 @@
-//! The HTTP face of a coordinator: liveness, readiness, Prometheus metrics, cluster status.
+//! The HTTP face of a coordinator: liveness, readiness, Prometheus metrics, cluster status,
+//! and its own OpenAPI description at `/openapi.json` (`openapi.json` beside this file; a
+//! test holds the two to the same paths, and another each answer to its schema).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -16,15 +18,33 @@ struct HttpState {
     prometheus: PrometheusHandle,
 }
 
+/// The OpenAPI 3.1 description of [`router`], served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route, by path: [`router`] serves these, and `openapi.json` documents exactly them.
+fn routes() -> Vec<(&'static str, MethodRouter<HttpState>)> {
+    vec![
+        ("/health", get(health)),
+        ("/-/healthy", get(health)),
+        ("/ready", get(ready)),
+        ("/metrics", get(metrics)),
+        ("/v1/cluster", get(cluster)),
+        ("/v1/nodes", get(nodes)),
+        ("/openapi.json", get(openapi)),
+    ]
+}
+
 pub fn router(node: Coordinator, prometheus: PrometheusHandle) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/-/healthy", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/v1/cluster", get(cluster))
-        .route("/v1/nodes", get(nodes))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, route)| {
+            router.route(path, route)
+        })
         .with_state(HttpState { node, prometheus })
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn health(State(s): State<HttpState>) -> Json<serde_json::Value> {
@@ -63,4 +83,35 @@ async fn cluster(State(s): State<HttpState>) -> Json<crate::node::ClusterView> {
 async fn nodes(State(s): State<HttpState>) -> Json<serde_json::Value> {
     let view = s.node.cluster_view().await;
     Json(json!({ "leader": view.leader, "nodes": view.nodes }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let paths = doc["paths"].as_object().unwrap();
+        let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+        let served: BTreeSet<&str> = routes().into_iter().map(|(path, _)| path).collect();
+        assert_eq!(documented, served);
+        for (path, item) in paths {
+            let methods: Vec<&String> = item.as_object().unwrap().keys().collect();
+            assert_eq!(methods, ["get"], "{path}: every route is a GET");
+            assert!(item["get"]["responses"]["200"].is_object(), "{path}");
+        }
+        // Every reference resolves.
+        let text = OPENAPI.to_owned();
+        for reference in text.split("\"$ref\": \"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "unresolved $ref to {name}"
+            );
+        }
+    }
 }

@@ -15,8 +15,8 @@
 //!    ([`raft_service`]) for coordinators of the current membership only;
 //! 5. run the session [`scheduler`], which acts while this node leads: it dispatches sessions
 //!    to parties, relays their envelopes through the [`router`] and commits verified results;
-//! 6. serve HTTP on `http_listen` ([`http`]): `/health`, `/ready`, `/metrics`, `/v1/cluster`
-//!    (plain text, read-only, no secrets: for probes and scrapers);
+//! 6. serve HTTP on `http_listen` ([`http`]): `/health`, `/ready`, `/metrics`, `/v1/cluster`,
+//!    `/openapi.json` (plain text, read-only, no secrets: for probes and scrapers);
 //! 7. reload certificates when their files change or on SIGHUP;
 //! 8. on an empty store with `initial_members`, initialise the group (every member may do
 //!    so with the same list: the entries they write are identical);

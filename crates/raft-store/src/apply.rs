@@ -2690,6 +2690,9 @@ pub(crate) mod tests {
         assert_eq!(rerun.status, SessionStatus::Running);
         assert_eq!(rerun.attempt, 1);
         assert_eq!(rerun.presignature_id.as_deref(), Some("ps1"));
+        // The parties of the new attempt are not sent it: they sign in full.
+        assert_eq!(a.attempt_presignature(), Some("ps1"));
+        assert_eq!(rerun.attempt_presignature(), None);
         // ps1 serves nobody else, while sig-a runs or after it ended.
         unavailable(
             log.apply(&mut txn, 6_200, start("sig-b", Some("ps1"))),

@@ -96,6 +96,18 @@ pub struct SessionRecord {
     pub approvals_not_after_ms: u64,
 }
 
+impl SessionRecord {
+    /// The presignature the current attempt signs with. Only a signing's first attempt can
+    /// have taken one (apply refuses a presignature to a running session); a new leader's
+    /// re-dispatch runs the full protocol, while `presignature_id` still records the
+    /// presignature the session used up.
+    pub fn attempt_presignature(&self) -> Option<&str> {
+        self.presignature_id
+            .as_deref()
+            .filter(|_| self.attempt == 0)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyStatus {
     Active,

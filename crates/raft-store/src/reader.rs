@@ -263,6 +263,28 @@ impl StateReader {
         .await
     }
 
+    /// How many presignatures each key has available, in one pass over the pool (the
+    /// scheduler asks for every key at once; a read per key made its refill loop N+1 reads).
+    /// Keys with none available are absent.
+    pub async fn available_presignature_counts(
+        &self,
+    ) -> Result<std::collections::HashMap<String, usize>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let mut counts = std::collections::HashMap::new();
+            let table = cf(&db, Table::Presignatures.cf_name())?;
+            for item in db.iterator_cf(table, IteratorMode::Start) {
+                let (_, value) = item.map_err(StoreError::db("count presignatures"))?;
+                let record: PresignatureRecord = decode("presignature", &value)?;
+                if record.status == PresignatureStatus::Available {
+                    *counts.entry(record.key_id).or_insert(0) += 1;
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
     /// Keys in id order, starting after `page_token`.
     pub async fn keys(
         &self,
@@ -279,17 +301,20 @@ impl StateReader {
         .await
     }
 
-    pub async fn parties(&self) -> Result<Vec<PartyRecord>, StoreError> {
-        let (all, _) = self
-            .scan(
-                Table::Parties,
-                "party",
-                usize::MAX - 1,
-                None,
-                |p: &PartyRecord| p.party_id.clone(),
-            )
-            .await?;
-        Ok(all)
+    /// Parties in id order, starting after `page_token`.
+    pub async fn parties(
+        &self,
+        page_size: usize,
+        page_token: Option<String>,
+    ) -> Result<(Vec<PartyRecord>, Option<String>), StoreError> {
+        self.scan(
+            Table::Parties,
+            "party",
+            page_size,
+            page_token,
+            |p: &PartyRecord| p.party_id.clone(),
+        )
+        .await
     }
 
     /// Audit events after log position `after` (exclusive; `None` from the start), oldest
@@ -474,18 +499,20 @@ impl StateReader {
         self.get(Table::Tokens, token_id, "token").await
     }
 
-    /// Every token (revoked ones included), in id order.
-    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let (all, _) = self
-            .scan(
-                Table::Tokens,
-                "token",
-                usize::MAX - 1,
-                None,
-                |t: &TokenRecord| t.token_id.clone(),
-            )
-            .await?;
-        Ok(all)
+    /// Tokens (revoked ones included) in id order, starting after `page_token`.
+    pub async fn tokens(
+        &self,
+        page_size: usize,
+        page_token: Option<String>,
+    ) -> Result<(Vec<TokenRecord>, Option<String>), StoreError> {
+        self.scan(
+            Table::Tokens,
+            "token",
+            page_size,
+            page_token,
+            |t: &TokenRecord| t.token_id.clone(),
+        )
+        .await
     }
 
     async fn get<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -605,5 +632,64 @@ fn paginate<T>(
         (page, next)
     } else {
         (page, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::presignature_key;
+    use crate::codec::encode;
+    use crate::Store;
+
+    #[tokio::test]
+    async fn presignature_counts_take_only_available_ones_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let db = store.db();
+        let (_, _, reader) = store.into_parts().unwrap();
+        let table = cf(&db, Table::Presignatures.cf_name()).unwrap();
+        let pool = [
+            ("k1", "p1", PresignatureStatus::Available),
+            ("k1", "p2", PresignatureStatus::Available),
+            (
+                "k1",
+                "p3",
+                PresignatureStatus::Used {
+                    session_id: "s1".into(),
+                },
+            ),
+            // A key whose id is another's prefix must not be counted with it.
+            ("k10", "p4", PresignatureStatus::Available),
+            (
+                "k2",
+                "p5",
+                PresignatureStatus::Used {
+                    session_id: "s2".into(),
+                },
+            ),
+        ];
+        for (key_id, id, status) in pool {
+            let record = PresignatureRecord {
+                presignature_id: id.into(),
+                key_id: key_id.into(),
+                signers: vec!["party-1".into(), "party-2".into()],
+                status,
+                created_at_ms: 1,
+            };
+            db.put_cf(
+                table,
+                presignature_key(key_id, id),
+                encode("presignature", &record).unwrap(),
+            )
+            .unwrap();
+        }
+        let counts = reader.available_presignature_counts().await.unwrap();
+        assert_eq!(counts, [("k1".to_owned(), 2), ("k10".to_owned(), 1)].into());
+        // The per-key read agrees with the counts.
+        for (key_id, expected) in [("k1", 2), ("k10", 1), ("k2", 0)] {
+            let available = reader.available_presignatures(key_id).await.unwrap();
+            assert_eq!(available.len(), expected, "{key_id}");
+        }
     }
 }

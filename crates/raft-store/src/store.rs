@@ -57,6 +57,12 @@ impl Store {
         })
     }
 
+    /// The database underneath, for tests that set up records directly.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> Arc<DB> {
+        self.db.clone()
+    }
+
     /// Splits the store into the halves openraft owns and the read path the API serves from.
     pub fn into_parts(self) -> Result<(LogStore, StateMachine, StateReader), StoreError> {
         // Watchers that fall this far behind are told they lagged and re-read.

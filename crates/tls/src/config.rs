@@ -55,6 +55,7 @@ pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    check_private(path)?;
     // The parse error may quote the file: say only that it is not a key.
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
         rustls::pki_types::pem::Error::Io(io) => TlsError::Io {
@@ -65,6 +66,19 @@ pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsErro
             path: path.to_path_buf(),
             reason: "holds no PEM private key".into(),
         },
+    })
+}
+
+/// Refuses a private key's file that others than its owner may read, as every other secret
+/// file is refused (the rule is [`crate::secret_file::check_private`]'s).
+pub(crate) fn check_private(path: &Path) -> Result<(), TlsError> {
+    let meta = std::fs::metadata(path).map_err(|e| TlsError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    crate::secret_file::check_private(&meta).map_err(|reason| TlsError::Exposed {
+        path: path.to_path_buf(),
+        reason,
     })
 }
 
@@ -89,5 +103,37 @@ fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> TlsError {
             path: path.to_path_buf(),
             reason: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+    use crate::{pki, Identity, Role};
+
+    #[test]
+    fn a_private_key_others_may_read_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki_dir = dir.path().join("pki");
+        pki::init(&pki_dir).unwrap();
+        let leaf = pki::issue(
+            &pki_dir,
+            &Identity::new(Role::Party, "party-1", None).unwrap(),
+            &[],
+            pki::DEFAULT_LEAF_VALIDITY,
+        )
+        .unwrap();
+        assert!(private_key(&leaf.key).is_ok());
+        std::fs::set_permissions(&leaf.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = private_key(&leaf.key).unwrap_err();
+        assert!(matches!(err, TlsError::Exposed { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("0644") && text.contains("chmod 600"),
+            "{text}"
+        );
+        assert!(text.contains(&leaf.key.display().to_string()), "{text}");
     }
 }

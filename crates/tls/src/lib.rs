@@ -74,6 +74,15 @@ pub enum TlsError {
         /// What is wrong with them.
         reason: String,
     },
+    /// A private key's file may be read by others than its owner
+    /// ([`secret_file::check_private`]): refused before it is read.
+    #[error("{path}: {reason}")]
+    Exposed {
+        /// The key file.
+        path: PathBuf,
+        /// Its mode and the fix.
+        reason: String,
+    },
     /// rustls refused to build a configuration from otherwise readable material, e.g. a
     /// private key that does not match its certificate.
     #[error("TLS configuration: {0}")]

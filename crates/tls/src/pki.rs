@@ -113,6 +113,7 @@ pub fn issue(
     let ca_cert = ca_cert_path(dir);
     let ca_key = ca_key_path(dir);
     let ca_cert_pem = std::fs::read_to_string(&ca_cert).map_err(|e| io_error(&ca_cert, e))?;
+    crate::config::check_private(&ca_key)?;
     let ca_key_pem =
         Zeroizing::new(std::fs::read_to_string(&ca_key).map_err(|e| io_error(&ca_key, e))?);
     let ca_key_pair = KeyPair::from_pem(&ca_key_pem).map_err(|_| TlsError::Pem {

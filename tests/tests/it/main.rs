@@ -1,6 +1,7 @@
 //! Cross-process tests: coordinator clusters of real processes on loopback.
 
 mod api;
+mod clock_skew;
 mod cluster;
 mod dvn;
 mod image;

@@ -3,6 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use mpc_tests::{binary, http_get, Cluster};
 
 #[tokio::test]
@@ -173,13 +174,37 @@ async fn mpcctl_reports_status_and_grows_the_cluster() -> anyhow::Result<()> {
     // Parties: listed (the cluster enrols three of its own at start), and one by name.
     let _parties = mpc_tests::Parties::start(&cluster, 1).await?;
     let listed = mpcctl(&cluster, &["party", "list"])?;
-    let listed = listed.as_array().cloned().unwrap_or_default();
+    assert_eq!(listed["next_page_token"], serde_json::Value::Null);
+    let listed = listed["parties"].as_array().cloned().unwrap_or_default();
     let attached = listed
         .iter()
         .find(|p| p["party_id"] == "party-1")
         .cloned()
         .unwrap_or_default();
     assert_eq!(attached["status"], "online", "{listed:?}");
+    // A page at a time, as every listing pages: the pages add up to the whole list.
+    let first = mpcctl(&cluster, &["party", "list", "--limit", "1"])?;
+    assert_eq!(
+        first["parties"].as_array().map(Vec::len),
+        Some(1),
+        "{first}"
+    );
+    let token = first["next_page_token"]
+        .as_str()
+        .context("a first page of one party ends with a page token")?;
+    let rest = mpcctl(&cluster, &["party", "list", "--page-token", token])?;
+    assert_eq!(rest["next_page_token"], serde_json::Value::Null);
+    let paged: Vec<_> = first["parties"]
+        .as_array()
+        .into_iter()
+        .chain(rest["parties"].as_array())
+        .flatten()
+        .map(|p| p["party_id"].clone())
+        .collect();
+    let whole: Vec<_> = listed.iter().map(|p| p["party_id"].clone()).collect();
+    assert_eq!(paged, whole);
+    let err = mpcctl(&cluster, &["party", "list", "--page-token", "no/such"]).unwrap_err();
+    assert!(err.to_string().contains("page_token"), "{err}");
     let party = mpcctl(&cluster, &["party", "get", "party-1"])?;
     for field in ["party_id", "status", "signing_public_key", "enrolled_by"] {
         assert_eq!(party[field], attached[field], "{field}");

@@ -141,7 +141,7 @@ async fn roles_decide_who_signs_makes_keys_and_reconfigures() -> anyhow::Result<
     assert!(msg.contains("admin"), "{msg}");
     denied(
         AccessClient::new(cluster.channel_as(1, &operator)?)
-            .list_tokens(pb::ListTokensRequest {})
+            .list_tokens(pb::ListTokensRequest::default())
             .await
             .unwrap_err(),
     );

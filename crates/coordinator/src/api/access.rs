@@ -125,17 +125,21 @@ impl Access for AccessService {
 
     async fn list_tokens(
         &self,
-        _request: Request<pb::ListTokensRequest>,
+        request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let req = request.into_inner();
+        let size = super::page_size(req.page_size)?;
+        let after = super::page_token(req.page_token)?;
         self.node.read_barrier(Consistency::Linearizable).await?;
-        let tokens = self
+        let (tokens, next) = self
             .node
             .reader()
-            .tokens()
+            .tokens(size, after)
             .await
             .map_err(CoordinatorError::from)?;
         Ok(Response::new(pb::ListTokensResponse {
             tokens: tokens.iter().map(token).collect(),
+            next_page_token: next.unwrap_or_default(),
         }))
     }
 

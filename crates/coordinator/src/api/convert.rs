@@ -192,7 +192,7 @@ pub fn assignment(a: &Assignment) -> pb::Assignment {
         digest,
         message,
         hash,
-        presignature_id: s.presignature_id.clone().unwrap_or_default(),
+        presignature_id: s.attempt_presignature().unwrap_or_default().to_owned(),
         deadline_ms: s.deadline_ms,
         policy: a.policy.as_ref().map(statements::policy_to),
         approvals: s.approvals.iter().map(statements::signature_to).collect(),

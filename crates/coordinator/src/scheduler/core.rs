@@ -843,7 +843,7 @@ impl SessionScheduler {
             .iter()
             .map(|p| (p.party_id.clone(), p.signing_public_key.clone()))
             .collect();
-        if session.presignature_id.is_some() {
+        if session.attempt_presignature().is_some() {
             self.presignature_demand
                 .entry(session.key_id.clone())
                 .or_default()

@@ -442,13 +442,14 @@ async fn group_has_ecdsa_key(
 /// Every ECDSA key with the number of presignatures it has ready.
 async fn pool_stock(node: &Coordinator) -> Result<Vec<PoolStock>, mpc_raft_store::StoreError> {
     let reader = node.reader();
+    let counts = reader.available_presignature_counts().await?;
     let mut stock = Vec::new();
     let mut token = None;
     loop {
         let (keys, next) = reader.keys(KEYS_PAGE, token).await?;
         for key in keys {
             if key.scheme == Scheme::EcdsaSecp256k1 {
-                let available = reader.available_presignatures(&key.key_id).await?.len();
+                let available = counts.get(&key.key_id).copied().unwrap_or(0);
                 // Key ids are public and as many as the keys: a bounded label.
                 let key_id = key.key_id.clone();
                 metrics::gauge!("mpc_scheduler_presignatures_available", "key_id" => key_id)

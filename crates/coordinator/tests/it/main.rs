@@ -3,3 +3,4 @@
 //! on the same data are the process tests' (`tests/`).
 
 mod cluster;
+mod http_api;

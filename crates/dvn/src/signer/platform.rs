@@ -281,6 +281,11 @@ mod tests {
         // Signed on the attempt after them: asked again, that session answers at once.
         book.signed(digest, ATTEMPTS_PER_CALL);
         assert_eq!(book.first(digest), ATTEMPTS_PER_CALL);
+        // Signed by a later attempt than any failure it knew of (another relayer's call, or
+        // a book that forgot): that attempt is the one to ask again.
+        let fresh = B256::repeat_byte(9);
+        book.signed(fresh, 5);
+        assert_eq!(book.first(fresh), 5);
     }
 
     #[test]
