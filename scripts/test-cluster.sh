@@ -46,7 +46,7 @@ echo "== parties"
 parties=$(mpcctl_in "$s" --output json party list) || fail "party list: $parties"
 python3 - "$parties" "${PARTIES[@]}" <<'PY' || fail "not every party is enrolled and registered"
 import json, sys
-listed = {p["party_id"]: p for p in json.loads(sys.argv[1])}
+listed = {p["party_id"]: p for p in json.loads(sys.argv[1])["parties"]}
 ok = True
 for name in sys.argv[2:]:
     p = listed.get(name)
