@@ -33,6 +33,10 @@ cargo nextest run --workspace --locked --profile ci --cargo-profile release
 # Every decoder of untrusted bytes, fuzzed briefly from the committed corpus (docs/fuzzing.md).
 step fuzzing
 scripts/fuzz.sh 10
+# The DVN relayers under faults, on local processes: a relayer and the coordinator leader
+# killed under a packet stream, every packet verified on the target exactly once.
+step "DVN relayers under faults"
+MPC_CHAOS_ROUNDS=1 chaos/dvn-kill.sh
 # The image, the compose cluster and the chaos scenarios (skipped, saying why, without Docker).
 step "image, compose cluster, chaos"
 scripts/test-docker.sh
