@@ -60,7 +60,7 @@ start_load() { # extra mpc-chaos load args...
     --presignature-wait "${PRESIGNATURE_WAIT_SECONDS}s" "$@" >/dev/null
   # Faults begin once every key of every scheme exists and the clients run (the load's start
   # marker), not while keys are still being made: a fault then would test the setup.
-  local deadline=$((SECONDS + LOAD_SETUP_SECONDS))
+  local deadline=$((SECONDS + LOAD_SETUP_SECONDS + PRESIGNATURE_WAIT_SECONDS))
   until grep -q '"type":"load","at_us":[0-9]*,"phase":"start"' "$HISTORY"; do
     if ((SECONDS > deadline)) || [[ $(docker inspect -f '{{.State.Running}}' "$LOAD" 2>/dev/null) != true ]]; then
       docker logs "$LOAD" >&2 || true

@@ -222,15 +222,31 @@ async fn setup_keys(
     rec: &Recorder,
 ) -> anyhow::Result<Vec<RegisterKey>> {
     let patience = Duration::from_secs(60);
-    let (parties, _) = coords
-        .call(0, patience, |ch| async move {
-            PartyGatewayClient::new(ch)
-                .list_parties(pb::ListPartiesRequest::default())
-                .await
-                .map(|r| r.into_inner().parties)
-        })
-        .await
-        .map_err(|e| unreachable(e, "list parties"))?;
+    let mut parties = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let req = pb::ListPartiesRequest {
+            page_size: 1000,
+            page_token,
+        };
+        let (page, _) = coords
+            .call(0, patience, |ch| {
+                let req = req.clone();
+                async move {
+                    PartyGatewayClient::new(ch)
+                        .list_parties(req)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await
+            .map_err(|e| unreachable(e, "list parties"))?;
+        parties.extend(page.parties);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     // Enrolled parties that never registered could not take part.
     let mut party_ids: Vec<String> = parties
         .into_iter()

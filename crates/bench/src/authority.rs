@@ -102,13 +102,8 @@ impl Signers {
         while Instant::now() < deadline {
             let mut gateway = PartyGatewayClient::new(channels[i % channels.len()].clone());
             i += 1;
-            // Enrolled parties in id order: the page after the last one we need holds none.
-            let req = pb::ListPartiesRequest {
-                page_size: 1000,
-                page_token: String::new(),
-            };
-            let known = match gateway.list_parties(req).await {
-                Ok(r) => r.into_inner().parties,
+            let known = match all_parties(&mut gateway).await {
+                Ok(parties) => parties,
                 Err(e) => {
                     last = e.to_string();
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -128,6 +123,28 @@ impl Signers {
             }
         }
         bail!("enrolling {party_ids:?}: {last}")
+    }
+}
+
+/// Every enrolled party, a page at a time.
+async fn all_parties(
+    gateway: &mut PartyGatewayClient<ClientChannel>,
+) -> Result<Vec<pb::Party>, tonic::Status> {
+    let mut parties = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = gateway
+            .list_parties(pb::ListPartiesRequest {
+                page_size: 1000,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        parties.extend(page.parties);
+        if page.next_page_token.is_empty() {
+            return Ok(parties);
+        }
+        page_token = page.next_page_token;
     }
 }
 

@@ -71,7 +71,8 @@ impl PageArgs {
     }
 
     /// The `--page-token` given, or `None` for the first page.
-    pub fn token(&self) -> Option<&str> {
+    #[cfg(test)]
+    fn token(&self) -> Option<&str> {
         (!self.page_token.is_empty()).then_some(self.page_token.as_str())
     }
 }

@@ -20,11 +20,13 @@
 
 use crate::apply::{StateTxn, Table};
 use crate::model::SessionRecord;
+#[cfg(feature = "storage")]
 use crate::StoreError;
 
 const SEP: u8 = 0;
 
 /// Present once the indexes cover every record (set by [`rebuild`] and by every fresh store).
+#[cfg(feature = "storage")]
 pub(crate) const BUILT_MARKER: &[u8] = b"!built";
 
 fn join(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -53,6 +55,7 @@ pub const AUDIT_BY_KEY: &[u8] = b"a";
 pub const RELAY_BY_STATE: &[u8] = b"j";
 
 /// The last part of an index key: the id it points at.
+#[cfg(feature = "storage")]
 pub fn id_of(index_key: &[u8]) -> &[u8] {
     match index_key.iter().rposition(|b| *b == SEP) {
         Some(at) => &index_key[at + 1..],
@@ -61,6 +64,7 @@ pub fn id_of(index_key: &[u8]) -> &[u8] {
 }
 
 /// The time part of a [`FINISHED`] or [`KEY_UPDATES`] entry.
+#[cfg(feature = "storage")]
 pub fn time_of(index_key: &[u8]) -> Option<u64> {
     let bytes = index_key.get(2..10)?;
     Some(u64::from_be_bytes(bytes.try_into().ok()?))

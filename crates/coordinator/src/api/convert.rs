@@ -28,7 +28,9 @@ pub fn session(s: &SessionRecord) -> pb::Session {
         message,
         hash,
         attempt: s.attempt,
-        presignature_id: s.presignature_id.clone().unwrap_or_default(),
+        // Set only when the signature came (or comes) from a presignature: a re-run signs in
+        // full, though the record keeps the presignature its first attempt used up.
+        presignature_id: s.attempt_presignature().unwrap_or_default().to_owned(),
         status: session_status(s.status) as i32,
         public_key,
         signature,

@@ -1020,7 +1020,7 @@ impl SessionScheduler {
         let full = |s: &SessionRecord| {
             s.kind == SessionKind::Sign
                 && s.scheme == Scheme::EcdsaSecp256k1
-                && s.presignature_id.is_none()
+                && s.attempt_presignature().is_none()
         };
         self.runs.values().any(|r| full(&r.session))
             || self.starting.values().any(|s| {
