@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== test.sh %dm%02ds: %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 step "system packages and cargo tools"
 scripts/install-deps.sh
+# The local and compose clusters bind fixed ports inside the kernel's ephemeral range (gRPC
+# 50051-50055, Raft 50061-50065): keep those out of it, so that no outgoing connection of
+# another test holds one when a cluster binds it. Root only; a note when it cannot.
+reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
+if ! grep -q "50051-50065" "$reserved" 2>/dev/null; then
+  current=$(cat "$reserved" 2>/dev/null || true)
+  echo "${current:+$current,}50051-50065" 2>/dev/null >"$reserved" ||
+    echo "note: could not reserve ports 50051-50065 (not root?): a cluster may find one taken"
+fi
 # One target directory outside the clone: a fresh clone reuses the compiled RocksDB.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mpc/target}
 step "formatting, lints, dependencies"

@@ -222,11 +222,9 @@ async fn setup_keys(
     rec: &Recorder,
 ) -> anyhow::Result<Vec<RegisterKey>> {
     let patience = Duration::from_secs(60);
-    let mut parties = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    let parties = mpc_client::paging::all(|page_size, page_token| async move {
         let req = pb::ListPartiesRequest {
-            page_size: 1000,
+            page_size,
             page_token,
         };
         let (page, _) = coords
@@ -241,12 +239,9 @@ async fn setup_keys(
             })
             .await
             .map_err(|e| unreachable(e, "list parties"))?;
-        parties.extend(page.parties);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+        anyhow::Ok((page.parties, page.next_page_token))
+    })
+    .await?;
     // Enrolled parties that never registered could not take part.
     let mut party_ids: Vec<String> = parties
         .into_iter()
@@ -370,13 +365,19 @@ async fn wait_for_presignatures(
                     }
                 })
                 .await;
-            if matches!(&listed, Ok((made, _)) if !made.is_empty()) {
-                break;
-            }
+            let last_error = match &listed {
+                Ok((made, _)) if !made.is_empty() => break,
+                Ok(_) => None,
+                Err(e) => Some(format!("{} (from {})", e.message, e.endpoint)),
+            };
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "key {}: no presignature made within {patience:?} (--presignature-wait)",
-                key.key_id
+                "key {}: no presignature made within {patience:?} (--presignature-wait){}",
+                key.key_id,
+                last_error
+                    .as_deref()
+                    .map(|e| format!("; the last look failed: {e}"))
+                    .unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

@@ -102,7 +102,7 @@ impl Signers {
         while Instant::now() < deadline {
             let mut gateway = PartyGatewayClient::new(channels[i % channels.len()].clone());
             i += 1;
-            let known = match all_parties(&mut gateway).await {
+            let known = match all_parties(&gateway).await {
                 Ok(parties) => parties,
                 Err(e) => {
                     last = e.to_string();
@@ -126,26 +126,24 @@ impl Signers {
     }
 }
 
-/// Every enrolled party, a page at a time.
+/// Every enrolled party.
 async fn all_parties(
-    gateway: &mut PartyGatewayClient<ClientChannel>,
-) -> Result<Vec<pb::Party>, tonic::Status> {
-    let mut parties = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = gateway
-            .list_parties(pb::ListPartiesRequest {
-                page_size: 1000,
-                page_token,
-            })
-            .await?
-            .into_inner();
-        parties.extend(page.parties);
-        if page.next_page_token.is_empty() {
-            return Ok(parties);
+    gateway: &PartyGatewayClient<ClientChannel>,
+) -> anyhow::Result<Vec<pb::Party>> {
+    mpc_client::paging::all(|page_size, page_token| {
+        let mut gateway = gateway.clone();
+        async move {
+            let page = gateway
+                .list_parties(pb::ListPartiesRequest {
+                    page_size,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok((page.parties, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await
 }
 
 /// A party identity as `mpc-party identity` prints it, whose secret keys are thrown away.

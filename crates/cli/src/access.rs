@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::client::Endpoints;
 use crate::commands::print;
+use crate::page::Show as _;
 use crate::Output;
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::client::Endpoints;
 use crate::commands::print;
+use crate::page::Show as _;
 use crate::Output;
 
 /// The Ed25519 keys this caller signs statements with. Files, never values: every flag has
@@ -117,18 +118,29 @@ pub async fn party(
             });
         }
         PartyCommand::Get { id } => {
-            let all = crate::page::PageArgs::everything()
-                .collect(|page_size, page_token| parties_page(endpoints, page_size, page_token))
-                .await?
-                .items;
-            let Some(party) = all.iter().find(|p| p.party_id == id) else {
-                let known: Vec<&str> = all.iter().map(|p| p.party_id.as_str()).collect();
-                anyhow::bail!(
-                    "no party {id:?} is enrolled (enrolled: {})",
-                    known.join(", ")
-                );
-            };
-            print(output, &party_json(party), || party_line(party));
+            let party = endpoints
+                .call(|ch| {
+                    let party_id = id.clone();
+                    async move {
+                        PartyGatewayClient::new(ch)
+                            .get_party(pb::GetPartyRequest {
+                                party_id,
+                                consistency: pb::ReadConsistency::Linearizable as i32,
+                            })
+                            .await
+                            .map(|r| r.into_inner())
+                    }
+                })
+                .await
+                .map_err(|e| match e {
+                    mpc_client::ClientError::Status(s) if s.code() == tonic::Code::NotFound => {
+                        anyhow::anyhow!(
+                            "no party {id:?} is enrolled (mpcctl party list shows those that are)"
+                        )
+                    }
+                    e => e.into(),
+                })?;
+            print(output, &party_json(&party), || party_line(&party));
         }
         PartyCommand::List(page) => {
             page.collect(|page_size, page_token| parties_page(endpoints, page_size, page_token))

@@ -8,6 +8,7 @@ use tokio_stream::StreamExt;
 
 use crate::client::Endpoints;
 use crate::output::{session_json, session_line, session_status};
+use crate::page::Show as _;
 use crate::{Cli, Command, Output};
 
 #[derive(Debug, Subcommand)]

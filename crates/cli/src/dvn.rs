@@ -8,6 +8,7 @@ use mpc_types::relay::{JobId, JobState, RelayJob, Verdict};
 use serde_json::{json, Value};
 
 use crate::commands::print;
+use crate::page::Show as _;
 use crate::Output;
 
 #[derive(Debug, Subcommand)]

@@ -6,11 +6,13 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::keys_client::KeysClient;
+use mpc_proto::v1::party_gateway_client::PartyGatewayClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
 use serde_json::{json, Value};
 
 use crate::client::Endpoints;
 use crate::output::{session_kind, session_status};
+use crate::page::Show as _;
 use crate::Output;
 
 fn hex0x(bytes: &[u8]) -> Value {
@@ -22,25 +24,31 @@ fn hex0x(bytes: &[u8]) -> Value {
 }
 
 /// What mpcctl has shown of a session's progress on stderr, for people (text output only).
-struct Progress {
+struct Progress<'a> {
     output: Output,
+    endpoints: &'a Endpoints,
     started: Instant,
     /// The status last shown, and when.
     shown: std::cell::Cell<(i32, Instant)>,
+    /// The latest version of the session seen.
+    latest: std::cell::RefCell<Option<pb::Session>>,
 }
 
-impl Progress {
-    fn new(output: Output) -> Self {
+impl<'a> Progress<'a> {
+    fn new(output: Output, endpoints: &'a Endpoints) -> Self {
         let now = Instant::now();
         Self {
             output,
+            endpoints,
             started: now,
             shown: std::cell::Cell::new((-1, now)),
+            latest: std::cell::RefCell::new(None),
         }
     }
 
     /// A version of the session: shown when its status changed, or after a quiet while.
     fn changed(&self, session: &pb::Session) {
+        *self.latest.borrow_mut() = Some(session.clone());
         let (status, at) = self.shown.get();
         if session.status == status && at.elapsed() < QUIET {
             return;
@@ -63,30 +71,111 @@ impl Progress {
         self.shown.set((session.status, Instant::now()));
     }
 
-    /// Nothing new for a while: say so, so that a long keygen does not look hung.
-    fn quiet(&self) {
-        let (status, at) = self.shown.get();
+    /// Nothing new for a while: say what the session waits for, so that a long keygen does
+    /// not look hung.
+    async fn quiet(&self) {
+        let (_, at) = self.shown.get();
         if self.output == Output::Text && at.elapsed() >= QUIET {
-            // Before any version came (a signing's one waiting call): nothing to name yet.
-            let what = if status < 0 {
-                "waiting"
-            } else {
-                session_status(status)
+            let latest = self.latest.borrow().clone();
+            let what = match latest {
+                // Before any version came (a signing's one waiting call).
+                None => "waiting for the cluster's answer".to_owned(),
+                Some(session) => waiting_for(self.endpoints, &session).await,
             };
-            eprintln!("  ... still {what} after {:.0?}", self.started.elapsed());
+            eprintln!("  ... {what} ({:.0?})", self.started.elapsed());
         }
     }
 
     /// Runs `work` (which reports to this) and says `quiet` every [`QUIET`] meanwhile.
     async fn during<T>(&self, work: impl std::future::Future<Output = T>) -> T {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + QUIET, QUIET);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(work);
         loop {
             tokio::select! {
                 done = &mut work => return done,
-                _ = ticks.tick() => self.quiet(),
+                _ = ticks.tick() => {
+                    // Saying what the session waits for asks the cluster: the work goes on
+                    // meanwhile, and wins if it ends first.
+                    tokio::select! {
+                        done = &mut work => return done,
+                        () = self.quiet() => {}
+                    }
+                }
             }
         }
+    }
+}
+
+/// What a session that has not ended is waiting for, in words: the parties that cannot take
+/// part yet (asked of the cluster), or the work the parties do.
+async fn waiting_for(endpoints: &Endpoints, session: &pb::Session) -> String {
+    match pb::SessionStatus::try_from(session.status) {
+        Ok(pb::SessionStatus::Pending) => {
+            if session.parties.is_empty() {
+                return format!(
+                    "pending: waiting for {} parties of the key to be online",
+                    session.threshold
+                );
+            }
+            let absences = futures::future::join_all(
+                session
+                    .parties
+                    .iter()
+                    .map(|party_id| party_absence(endpoints, party_id)),
+            )
+            .await;
+            let missing: Vec<String> = session
+                .parties
+                .iter()
+                .zip(absences)
+                .filter_map(|(party_id, why)| why.map(|why| format!("{party_id} {why}")))
+                .collect();
+            if missing.is_empty() {
+                "pending: its parties are online; waiting for the leader to start it".to_owned()
+            } else {
+                format!("pending: waiting for {}", missing.join(", "))
+            }
+        }
+        Ok(pb::SessionStatus::Running)
+            if session.kind == pb::SessionKind::Keygen as i32
+                && session.scheme.starts_with("ecdsa") =>
+        {
+            "running: parties without aux info for this group make it first (safe primes, \
+             minutes on two cores when their prime pools are empty)"
+                .to_owned()
+        }
+        Ok(pb::SessionStatus::Running) => "running: the parties run the protocol".to_owned(),
+        _ => format!("still {}", session_status(session.status)),
+    }
+}
+
+/// Why `party_id` cannot take part now (`None` when it is online): as the cluster sees it,
+/// or that the cluster did not answer in time.
+async fn party_absence(endpoints: &Endpoints, party_id: &str) -> Option<String> {
+    let ask = endpoints.call(|ch| {
+        let party_id = party_id.to_owned();
+        async move {
+            PartyGatewayClient::new(ch)
+                .get_party(pb::GetPartyRequest {
+                    party_id,
+                    consistency: 0,
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    });
+    match tokio::time::timeout(Duration::from_secs(2), ask).await {
+        Ok(Ok(p)) if !p.registered => {
+            Some("(enrolled, never registered: is mpc-party running?)".into())
+        }
+        Ok(Ok(p)) if p.status != "online" => Some(format!("({})", p.status)),
+        Ok(Ok(_)) => None,
+        Ok(Err(mpc_client::ClientError::Status(s))) if s.code() == tonic::Code::NotFound => {
+            Some("(not enrolled: mpcctl party enroll)".into())
+        }
+        Ok(Err(e)) => Some(format!("(unknown: {e})")),
+        Err(_) => Some("(unknown: the cluster did not answer in time)".into()),
     }
 }
 
@@ -112,7 +201,7 @@ pub async fn wait_for(
     output: Output,
     limit: Duration,
 ) -> anyhow::Result<pb::Session> {
-    let progress = Progress::new(output);
+    let progress = Progress::new(output, endpoints);
     let session = progress
         .during(mpc_client::sessions::watch(
             endpoints,
@@ -364,7 +453,7 @@ pub async fn sign(
         return Ok(());
     }
     // One call that answers with the signature; a watch only if the session outlives it.
-    let progress = Progress::new(output);
+    let progress = Progress::new(output, endpoints);
     let session = progress
         .during(mpc_client::sessions::sign(endpoints, req, args.wait, |s| {
             progress.changed(s)

@@ -33,6 +33,8 @@
 
 /// What admins and initiators sign for requests: key policies, approvals, enrolments.
 pub mod authority;
+/// Listings served a page at a time.
+pub mod paging;
 /// The DVN relay job book.
 pub mod relay;
 /// Signing through the cluster and following a session to its end.

@@ -174,7 +174,7 @@ pub fn rule(path: &str) -> Option<Rule> {
         ("mpc.v1.Cluster", "GetStatus") => Rule::Role(Reader),
         ("mpc.v1.Cluster", "AddLearner" | "ChangeMembership") => Rule::Role(Admin),
         ("mpc.v1.PartyGateway", "Register" | "Attach") => Rule::Party,
-        ("mpc.v1.PartyGateway", "ListParties") => Rule::Role(Reader),
+        ("mpc.v1.PartyGateway", "GetParty" | "ListParties") => Rule::Role(Reader),
         ("mpc.v1.PartyGateway", "Enroll") => Rule::Role(Admin),
         ("mpc.v1.Access", "CreateToken" | "ListTokens" | "RevokeToken") => Rule::Role(Admin),
         ("mpc.v1.Access", "ListAudit") => Rule::Role(Reader),

@@ -197,6 +197,29 @@ impl PartyGateway for GatewayService {
         }
     }
 
+    async fn get_party(
+        &self,
+        request: Request<pb::GetPartyRequest>,
+    ) -> Result<Response<pb::Party>, Status> {
+        let req = request.into_inner();
+        mpc_raft_store::command::check_id("party_id", &req.party_id)
+            .map_err(CoordinatorError::from)?;
+        self.node
+            .read_barrier(crate::api::convert::consistency(req.consistency)?)
+            .await?;
+        let party = self
+            .node
+            .reader()
+            .party(&req.party_id)
+            .await
+            .map_err(CoordinatorError::from)?
+            .ok_or(CoordinatorError::NotFound {
+                what: "party",
+                id: req.party_id,
+            })?;
+        Ok(Response::new(self.party(&party)))
+    }
+
     async fn list_parties(
         &self,
         request: Request<pb::ListPartiesRequest>,

@@ -1,12 +1,12 @@
-//! Forgetting finished history: the leader looks for sessions that finished, and key updates
-//! applied, more than `sessions.retention_secs` ago and proposes [`Operation::Prune`]
-//! commands naming them. Apply checks every record again, so a prune can only forget
+//! Forgetting finished history: the leader looks for sessions that finished, key updates
+//! applied, and DVN relay jobs that ended, more than `sessions.retention_secs` ago and
+//! proposes [`Operation::Prune`] and [`Operation::PruneRelayJobs`] commands naming them. Apply checks every record again, so a prune can only forget
 //! finished history; the state and its snapshots stop growing with the number of requests
 //! ever served. The audit log is kept whole.
 
 use std::time::Duration;
 
-use mpc_raft_store::command::{Prune, PrunedKeyUpdate, MAX_PRUNE_BATCH};
+use mpc_raft_store::command::{Prune, PruneRelayJobs, PrunedKeyUpdate, MAX_PRUNE_BATCH};
 use mpc_raft_store::{CommandResponse, Operation};
 
 use crate::node::{now_ms, Coordinator};
@@ -21,6 +21,7 @@ const MAX_BATCHES_PER_RUN: usize = 32;
 pub struct Pruned {
     pub sessions: u64,
     pub key_updates: u64,
+    pub relay_jobs: u64,
 }
 
 /// Runs for the life of the node; prunes only while it leads.
@@ -42,6 +43,7 @@ pub async fn run(node: Coordinator) {
             Ok(p) if p != Pruned::default() => tracing::info!(
                 sessions = p.sessions,
                 key_updates = p.key_updates,
+                relay_jobs = p.relay_jobs,
                 "pruned finished history"
             ),
             Ok(_) => {}
@@ -87,6 +89,28 @@ pub async fn prune_once(
                 .increment(key_updates.into());
             total.sessions += u64::from(sessions);
             total.key_updates += u64::from(key_updates);
+        }
+        if !more {
+            break;
+        }
+    }
+    for _ in 0..MAX_BATCHES_PER_RUN {
+        let cutoff_ms = now_ms().saturating_sub(retention.as_millis() as u64);
+        let job_ids = node
+            .reader()
+            .prunable_relay_jobs(cutoff_ms, MAX_PRUNE_BATCH)
+            .await?;
+        if job_ids.is_empty() {
+            break;
+        }
+        let more = job_ids.len() == MAX_PRUNE_BATCH;
+        let op = Operation::PruneRelayJobs(PruneRelayJobs { cutoff_ms, job_ids });
+        if let CommandResponse::PrunedRelayJobs { jobs } =
+            node.write(node.command("retention".into(), op)).await?
+        {
+            metrics::counter!("mpc_retention_pruned_total", "kind" => "relay_job")
+                .increment(jobs.into());
+            total.relay_jobs += u64::from(jobs);
         }
         if !more {
             break;

@@ -1,6 +1,7 @@
 //! The HTTP face of one relayer: `/health` (the process answers), `/ready` (the cluster, every
-//! chain and the signer answer: each a named probe the caller passes in) and `/metrics`
-//! (Prometheus text).
+//! chain and the signer answer: each a named probe the caller passes in), `/metrics`
+//! (Prometheus text) and its own OpenAPI description at `/openapi.json` (`openapi.json` beside
+//! this file; tests hold the two to the same paths and `/ready`'s answer to its schema).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,8 +9,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
@@ -35,16 +37,39 @@ struct Face {
     prometheus: Option<PrometheusHandle>,
 }
 
-/// The router: `/health`, `/ready` over `probes` (by name), `/metrics` from `prometheus`.
+/// The OpenAPI 3.1 description of [`router`], served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route, by path: [`router`] serves these, and `openapi.json` documents exactly them.
+fn routes() -> Vec<(&'static str, MethodRouter<Face>)> {
+    vec![
+        ("/health", get(health)),
+        ("/ready", get(ready)),
+        ("/metrics", get(metrics)),
+        ("/openapi.json", get(openapi)),
+    ]
+}
+
+/// The router: `/health`, `/ready` over `probes` (by name), `/metrics` from `prometheus`,
+/// `/openapi.json` ([`OPENAPI`]).
 pub fn router(probes: Vec<(String, Probe)>, prometheus: Option<PrometheusHandle>) -> Router {
-    Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, route)| {
+            router.route(path, route)
+        })
         .with_state(Face {
             probes: Arc::new(probes),
             prometheus,
         })
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn ready(State(face): State<Face>) -> (StatusCode, Json<serde_json::Value>) {
@@ -153,6 +178,73 @@ mod tests {
         assert_eq!(code, 503);
         assert!(body.contains("\"target\":\"rpc down\""), "{body}");
         assert!(body.contains("\"cluster\":\"ok\""), "{body}");
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let served: std::collections::BTreeSet<String> = routes()
+            .into_iter()
+            .map(|(path, _)| path.to_owned())
+            .collect();
+        assert_eq!(mpc_openapi_check::paths(&doc), served);
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let methods: Vec<&String> = item.as_object().unwrap().keys().collect();
+            assert_eq!(methods, ["get"], "{path}: every route is a GET");
+            assert!(item["get"]["responses"]["200"].is_object(), "{path}");
+        }
+        assert_eq!(mpc_openapi_check::check_refs(&doc), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn ready_answers_as_documented_and_openapi_json_serves_the_document() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let (tx, rx) = watch::channel(false);
+        let probes = vec![
+            ("cluster".to_owned(), probe(|| async { Ok(()) })),
+            (
+                "target".to_owned(),
+                probe(|| async { Err("rpc down".to_owned()) }),
+            ),
+        ];
+        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), router(probes, None), rx)
+            .await
+            .unwrap();
+
+        let (code, response) = get_status(addr, "/ready").await;
+        assert_eq!(code, 503, "{response}");
+        let (_, body) = response.split_once("\r\n\r\n").unwrap();
+        let value: serde_json::Value = serde_json::from_str(body).unwrap();
+        let schema = mpc_openapi_check::response_schema(&doc, "/ready", 503).unwrap();
+        assert_eq!(
+            mpc_openapi_check::conforms(&doc, schema, &value, "/ready"),
+            Ok(())
+        );
+        // The 200 schema admits only "ok": a failing probe's reason is no ready answer.
+        let ready = mpc_openapi_check::response_schema(&doc, "/ready", 200).unwrap();
+        assert!(mpc_openapi_check::conforms(&doc, ready, &value, "/ready").is_err());
+
+        let (code, response) = get_status(addr, "/openapi.json").await;
+        assert_eq!(code, 200, "{response}");
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(body).unwrap(),
+            doc
+        );
+
+        // Metrics off: the documented 404.
+        let (code, _) = get_status(addr, "/metrics").await;
+        assert_eq!(code, 404);
+        assert!(doc["paths"]["/metrics"]["get"]["responses"]["404"].is_object());
+
         tx.send(true).unwrap();
         task.await.unwrap();
     }

@@ -1,4 +1,6 @@
-//! The HTTP face of a party: liveness, readiness, metrics and status.
+//! The HTTP face of a party: liveness, readiness, metrics, status, and its own OpenAPI
+//! description at `/openapi.json` (`openapi.json` beside this file; a test holds the two to
+//! the same paths, and the in-process party tests each JSON answer to its schema).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -6,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
@@ -20,13 +22,27 @@ struct HttpState {
     prometheus: PrometheusHandle,
 }
 
+/// The OpenAPI 3.1 description of [`router`], served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route, by path: [`router`] serves these, and `openapi.json` documents exactly them.
+fn routes() -> Vec<(&'static str, MethodRouter<HttpState>)> {
+    vec![
+        ("/health", get(health)),
+        ("/-/healthy", get(health)),
+        ("/ready", get(ready)),
+        ("/metrics", get(metrics)),
+        ("/v1/status", get(status)),
+        ("/openapi.json", get(openapi)),
+    ]
+}
+
 pub fn router(party: Arc<PartyState>, prometheus: PrometheusHandle) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/-/healthy", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/v1/status", get(status))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, route)| {
+            router.route(path, route)
+        })
         .with_state(HttpState { party, prometheus })
 }
 
@@ -55,6 +71,10 @@ pub fn prometheus() -> Result<PrometheusHandle, PartyError> {
     // certificate: describe_metrics also hands over a load that came before this recorder.
     mpc_tls::describe_metrics();
     Ok(PROMETHEUS.get_or_init(|| handle).clone())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn health(State(s): State<HttpState>) -> Json<serde_json::Value> {
@@ -112,4 +132,28 @@ async fn status(State(s): State<HttpState>) -> Json<serde_json::Value> {
         "aux_info_groups": counts.3,
         "signing_public_key": hex::encode(s.party.identity.signing_public_key()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let served: BTreeSet<String> = routes()
+            .into_iter()
+            .map(|(path, _)| path.to_owned())
+            .collect();
+        assert_eq!(mpc_openapi_check::paths(&doc), served);
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let methods: Vec<&String> = item.as_object().unwrap().keys().collect();
+            assert_eq!(methods, ["get"], "{path}: every route is a GET");
+            assert!(item["get"]["responses"]["200"].is_object(), "{path}");
+        }
+        assert_eq!(mpc_openapi_check::check_refs(&doc), Ok(()));
+    }
 }

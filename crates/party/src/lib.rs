@@ -7,7 +7,7 @@
 //!    ([`store::ShareStore::verify_all`]): a wrong key or a damaged record stops the start;
 //! 2. load or create the party's identity keys ([`identity::Identity`]);
 //! 3. start filling the prime pool in the background ([`primes::PrimePool`]);
-//! 4. serve HTTP: `/health`, `/ready`, `/metrics`, `/v1/status`;
+//! 4. serve HTTP: `/health`, `/ready`, `/metrics`, `/v1/status`, `/openapi.json`;
 //! 5. connect to a coordinator, follow it to the leader, register the identity, answer the
 //!    leader's challenge, and run the assignments that arrive ([`client`], [`session`]),
 //!    reconnecting after any failure.

@@ -419,6 +419,14 @@ pub fn apply_command(
             r.action(),
             r.subject(),
         ),
+        Operation::PruneRelayJobs(p) => (
+            Applied {
+                response: crate::relay::prune(txn, p)?,
+                session: None,
+            },
+            "retention.prune_relay_jobs",
+            format!("relay jobs ended before {}", p.cutoff_ms),
+        ),
     };
     let key_id = audited_key(txn, cmd, &applied)?;
     finish(txn, at, cmd, applied, action, subject, key_id)
@@ -451,7 +459,8 @@ fn audited_key(
         | Operation::CreateToken(_)
         | Operation::RevokeToken { .. }
         | Operation::Prune(_)
-        | Operation::Relay(_) => None,
+        | Operation::Relay(_)
+        | Operation::PruneRelayJobs(_) => None,
     })
 }
 
@@ -2910,7 +2919,7 @@ mod properties {
     use crate::model::{AccessRole, Enrolment, HashFunction, Scheme, SessionFailure, SigningInput};
 
     /// How many kinds of [`Operation`] there are; [`kind`] numbers them.
-    const KINDS: usize = 16;
+    const KINDS: usize = 17;
 
     /// Each operation's number and the audit action its entry carries. Exhaustive, so that a
     /// new kind of command fails to compile here until the generator makes it too.
@@ -2932,6 +2941,7 @@ mod properties {
             Operation::Prune(_) => (13, "retention.prune"),
             Operation::SetKeyPolicy(_) => (14, "key.set_policy"),
             Operation::Relay(r) => (15, r.action()),
+            Operation::PruneRelayJobs(_) => (16, "retention.prune_relay_jobs"),
         }
     }
 
@@ -3323,6 +3333,16 @@ mod properties {
             },
         );
         let relay = relay_command().prop_map(Operation::Relay);
+        let prune_relay = (
+            proptest::collection::vec(relay_job_id(), 0..3),
+            0..MAX_COMMANDS,
+        )
+            .prop_map(|(job_ids, i)| {
+                Operation::PruneRelayJobs(crate::command::PruneRelayJobs {
+                    cutoff_ms: at_ms(i),
+                    job_ids,
+                })
+            });
         // The session commands weigh more: they are where the invariants are at risk.
         Union::new_weighted(vec![
             (2, relay.boxed()),
@@ -3340,17 +3360,14 @@ mod properties {
             (1, revoke.boxed()),
             (1, enrol.boxed()),
             (2, prune.boxed()),
+            (1, prune_relay.boxed()),
             (1, policy.boxed()),
         ])
     }
 
-    /// Relayer writes over a few packets, so that runs reach signed, leased, retried and
-    /// verified jobs. Every command is the same relayer's ("prop"): what differs between
-    /// relayers is covered by the relay module's own tests.
-    fn relay_command() -> impl Strategy<Value = crate::relay::RelayCommand> {
-        use crate::model::{DiscoveredPacket, JobId, SubmissionOutcome, Verdict};
-        use crate::relay::RelayCommand;
-        let packet = |nonce: u64| DiscoveredPacket {
+    /// The packets the generated relay commands are about.
+    fn relay_packet(nonce: u64) -> crate::model::DiscoveredPacket {
+        crate::model::DiscoveredPacket {
             src_eid: 30101,
             dst_eid: 30212,
             nonce,
@@ -3359,8 +3376,22 @@ mod properties {
             payload_hash: [7; 32],
             source_tx: [9; 32],
             source_block: nonce,
-        };
-        let job = move || (0..3u64).prop_map(move |n| JobId::of(&packet(n)));
+        }
+    }
+
+    /// The job of one of the generated packets.
+    fn relay_job_id() -> impl Strategy<Value = crate::model::JobId> {
+        (0..3u64).prop_map(|n| crate::model::JobId::of(&relay_packet(n)))
+    }
+
+    /// Relayer writes over a few packets, so that runs reach signed, leased, retried and
+    /// verified jobs. Every command is the same relayer's ("prop"): what differs between
+    /// relayers is covered by the relay module's own tests.
+    fn relay_command() -> impl Strategy<Value = crate::relay::RelayCommand> {
+        use crate::model::{SubmissionOutcome, Verdict};
+        use crate::relay::RelayCommand;
+        let packet = relay_packet;
+        let job = relay_job_id;
         let discover = (proptest::collection::vec(0..3u64, 0..3), 0..100u64).prop_map(
             move |(nonces, scanned_to)| RelayCommand::Discover {
                 src_eid: 30101,

@@ -99,6 +99,8 @@ pub enum Operation {
     SetKeyPolicy(Endorsed<KeyPolicy>),
     /// A DVN relayer (the command's actor) wrote to the job book.
     Relay(crate::relay::RelayCommand),
+    /// The leader's retention run forgets relay jobs that ended before `cutoff_ms`.
+    PruneRelayJobs(PruneRelayJobs),
 }
 
 /// At most this many records one [`Prune`] names: a retention run proposes several.
@@ -112,6 +114,14 @@ pub struct Prune {
     pub cutoff_ms: u64,
     pub session_ids: Vec<String>,
     pub key_updates: Vec<PrunedKeyUpdate>,
+}
+
+/// Relay jobs that the leader found ended (verified, rejected or failed) before `cutoff_ms`.
+/// Apply checks each again ([`crate::relay::prune`]) and skips what it may not forget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneRelayJobs {
+    pub cutoff_ms: u64,
+    pub job_ids: Vec<crate::model::JobId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +159,7 @@ impl Operation {
                 | Operation::SetPartyStatus { .. }
                 | Operation::CreatePresign(_)
                 | Operation::Prune(_)
+                | Operation::PruneRelayJobs(_)
         )
     }
 
@@ -287,6 +298,10 @@ pub enum CommandResponse {
     /// The jobs a relay claim now holds.
     RelayJobs(Vec<crate::model::RelayJob>),
     Rejected(Rejection),
+    /// How many relay jobs a [`PruneRelayJobs`] removed.
+    PrunedRelayJobs {
+        jobs: u32,
+    },
 }
 
 /// A command that is well formed but not allowed by the replicated state.
@@ -536,6 +551,21 @@ impl Command {
                 Ok(())
             }
             Operation::Relay(r) => r.validate(&self.actor),
+            Operation::PruneRelayJobs(p) => {
+                if p.job_ids.len() > MAX_PRUNE_BATCH {
+                    return Err(ValidationError::new(
+                        "job_ids",
+                        format!("names more than {MAX_PRUNE_BATCH} jobs"),
+                    ));
+                }
+                if p.cutoff_ms > self.at_ms {
+                    return Err(ValidationError::new(
+                        "cutoff_ms",
+                        "lies after the command's own time",
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -464,6 +464,68 @@ impl StateReader {
         .await
     }
 
+    /// Up to `limit` relay jobs that ended (verified, rejected or failed) at or before
+    /// `cutoff_ms` and whose source block every live relayer's cursor on that chain has
+    /// passed, so that no listener finds their packets again and records them anew. A cursor
+    /// that has not moved since the cutoff is a retired relayer's: it holds nothing back (were
+    /// it to come back, the target chain's `hashLookup` still keeps it from verifying a packet
+    /// twice).
+    pub async fn prunable_relay_jobs(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let mut passed: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        let cursors = self.relay_cursors().await?;
+        for c in cursors.iter().filter(|c| c.updated_at_ms > cutoff_ms) {
+            let block = passed.entry(c.src_eid).or_insert(c.block);
+            *block = (*block).min(c.block);
+        }
+        let db = self.db.clone();
+        blocking(move || {
+            let indexes = cf(&db, Table::Indexes.cf_name())?;
+            let jobs = cf(&db, Table::RelayJobs.cf_name())?;
+            let mut found = Vec::new();
+            for state in JobState::ALL.into_iter().filter(|s| s.is_terminal()) {
+                let prefix = index::prefix(index::RELAY_BY_STATE, &[state.as_str().as_bytes()]);
+                for item in db.iterator_cf(indexes, IteratorMode::From(&prefix, Direction::Forward))
+                {
+                    if found.len() >= limit {
+                        return Ok(found);
+                    }
+                    let (key, _) = item.map_err(StoreError::db("read index"))?;
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    // Oldest discovered first: none after one discovered past the cutoff
+                    // can have ended before it.
+                    let discovered = key
+                        .get(prefix.len()..prefix.len() + 8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_be_bytes);
+                    if discovered.is_none_or(|t| t > cutoff_ms) {
+                        break;
+                    }
+                    let Some(value) = db
+                        .get_cf(jobs, index::id_of(&key))
+                        .map_err(StoreError::db("read an indexed record"))?
+                    else {
+                        continue;
+                    };
+                    let job: RelayJob = decode("relay job", &value)?;
+                    let behind_every_cursor = passed
+                        .get(&job.packet.src_eid)
+                        .is_some_and(|block| job.packet.source_block <= *block);
+                    if job.updated_at_ms <= cutoff_ms && behind_every_cursor {
+                        found.push(job.job_id);
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     /// Every relayer's cursor on every source chain.
     pub async fn relay_cursors(&self) -> Result<Vec<RelayCursor>, StoreError> {
         let (all, _) = self

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{load, StateTxn, Table};
 use crate::codec::encode;
 use crate::command::{
-    check_id, CommandResponse, Rejection, ValidationError, MAX_PARTIES, MAX_REASON_LEN,
+    check_id, CommandResponse, PruneRelayJobs, Rejection, ValidationError, MAX_PARTIES,
+    MAX_REASON_LEN,
 };
 use crate::index;
 use crate::model::{
@@ -255,6 +256,29 @@ fn not_found(job_id: &JobId) -> Rejection {
         kind: "relay job".into(),
         id: job_id.to_string(),
     }
+}
+
+/// Forgets the jobs `p` names that ended (verified, rejected or failed) at or before its
+/// cutoff, with their index entries; any other is left alone. Which jobs every relayer's
+/// cursor has passed, so that no listener finds their packets again, the proposer judged:
+/// cursors only move forward, so that still holds when this applies.
+pub(crate) fn prune(
+    txn: &mut impl StateTxn,
+    p: &PruneRelayJobs,
+) -> Result<CommandResponse, StoreError> {
+    let mut jobs = 0;
+    for job_id in &p.job_ids {
+        let Some(before) = job(txn, job_id)? else {
+            continue;
+        };
+        if !before.state.is_terminal() || before.updated_at_ms > p.cutoff_ms {
+            continue;
+        }
+        txn.delete(Table::Indexes, state_entry(&before));
+        txn.delete(Table::RelayJobs, job_id.to_string().into_bytes());
+        jobs += 1;
+    }
+    Ok(CommandResponse::PrunedRelayJobs { jobs })
 }
 
 /// Applies a relayer's command written by `instance` at `at_ms`.
@@ -568,6 +592,66 @@ mod tests {
         assert_eq!(cursor(&txn, "dvn-1"), Some(10));
         assert_eq!(cursor(&txn, "dvn-2"), Some(12));
         assert_eq!(cursor(&txn, "dvn-3"), None);
+    }
+
+    #[test]
+    fn a_prune_forgets_only_jobs_that_ended_before_its_cutoff_with_their_index_entries() {
+        let mut txn = state();
+        discover(&mut txn, "dvn-1", 10, vec![packet(1), packet(2), packet(3)]);
+        let (done, open, late) = (
+            JobId::of(&packet(1)),
+            JobId::of(&packet(2)),
+            JobId::of(&packet(3)),
+        );
+        let no = |r: &str| Verdict::Rejected { reason: r.into() };
+        for id in [done, late] {
+            let at = if id == done { 20 } else { 90 };
+            run(
+                &mut txn,
+                at,
+                "dvn-1",
+                verdict(id, 0, no("unknown send library")),
+            );
+            run(
+                &mut txn,
+                at,
+                "dvn-2",
+                verdict(id, 0, no("unknown send library")),
+            );
+            assert_eq!(stored(&txn, id).state, JobState::Rejected);
+        }
+        let pruned = super::prune(
+            &mut txn,
+            &PruneRelayJobs {
+                cutoff_ms: 50,
+                job_ids: vec![done, open, late, JobId([0xee; 32])],
+            },
+        )
+        .unwrap();
+        // The open job and the one that ended after the cutoff stay; an unknown id is
+        // nothing to forget.
+        assert_eq!(pruned, CommandResponse::PrunedRelayJobs { jobs: 1 });
+        assert!(job(&txn, &done).unwrap().is_none());
+        assert_eq!(stored(&txn, open).state, JobState::Discovered);
+        assert_eq!(stored(&txn, late).state, JobState::Rejected);
+        let entries: Vec<Vec<u8>> = txn
+            .0
+            .keys()
+            .filter(|(t, k)| *t == Table::Indexes && k.starts_with(index::RELAY_BY_STATE))
+            .map(|(_, k)| k.clone())
+            .collect();
+        assert_eq!(
+            entries,
+            {
+                let mut e = vec![
+                    state_entry(&stored(&txn, open)),
+                    state_entry(&stored(&txn, late)),
+                ];
+                e.sort();
+                e
+            },
+            "the pruned job's index entry goes with it"
+        );
     }
 
     #[test]

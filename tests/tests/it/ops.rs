@@ -211,9 +211,7 @@ async fn mpcctl_reports_status_and_grows_the_cluster() -> anyhow::Result<()> {
     }
     let err = mpcctl(&cluster, &["party", "get", "party-9"]).unwrap_err();
     assert!(
-        err.to_string()
-            .contains("no party \"party-9\" is enrolled (enrolled: ")
-            && err.to_string().contains("party-1"),
+        err.to_string().contains("no party \"party-9\" is enrolled"),
         "{err}"
     );
     Ok(())

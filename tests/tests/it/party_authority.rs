@@ -73,6 +73,13 @@ impl PartyGateway for Rogue {
         }))
     }
 
+    async fn get_party(
+        &self,
+        _: Request<pb::GetPartyRequest>,
+    ) -> Result<Response<pb::Party>, Status> {
+        Err(Status::not_found("rogue"))
+    }
+
     async fn list_parties(
         &self,
         _: Request<pb::ListPartiesRequest>,

@@ -213,3 +213,89 @@ async fn relayers_write_jobs_in_their_own_names_and_readers_follow_them() -> any
     assert_eq!(job["signers"].as_array().map(Vec::len), Some(2));
     Ok(())
 }
+
+/// The retention run forgets jobs that ended longer ago than the retention age, once every
+/// live relayer's cursor has passed their block (so that no listener records them again), and
+/// keeps the others: those still open, and those a lagging relayer has yet to scan past.
+#[tokio::test]
+async fn ended_jobs_are_forgotten_after_the_retention_age_once_every_cursor_passed_them(
+) -> anyhow::Result<()> {
+    let cluster = Cluster::start(
+        1,
+        &[
+            ("MPC_SESSIONS__RETENTION_SECS", "2"),
+            ("MPC_SESSIONS__RETENTION_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await?;
+    let (one, two) = (relayer(&cluster, "dvn-1")?, relayer(&cluster, "dvn-2")?);
+    // Packets in blocks 41, 42 and 200: dvn-1 scanned to 300, dvn-2 lags at 100.
+    let mut far = packet(3);
+    far.source_block = 200;
+    one.discover(
+        30101,
+        300,
+        &[packet(1), packet(2), far.clone()],
+        2_000_000_000,
+    )
+    .await?;
+    two.discover(30101, 100, &[], 2_000_000_000).await?;
+    let (behind, open, ahead) = (
+        JobId::of(&packet(1)),
+        JobId::of(&packet(2)),
+        JobId::of(&far),
+    );
+    let refusal = Verdict::Rejected {
+        reason: "unknown send library".into(),
+    };
+    for job in [behind, ahead] {
+        one.record_verdict(job, 0, &refusal, 2, 3).await?;
+        let ended = two.record_verdict(job, 0, &refusal, 2, 3).await?;
+        assert_eq!(ended.state, JobState::Rejected);
+    }
+    // dvn-2 stays live, scanning slowly towards block 200 without reaching it (a cursor idle
+    // for the retention age would be a retired relayer's, holding nothing back).
+    let lagging = two.clone();
+    let scanning = tokio::spawn(async move {
+        for block in 101..190 {
+            let _ = lagging.discover(30101, block, &[], 2_000_000_000).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while one.job(behind).await?.is_some() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the ended job was never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A few retention runs later the others are still there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        one.job(open).await?.map(|j| j.state),
+        Some(JobState::Discovered)
+    );
+    assert_eq!(
+        one.job(ahead).await?.map(|j| j.state),
+        Some(JobState::Rejected),
+        "pruned before the lagging relayer's cursor passed its block"
+    );
+    // Once the lagging relayer scans past it, it goes too.
+    scanning.abort();
+    two.discover(30101, 250, &[], 2_000_000_000).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while one.job(ahead).await?.is_some() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the ended job was never pruned after every cursor passed it"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = one.status().await?;
+    let count = |state| status.jobs.get(&state).copied().unwrap_or(0);
+    assert_eq!(count(JobState::Rejected), 0);
+    assert_eq!(count(JobState::Discovered), 1);
+    Ok(())
+}

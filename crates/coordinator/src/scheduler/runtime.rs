@@ -281,7 +281,7 @@ impl Runtime {
                     kind = session.kind.as_str(),
                     attempt = session.attempt,
                     parties = ?assignment.participants,
-                    presignature = ?session.presignature_id,
+                    presignature = ?session.attempt_presignature(),
                     "session dispatched"
                 );
                 let message = pb::CoordinatorMessage {

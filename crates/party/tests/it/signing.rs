@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use mpc_coordinator::test_utils::{approve, with_policy, InProcessCluster};
+use mpc_coordinator::test_utils::{approve, http_get, with_policy, InProcessCluster};
+use mpc_openapi_check::{conforms, response_schema};
+use mpc_party::http::OPENAPI;
 use mpc_party::test_utils::InProcessParties;
 use mpc_proto::v1 as pb;
 use mpc_tss::{Scheme, Signature, SigningInput};
@@ -82,6 +84,29 @@ async fn sign_and_verify(
     Ok(done)
 }
 
+/// Every party's `/v1/status`, `/health` and `/ready` answer as the party's OpenAPI document
+/// says (every field, and nothing undocumented), and `/openapi.json` serves that document.
+async fn http_answers_as_documented(parties: &InProcessParties) -> anyhow::Result<()> {
+    let doc: serde_json::Value = serde_json::from_str(OPENAPI)?;
+    for (id, party) in parties.parties() {
+        for path in ["/v1/status", "/health", "/ready"] {
+            let (code, body) = http_get(party.http, path).await?;
+            let schema = response_schema(&doc, path, code).ok_or_else(|| {
+                anyhow::anyhow!("{id} {path}: no JSON body documented for {code}: {body}")
+            })?;
+            let value: serde_json::Value = serde_json::from_str(&body)
+                .map_err(|e| anyhow::anyhow!("{id} {path}: {e}: {body}"))?;
+            conforms(&doc, schema, &value, path).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+        }
+        let (_, served) = http_get(party.http, "/openapi.json").await?;
+        anyhow::ensure!(
+            serde_json::from_str::<serde_json::Value>(&served)? == doc,
+            "{id}: /openapi.json is not the document built in"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frost_ed25519_key_is_generated_and_signs_and_two_parties_suffice() -> anyhow::Result<()> {
     let cluster = InProcessCluster::start(3).await?;
@@ -90,6 +115,8 @@ async fn frost_ed25519_key_is_generated_and_signs_and_two_parties_suffice() -> a
     let key = keygen(&cluster, 1, "schnorr-ed25519").await?;
     assert_eq!(key.public_key.len(), 32);
     assert_eq!(key.parties, ["party-1", "party-2", "party-3"]);
+    // With a key share stored, so that /v1/status counts something.
+    http_answers_as_documented(&parties).await?;
 
     // Through a follower as well as the leader: the request is forwarded, the leader runs it.
     for via in 1..=3 {
