@@ -30,7 +30,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mpc/target}
-cargo build --release -q -p mpc-coordinator -p mpc-cli -p mpc-bench -p mpc-party
+# The workspace's binaries, as the test command builds them: building a few crates alone
+# unifies other features and compiles RocksDB's C++ again.
+cargo build --release -q --workspace --bins --locked
 BIN=$CARGO_TARGET_DIR/release
 SECONDS_EACH=${BENCH_SECONDS:-10}
 TRIALS=${BENCH_TRIALS:-10}

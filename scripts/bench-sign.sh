@@ -19,7 +19,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 scripts/install-deps.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mpc/target}
-cargo build --release -q -p mpc-coordinator -p mpc-cli -p mpc-party -p mpc-bench
+# The workspace's binaries, as the test command builds them: building a few crates alone
+# unifies other features and compiles RocksDB's C++ again.
+cargo build --release -q --workspace --bins --locked
 BIN=$CARGO_TARGET_DIR/release
 ITERATIONS=${BENCH_ITERATIONS:-100}
 POOL=${BENCH_PRESIGNATURES:-32}

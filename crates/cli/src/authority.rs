@@ -118,28 +118,9 @@ pub async fn party(
             });
         }
         PartyCommand::Get { id } => {
-            let party = endpoints
-                .call(|ch| {
-                    let party_id = id.clone();
-                    async move {
-                        PartyGatewayClient::new(ch)
-                            .get_party(pb::GetPartyRequest {
-                                party_id,
-                                consistency: pb::ReadConsistency::Linearizable as i32,
-                            })
-                            .await
-                            .map(|r| r.into_inner())
-                    }
-                })
-                .await
-                .map_err(|e| match e {
-                    mpc_client::ClientError::Status(s) if s.code() == tonic::Code::NotFound => {
-                        anyhow::anyhow!(
-                            "no party {id:?} is enrolled (mpcctl party list shows those that are)"
-                        )
-                    }
-                    e => e.into(),
-                })?;
+            let party = get_party(endpoints, &id).await?.with_context(|| {
+                format!("no party {id:?} is enrolled (mpcctl party list shows those that are)")
+            })?;
             print(output, &party_json(&party), || party_line(&party));
         }
         PartyCommand::List(page) => {
@@ -149,6 +130,32 @@ pub async fn party(
         }
     }
     Ok(())
+}
+
+/// The party enrolled as `party_id`, or `None` when none is.
+pub async fn get_party(
+    endpoints: &Endpoints,
+    party_id: &str,
+) -> Result<Option<pb::Party>, mpc_client::ClientError> {
+    let asked = endpoints
+        .call(|ch| {
+            let party_id = party_id.to_owned();
+            async move {
+                PartyGatewayClient::new(ch)
+                    .get_party(pb::GetPartyRequest {
+                        party_id,
+                        consistency: pb::ReadConsistency::Linearizable as i32,
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await;
+    match asked {
+        Ok(party) => Ok(Some(party)),
+        Err(mpc_client::ClientError::Status(s)) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 async fn parties_page(

@@ -6,7 +6,6 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use mpc_proto::v1 as pb;
 use mpc_proto::v1::keys_client::KeysClient;
-use mpc_proto::v1::party_gateway_client::PartyGatewayClient;
 use mpc_proto::v1::sessions_client::SessionsClient;
 use serde_json::{json, Value};
 
@@ -153,27 +152,14 @@ async fn waiting_for(endpoints: &Endpoints, session: &pb::Session) -> String {
 /// Why `party_id` cannot take part now (`None` when it is online): as the cluster sees it,
 /// or that the cluster did not answer in time.
 async fn party_absence(endpoints: &Endpoints, party_id: &str) -> Option<String> {
-    let ask = endpoints.call(|ch| {
-        let party_id = party_id.to_owned();
-        async move {
-            PartyGatewayClient::new(ch)
-                .get_party(pb::GetPartyRequest {
-                    party_id,
-                    consistency: 0,
-                })
-                .await
-                .map(|r| r.into_inner())
-        }
-    });
-    match tokio::time::timeout(Duration::from_secs(2), ask).await {
-        Ok(Ok(p)) if !p.registered => {
+    let asked = crate::authority::get_party(endpoints, party_id);
+    match tokio::time::timeout(Duration::from_secs(2), asked).await {
+        Ok(Ok(Some(p))) if !p.registered => {
             Some("(enrolled, never registered: is mpc-party running?)".into())
         }
-        Ok(Ok(p)) if p.status != "online" => Some(format!("({})", p.status)),
-        Ok(Ok(_)) => None,
-        Ok(Err(mpc_client::ClientError::Status(s))) if s.code() == tonic::Code::NotFound => {
-            Some("(not enrolled: mpcctl party enroll)".into())
-        }
+        Ok(Ok(Some(p))) if p.status != "online" => Some(format!("({})", p.status)),
+        Ok(Ok(Some(_))) => None,
+        Ok(Ok(None)) => Some("(not enrolled: mpcctl party enroll)".into()),
         Ok(Err(e)) => Some(format!("(unknown: {e})")),
         Err(_) => Some("(unknown: the cluster did not answer in time)".into()),
     }

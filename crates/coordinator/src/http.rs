@@ -51,7 +51,8 @@ async fn health(State(s): State<HttpState>) -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "role": "coordinator", "id": s.node.id() }))
 }
 
-/// Ready when a leader is known and everything known committed is applied.
+/// Ready when a leader is known, a leader still hears from a quorum, and the node applies what
+/// was committed when asked within a moment.
 async fn ready(State(s): State<HttpState>) -> Response {
     let view = s.node.cluster_view().await;
     let body = json!({
@@ -87,24 +88,12 @@ async fn nodes(State(s): State<HttpState>) -> Json<serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
 
     #[test]
     fn the_openapi_document_describes_exactly_the_routes() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-        let served: BTreeSet<String> = routes()
-            .into_iter()
-            .map(|(path, _)| path.to_owned())
-            .collect();
-        assert_eq!(mpc_openapi_check::paths(&doc), served);
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            let methods: Vec<&String> = item.as_object().unwrap().keys().collect();
-            assert_eq!(methods, ["get"], "{path}: every route is a GET");
-            assert!(item["get"]["responses"]["200"].is_object(), "{path}");
-        }
-        assert_eq!(mpc_openapi_check::check_refs(&doc), Ok(()));
+        let served = routes().into_iter().map(|(path, _)| path);
+        assert_eq!(mpc_openapi_check::check_document(&doc, served), Ok(()));
     }
 }

@@ -19,6 +19,9 @@ use crate::peer::{ForwardError, ForwardRequest, ForwardResponse, MembershipOutco
 use crate::proposer::{client_write_error, Proposer};
 use crate::CoordinatorError;
 
+/// How long a readiness probe waits for the node to apply what was committed when it asked.
+const READY_APPLY_GRACE: Duration = Duration::from_millis(500);
+
 /// How stale a read may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consistency {
@@ -515,7 +518,6 @@ impl Coordinator {
 
     /// This node's view of the group.
     pub async fn cluster_view(&self) -> ClusterView {
-        let m = self.metrics();
         let committed = self
             .inner
             .raft
@@ -523,6 +525,13 @@ impl Coordinator {
             .await
             .ok()
             .flatten();
+        // A node under writes always has a commit or two it has not applied yet; it is
+        // caught up if it applies what was committed when asked, within a moment.
+        let caught_up = self
+            .wait_applied(committed, Instant::now() + READY_APPLY_GRACE)
+            .await
+            .is_ok();
+        let m = self.metrics();
         let membership = m.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let learners: Vec<NodeId> = membership.learner_ids().collect();
@@ -551,7 +560,7 @@ impl Coordinator {
         let quorum_lost = m.state == ServerState::Leader
             && m.millis_since_quorum_ack
                 .is_none_or(|ms| ms > self.inner.config.raft.election_timeout_max_ms);
-        let ready = m.current_leader.is_some() && last_applied >= committed && !quorum_lost;
+        let ready = m.current_leader.is_some() && caught_up && !quorum_lost;
         ClusterView {
             id: m.id,
             state: state_name(m.state),

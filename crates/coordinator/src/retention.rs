@@ -1,8 +1,9 @@
 //! Forgetting finished history: the leader looks for sessions that finished, key updates
 //! applied, and DVN relay jobs that ended, more than `sessions.retention_secs` ago and
-//! proposes [`Operation::Prune`] and [`Operation::PruneRelayJobs`] commands naming them. Apply checks every record again, so a prune can only forget
-//! finished history; the state and its snapshots stop growing with the number of requests
-//! ever served. The audit log is kept whole.
+//! proposes [`Operation::Prune`] and [`Operation::PruneRelayJobs`] commands naming them.
+//! Apply checks every record again, so a prune can only forget finished history; the state
+//! and its snapshots stop growing with the number of requests ever served. The audit log is
+//! kept whole.
 
 use std::time::Duration;
 

@@ -97,6 +97,37 @@ pub fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<
     Ok(())
 }
 
+/// Checks that `doc` is an OpenAPI 3.1 document of exactly the `served` paths, each a GET
+/// with a documented 200 answer (the HTTP faces serve GETs only), and that every `$ref` in it
+/// resolves ([`check_refs`]). The error names the first difference.
+pub fn check_document<'a>(
+    doc: &Value,
+    served: impl IntoIterator<Item = &'a str>,
+) -> Result<(), String> {
+    let version = doc.get("openapi").and_then(Value::as_str).unwrap_or("");
+    if !version.starts_with("3.1") {
+        return Err(format!("openapi {version:?}, expected 3.1"));
+    }
+    let served: BTreeSet<String> = served.into_iter().map(str::to_owned).collect();
+    let documented = paths(doc);
+    if documented != served {
+        return Err(format!(
+            "documented paths {documented:?}, served {served:?}"
+        ));
+    }
+    for path in &documented {
+        let item = doc["paths"][path.as_str()].as_object();
+        let methods: Vec<&String> = item.into_iter().flat_map(|i| i.keys()).collect();
+        if methods != ["get"] {
+            return Err(format!("{path}: methods {methods:?}, every route is a GET"));
+        }
+        if !doc["paths"][path.as_str()]["get"]["responses"]["200"].is_object() {
+            return Err(format!("{path}: no 200 answer documented"));
+        }
+    }
+    check_refs(doc)
+}
+
 /// The paths `doc` documents (the keys of its `paths`), empty when it has none.
 pub fn paths(doc: &Value) -> BTreeSet<String> {
     doc.get("paths")
@@ -390,6 +421,39 @@ mod tests {
         assert!(
             err.contains("#/components/schemas/Health/properties/id/$ref: 1 is not a string"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_document_must_describe_exactly_the_served_routes_each_a_get() {
+        let doc = doc();
+        assert_eq!(check_document(&doc, ["/metrics", "/health"]), Ok(()));
+        refused(check_document(&doc, ["/health"]), "documented paths");
+        refused(
+            check_document(&doc, ["/health", "/metrics", "/ready"]),
+            "served",
+        );
+        let mut post = doc.clone();
+        post["paths"]["/metrics"]["post"] = json!({});
+        refused(
+            check_document(&post, ["/health", "/metrics"]),
+            "every route is a GET",
+        );
+        let mut no_ok = doc.clone();
+        no_ok["paths"]["/metrics"]["get"]["responses"] = json!({ "404": {} });
+        refused(check_document(&no_ok, ["/health", "/metrics"]), "no 200");
+        let mut old = doc.clone();
+        old["openapi"] = json!("3.0.3");
+        refused(
+            check_document(&old, ["/health", "/metrics"]),
+            "expected 3.1",
+        );
+        let mut broken = doc;
+        broken["components"]["schemas"]["Health"]["properties"]["id"] =
+            json!({ "$ref": "#/components/schemas/Gone" });
+        refused(
+            check_document(&broken, ["/health", "/metrics"]),
+            "resolves to nothing",
         );
     }
 }

@@ -136,24 +136,12 @@ async fn status(State(s): State<HttpState>) -> Json<serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
 
     #[test]
     fn the_openapi_document_describes_exactly_the_routes() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-        let served: BTreeSet<String> = routes()
-            .into_iter()
-            .map(|(path, _)| path.to_owned())
-            .collect();
-        assert_eq!(mpc_openapi_check::paths(&doc), served);
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            let methods: Vec<&String> = item.as_object().unwrap().keys().collect();
-            assert_eq!(methods, ["get"], "{path}: every route is a GET");
-            assert!(item["get"]["responses"]["200"].is_object(), "{path}");
-        }
-        assert_eq!(mpc_openapi_check::check_refs(&doc), Ok(()));
+        let served = routes().into_iter().map(|(path, _)| path);
+        assert_eq!(mpc_openapi_check::check_document(&doc, served), Ok(()));
     }
 }

@@ -112,3 +112,56 @@ async fn a_stopped_leader_is_replaced_and_the_survivors_take_writes() -> anyhow:
     }
     cluster.shutdown().await
 }
+
+/// A leader under a steady stream of writes always has a commit or two it has not applied
+/// yet; it must still answer ready (a probe that caught one used to fail the compose cluster's
+/// check after a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_taking_writes_stays_ready() -> anyhow::Result<()> {
+    let cluster = std::sync::Arc::new(InProcessCluster::start(3).await?);
+    enroll_placeholders(&cluster).await?;
+    let leader = cluster.leader(Duration::from_secs(10)).await?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (cluster, stop) = (cluster.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    create(&cluster, leader, &format!("load-{w}-{n}")).await?;
+                    n += 1;
+                }
+                anyhow::Ok(n)
+            })
+        })
+        .collect();
+
+    let mut unready = Vec::new();
+    for probe in 0..60 {
+        let before = cluster.status(leader).await?;
+        let (code, body) = http_get(cluster.http(leader)?, "/ready").await?;
+        let after = cluster.status(leader).await?;
+        // A lost lease or an election on a loaded machine is a fair "not ready".
+        let same_reign = before.leader == Some(leader)
+            && after.leader == Some(leader)
+            && before.term == after.term;
+        if code != 200 && same_reign {
+            unready.push(format!("probe {probe}: {body}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await??;
+    }
+    assert!(written > 0, "no write went through");
+    assert!(
+        unready.is_empty(),
+        "the leader answered not ready: {unready:?}"
+    );
+    std::sync::Arc::try_unwrap(cluster)
+        .map_err(|_| anyhow::anyhow!("the cluster is still shared"))?
+        .shutdown()
+        .await
+}
