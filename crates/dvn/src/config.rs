@@ -235,8 +235,8 @@ pub enum SignerConfig {
         /// How long one signing may take.
         #[serde(default = "defaults::platform_timeout_ms")]
         timeout_ms: u64,
-        /// An initiator's Ed25519 key file (64 hex digits, private: mpc_tls::secret_file), when the key's policy
-        /// asks for approvals.
+        /// An initiator's Ed25519 key file (64 hex digits, private: mpc_tls::secret_file), when
+        /// the key's policy asks for approvals.
         #[serde(default)]
         initiator_key: Option<PathBuf>,
         /// A private file (mode 0600) holding a bearer token with the signer role for this

@@ -1,6 +1,6 @@
 //! Secrets the relayer reads from files (PINs, bearer tokens): only a file the secret-file rule
-//! accepts ([`mpc_tls::secret_file`]), and the content lives in zeroized memory. Errors name the file and the
-//! setting, never the content.
+//! accepts ([`mpc_tls::secret_file`]), and the content lives in zeroized memory. Errors name
+//! the file and the setting, never the content.
 
 use std::path::Path;
 
