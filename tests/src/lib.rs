@@ -104,9 +104,44 @@ pub struct NodeProc {
     /// Settings of this node alone, after the cluster's (e.g. a fake clock), taken at each
     /// start.
     pub env: Vec<(String, String)>,
+    /// A command the node is started under, its own command line appended (e.g. one that
+    /// mounts a small filesystem on its data directory); empty: none.
+    pub launcher: Vec<String>,
     child: Option<Child>,
     /// gRPC, HTTP and Raft, held for the life of the cluster: a restart binds them again.
     _ports: [PortLease; 3],
+}
+
+/// `len` printable bytes that compress poorly, different for each `seed`.
+fn noise(seed: &str, len: usize) -> String {
+    let mut bytes = Vec::with_capacity(len);
+    let mut block = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes());
+    while bytes.len() * 4 / 3 < len {
+        bytes.extend_from_slice(&block);
+        block = <sha2::Sha256 as sha2::Digest>::digest(block);
+    }
+    let mut text = base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, bytes);
+    text.truncate(len);
+    text
+}
+
+/// A keygen request at the size limits (a 4096-byte description and 32 tags of 256 bytes, about
+/// 12 KiB that compress poorly), named `name` as [`keygen_request`] names it.
+pub fn large_keygen_request(name: &str) -> pb::CreateKeygenRequest {
+    let mut req = keygen_request(name);
+    req.description = noise(name, mpc_raft_store::command::MAX_DESCRIPTION_LEN);
+    req.tags = (0..mpc_raft_store::command::MAX_TAGS)
+        .map(|t| {
+            (
+                format!("tag-{t:02}"),
+                noise(
+                    &format!("{name}/{t}"),
+                    mpc_raft_store::command::MAX_TAG_VALUE_LEN,
+                ),
+            )
+        })
+        .collect();
+    with_policy(req)
 }
 
 /// A coordinator cluster of processes, with its own PKI (TLS and authentication on, as in
@@ -133,12 +168,26 @@ impl Cluster {
         env: &[(&str, &str)],
         node_env: impl Fn(u64) -> Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
+        Self::start_with_nodes(n, env, |node| {
+            node.env = node_env(node.id);
+            Ok(())
+        })
+        .await
+    }
+
+    /// [`Self::start`], with each node prepared by `prepare` before its first start (its own
+    /// settings, a launcher).
+    pub async fn start_with_nodes(
+        n: u64,
+        env: &[(&str, &str)],
+        prepare: impl Fn(&mut NodeProc) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (pki, admin) = new_pki(dir.path())?;
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
             let mut node = Self::node(dir.path(), &pki, id)?;
-            node.env = node_env(id);
+            prepare(&mut node)?;
             nodes.insert(id, node);
         }
         let members = nodes
@@ -205,6 +254,7 @@ impl Cluster {
             log: dir.join(format!("node{id}.log")),
             tls: issue(pki, Role::Coordinator, &id.to_string(), None)?,
             env: Vec::new(),
+            launcher: Vec::new(),
             child: None,
         })
     }
@@ -317,7 +367,14 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(&node.log)?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = match node.launcher.split_first() {
+            Some((launcher, args)) => {
+                let mut cmd = Command::new(launcher);
+                cmd.args(args).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("--node-id")
             .arg(id.to_string())
             .arg("--grpc-listen")
@@ -342,6 +399,11 @@ impl Cluster {
         }
         node.child = Some(cmd.spawn()?);
         Ok(())
+    }
+
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes.get(&id)?.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no shutdown, no flush.

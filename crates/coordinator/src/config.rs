@@ -152,6 +152,10 @@ pub struct LimitSettings {
     /// Sessions of one key not finished yet (pending or running): a new request beyond it
     /// is refused with RESOURCE_EXHAUSTED until some finish.
     pub max_open_sessions_per_key: u32,
+    /// Free space kept in the data directory: below it the node refuses writes and hands
+    /// over leadership, below half of it it refuses replicated entries too, so that RocksDB
+    /// never meets a full disk (which stops a Raft node for good); 0 turns the reserve off.
+    pub min_free_disk_mib: u64,
 }
 
 impl Default for LimitSettings {
@@ -162,6 +166,7 @@ impl Default for LimitSettings {
             max_concurrent_requests: 256,
             max_watch_streams: 64,
             max_open_sessions_per_key: 1_000,
+            min_free_disk_mib: 128,
         }
     }
 }

@@ -36,6 +36,13 @@ pub enum CoordinatorError {
     },
     #[error("the Raft node stopped: {0}")]
     RaftStopped(String),
+    /// This node's data directory is short of space ([`crate::disk`]); other members take
+    /// writes.
+    #[error(
+        "this node's data directory has {free_mib} MiB free, below limits.min_free_disk_mib \
+         ({min_free_mib}): it refuses writes until space returns; send them to another member"
+    )]
+    DiskSpaceLow { free_mib: u64, min_free_mib: u64 },
     #[error("server error: {0}")]
     Server(String),
 }
@@ -64,6 +71,7 @@ impl From<CoordinatorError> for Status {
                 Code::Unavailable
             }
             CoordinatorError::Timeout(_) => Code::DeadlineExceeded,
+            CoordinatorError::DiskSpaceLow { .. } => Code::ResourceExhausted,
             CoordinatorError::Membership(_) => Code::FailedPrecondition,
             CoordinatorError::Config(_)
             | CoordinatorError::Store(_)

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
+use crate::disk::SpaceLevel;
 use crate::node::Coordinator;
 
 #[derive(Debug, Clone)]
@@ -51,8 +52,8 @@ async fn health(State(s): State<HttpState>) -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "role": "coordinator", "id": s.node.id() }))
 }
 
-/// Ready when a leader is known, a leader still hears from a quorum, and the node applies what
-/// was committed when asked within a moment.
+/// Ready when a leader is known, a leader still hears from a quorum, the node applies what was
+/// committed when asked within a moment, and its data directory has its reserve of free space.
 async fn ready(State(s): State<HttpState>) -> Response {
     let view = s.node.cluster_view().await;
     let body = json!({
@@ -60,6 +61,7 @@ async fn ready(State(s): State<HttpState>) -> Response {
         "leader": view.leader,
         "committed": view.committed,
         "last_applied": view.last_applied,
+        "disk_space_low": s.node.disk().level() != SpaceLevel::Ample,
     });
     let code = if view.ready {
         StatusCode::OK

@@ -20,7 +20,9 @@
 //! 7. reload certificates when their files change or on SIGHUP;
 //! 8. on an empty store with `initial_members`, initialise the group (every member may do
 //!    so with the same list: the entries they write are identical);
-//! 9. run until the shutdown future completes, then stop Raft and the servers.
+//! 9. watch the data directory's free space ([`disk`]): short of it, the node refuses writes
+//!    and leadership, then replicated entries, until space returns;
+//! 10. run until the shutdown future completes, then stop Raft and the servers.
 //!
 //! [`run_with_listeners`] does the same on sockets the caller bound: tests bind port 0 and
 //! run whole clusters in one process (module `test_utils`, behind the `test-utils` feature).
@@ -34,6 +36,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod disk;
 mod error;
 pub mod gateway;
 pub mod http;
@@ -266,6 +269,7 @@ async fn serve(
     });
     let exporter = tokio::spawn(telemetry::export_raft_metrics(node.clone(), prometheus));
     let retention = tokio::spawn(retention::run(node.clone()));
+    let disk_watch = tokio::spawn(node.disk().clone().watch(raft.clone()));
     tracing::info!(
         id = config.node_id,
         grpc = %config.grpc_listen,
@@ -281,6 +285,7 @@ async fn serve(
     }
     let elections = tokio::spawn(enable_elections(
         raft.clone(),
+        node.disk().clone(),
         rejoining,
         Duration::from_millis(4 * config.raft.election_timeout_max_ms).max(Duration::from_secs(2)),
     ));
@@ -289,6 +294,7 @@ async fn serve(
     tracing::info!("shutting down");
     exporter.abort();
     retention.abort();
+    disk_watch.abort();
     scheduler.abort();
     elections.abort();
     if let Some(reloader) = reloader {
@@ -481,11 +487,11 @@ async fn serve_grpc(
 /// follower; if the whole group restarted, the first election waits `grace` once. (Waiting for
 /// a leader in the metrics is no shortcut: a restarted follower reports the leader of its
 /// persisted vote, alive or not.)
-async fn enable_elections(raft: Raft, rejoining: bool, grace: Duration) {
+async fn enable_elections(raft: Raft, disk: disk::DiskGuard, rejoining: bool, grace: Duration) {
     if rejoining {
         tokio::time::sleep(grace).await;
     }
-    raft.runtime_config().elect(true);
+    disk.allow_elections(&raft);
 }
 
 /// Initialises a pristine node with the configured members (none: it waits to be added by a

@@ -170,6 +170,7 @@ mod tests {
             max_concurrent_requests: concurrent,
             max_watch_streams: watches,
             max_open_sessions_per_key: 1,
+            min_free_disk_mib: 0,
         })
     }
 

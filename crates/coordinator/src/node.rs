@@ -14,6 +14,7 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{RaftMetrics, ServerState};
 
 use crate::config::Config;
+use crate::disk::{DiskGuard, SpaceLevel};
 use crate::limits::Limiter;
 use crate::peer::{ForwardError, ForwardRequest, ForwardResponse, MembershipOutcome, Peers};
 use crate::proposer::{client_write_error, Proposer};
@@ -42,6 +43,7 @@ struct Inner {
     peers: Peers,
     proposer: Proposer,
     limiter: Arc<Limiter>,
+    disk: DiskGuard,
     config: Config,
 }
 
@@ -113,6 +115,7 @@ impl Coordinator {
                 reader,
                 peers,
                 limiter: Limiter::new(config.limits.clone()),
+                disk: DiskGuard::new(&config.data_dir, config.limits.min_free_disk_mib),
                 config,
             }),
         }
@@ -137,6 +140,11 @@ impl Coordinator {
     /// Per-principal limits of the public API.
     pub fn limiter(&self) -> &Arc<Limiter> {
         &self.inner.limiter
+    }
+
+    /// The data directory's free space, and what this node refuses for the want of it.
+    pub fn disk(&self) -> &DiskGuard {
+        &self.inner.disk
     }
 
     fn metrics(&self) -> RaftMetrics<NodeId, NodeInfo> {
@@ -189,6 +197,7 @@ impl Coordinator {
     /// this node leads; they are never forwarded (the leader refuses them from peers).
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, CoordinatorError> {
         cmd.validate()?;
+        self.inner.disk.check_write()?;
         let started = Instant::now();
         let outcome = if cmd.op.is_scheduler_only() {
             match self.run_local(ForwardRequest::Write(Box::new(cmd))).await {
@@ -244,6 +253,7 @@ impl Coordinator {
     }
 
     async fn membership(&self, req: ForwardRequest) -> Result<MembershipOutcome, CoordinatorError> {
+        self.inner.disk.check_write()?;
         match self.forward_or_run(req).await? {
             ForwardResponse::Membership(outcome) => Ok(outcome),
             ForwardResponse::Written(_) => Err(CoordinatorError::Server(
@@ -382,6 +392,11 @@ impl Coordinator {
     /// Carries out a request on this node, which must be the leader.
     pub async fn run_local(&self, req: ForwardRequest) -> Result<ForwardResponse, ForwardError> {
         let raft = &self.inner.raft;
+        // A leader short of space is handing its leadership over (`crate::disk`): the
+        // forwarding node waits for the next leader, as for any leader that stepped down.
+        if self.inner.disk.level() != SpaceLevel::Ample {
+            return Err(ForwardError::NotLeader { leader: None });
+        }
         match req {
             ForwardRequest::Write(cmd) => {
                 if let Some(full) = self.open_sessions_full(&cmd).await? {
@@ -560,7 +575,9 @@ impl Coordinator {
         let quorum_lost = m.state == ServerState::Leader
             && m.millis_since_quorum_ack
                 .is_none_or(|ms| ms > self.inner.config.raft.election_timeout_max_ms);
-        let ready = m.current_leader.is_some() && caught_up && !quorum_lost;
+        // A node short of disk space refuses writes: traffic should go to the others.
+        let space_low = self.inner.disk.level() != SpaceLevel::Ample;
+        let ready = m.current_leader.is_some() && caught_up && !quorum_lost && !space_low;
         ClusterView {
             id: m.id,
             state: state_name(m.state),

@@ -38,7 +38,15 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
     async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let rpc = decode_request(request)?;
+        let rpc: openraft::raft::AppendEntriesRequest<mpc_raft_store::TypeConfig> =
+            decode_request(request)?;
+        // Short of space, a member takes heartbeats (they keep it a follower and write
+        // nothing) but no entries: the leader retries them once space returns.
+        if !rpc.entries.is_empty() && !self.node.disk().takes_entries() {
+            return Err(Status::resource_exhausted(
+                self.node.disk().entries_refused(),
+            ));
+        }
         reply(&self.node.raft().append_entries(rpc).await)
     }
 
@@ -57,6 +65,11 @@ impl RaftRpc for RaftService {
         // chunk that would take the snapshot past its bound is refused here, before it can.
         mpc_raft_store::check_snapshot_chunk(rpc.offset, rpc.data.len())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !self.node.disk().takes_entries() {
+            return Err(Status::resource_exhausted(
+                self.node.disk().entries_refused(),
+            ));
+        }
         reply(&self.node.raft().install_snapshot(rpc).await)
     }
 

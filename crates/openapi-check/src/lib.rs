@@ -116,12 +116,16 @@ pub fn check_document<'a>(
         ));
     }
     for path in &documented {
-        let item = doc["paths"][path.as_str()].as_object();
-        let methods: Vec<&String> = item.into_iter().flat_map(|i| i.keys()).collect();
+        let item = &doc["paths"][path.as_str()];
+        let methods: Vec<&String> = item
+            .as_object()
+            .into_iter()
+            .flat_map(|i| i.keys())
+            .collect();
         if methods != ["get"] {
             return Err(format!("{path}: methods {methods:?}, every route is a GET"));
         }
-        if !doc["paths"][path.as_str()]["get"]["responses"]["200"].is_object() {
+        if !item["get"]["responses"]["200"].is_object() {
             return Err(format!("{path}: no 200 answer documented"));
         }
     }

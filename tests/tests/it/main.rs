@@ -11,4 +11,5 @@ mod party_authority;
 mod relay;
 mod security;
 mod signing;
+mod snapshot;
 mod storage;
