@@ -7,6 +7,7 @@
     ctl.py send-malformed --kind KIND                     one bad packet (KIND below); a JSON line
     ctl.py verified GUID|all                              PayloadVerified on target; JSON lines
     ctl.py mine N --chain source|target                   mine N empty blocks
+    ctl.py head --chain source|target                     the head block number
     ctl.py snapshot --chain source|target                 print a snapshot id
     ctl.py revert ID --chain source|target                back to the snapshot; later blocks go
     ctl.py offline|online --chain source|target           the endpoint answers 503 / serves again
@@ -190,6 +191,8 @@ def main():
     command = commands.add_parser("mine")
     command.add_argument("count", type=int)
     command.add_argument("--chain", **chain_choice)
+    command = commands.add_parser("head")
+    command.add_argument("--chain", **chain_choice)
     command = commands.add_parser("snapshot")
     command.add_argument("--chain", **chain_choice)
     command = commands.add_parser("revert")
@@ -214,6 +217,8 @@ def main():
         verified(addresses, args.guid)
     elif args.command == "mine":
         devnet_rpc(addresses, args.chain, "evm_mine", [hex(args.count)])
+        emit({"chain": args.chain, "block_number": int(devnet_rpc(addresses, args.chain, "eth_blockNumber", []), 16)})
+    elif args.command == "head":
         emit({"chain": args.chain, "block_number": int(devnet_rpc(addresses, args.chain, "eth_blockNumber", []), 16)})
     elif args.command == "snapshot":
         emit({"chain": args.chain, "snapshot": devnet_rpc(addresses, args.chain, "evm_snapshot", [])})

@@ -48,18 +48,22 @@ secret_file() {
 }
 
 devnet_up() {
-  if scripts/dvn-devnet.sh status >/dev/null 2>&1; then return; fi
   mkdir -p "$DVN_DEVNET_DIR"
-  DVN_DEVNET_BLOCK_TIME=${DVN_DEVNET_BLOCK_TIME:-1} scripts/dvn-devnet.sh up >/dev/null
+  # Whether the chains run is told by their processes, not by a probe: a chain busy with a
+  # burst of transactions may answer a probe late, and a live devnet must not be taken for
+  # a dead one (as `dvn-devnet.sh status` would, under chaos/dvn-kill.sh's load).
+  local started
+  started=$(DVN_DEVNET_BLOCK_TIME=${DVN_DEVNET_BLOCK_TIME:-1} scripts/dvn-devnet.sh up)
+  [[ $started == "dvn devnet already up"* ]] && return
   # A fresh devnet starts at block 0, but the job book in Raft may hold cursors from an
   # earlier one: grow the new source chain past them, so that its packets are above them.
   local highest head
   highest=$(mpcctl --output json dvn status | "$VENV/bin/python" -c '
 import json, sys
 print(max([c["block"] or 0 for c in json.load(sys.stdin)["cursors"]] + [0]))')
-  head=$(scripts/dvn-devnet.sh status | awk '$1 == "source:" {print $NF}')
-  if ((highest >= ${head:-0})); then
-    ctl mine $((highest - ${head:-0} + 1)) --chain source >/dev/null
+  head=$(ctl head --chain source | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["block_number"])')
+  if ((highest >= head)); then
+    ctl mine $((highest - head + 1)) --chain source >/dev/null
   fi
 }
 

@@ -67,43 +67,67 @@ enum LogJob {
 #[derive(Debug, Default)]
 struct TailCache {
     entries: VecDeque<Entry>,
+    /// The encoded size of each entry in `entries`, and their sum.
+    sizes: VecDeque<usize>,
+    bytes: usize,
     /// One past the last index the writer has written to RocksDB (shared with the writer).
     written_end: Arc<AtomicU64>,
 }
 
-/// Enough for a follower a few seconds behind under full load.
+/// Enough for a follower a few seconds behind under full load of small writes.
 const TAIL_CACHE_ENTRIES: usize = 8192;
+/// And at most this much of them: entries batch up to hundreds of commands of up to tens of
+/// KiB each, and 8192 of those would hold gigabytes for a follower that lags.
+const TAIL_CACHE_BYTES: usize = 32 << 20;
 
 impl TailCache {
     fn first_index(&self) -> Option<u64> {
         self.entries.front().map(|e| e.log_id.index)
     }
 
-    fn append(&mut self, new: &[Entry]) {
-        let Some(first) = new.first() else { return };
+    /// Adds `new` entries, each with its encoded size.
+    fn append(&mut self, new: impl IntoIterator<Item = (Entry, usize)>) {
+        let mut new = new.into_iter().peekable();
+        let Some((first, _)) = new.peek() else { return };
         let contiguous = self
             .entries
             .back()
             .is_some_and(|last| last.log_id.index + 1 == first.log_id.index);
         if !contiguous {
             self.entries.clear();
+            self.sizes.clear();
+            self.bytes = 0;
         }
-        self.entries.extend(new.iter().cloned());
+        for (entry, size) in new {
+            self.entries.push_back(entry);
+            self.sizes.push_back(size);
+            self.bytes += size;
+        }
         let written_end = self.written_end.load(Ordering::Acquire);
-        while self.entries.len() > TAIL_CACHE_ENTRIES
+        while (self.entries.len() > TAIL_CACHE_ENTRIES || self.bytes > TAIL_CACHE_BYTES)
             && self
                 .entries
                 .front()
                 .is_some_and(|e| e.log_id.index < written_end)
         {
-            self.entries.pop_front();
+            self.pop_front();
         }
+    }
+
+    fn pop_front(&mut self) {
+        self.entries.pop_front();
+        self.bytes = self
+            .bytes
+            .saturating_sub(self.sizes.pop_front().unwrap_or(0));
     }
 
     /// Drops entries at and after `index`.
     fn truncate(&mut self, index: u64) {
         while self.entries.back().is_some_and(|e| e.log_id.index >= index) {
             self.entries.pop_back();
+            self.bytes = self
+                .bytes
+                .saturating_sub(self.sizes.pop_back().unwrap_or(0));
         }
     }
 
@@ -114,7 +138,7 @@ impl TailCache {
             .front()
             .is_some_and(|e| e.log_id.index <= index)
         {
-            self.entries.pop_front();
+            self.pop_front();
         }
     }
 
@@ -522,7 +546,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = encode("log entry", entry).map_err(write_err)?;
             encoded.push((entry.log_id.index.to_be_bytes(), bytes));
         }
-        self.tail().append(&entries);
+        self.tail().append(
+            entries
+                .into_iter()
+                .zip(encoded.iter().map(|(_, b)| b.len())),
+        );
         self.queue(LogJob::Append {
             entries: encoded,
             flushed: callback,
@@ -560,6 +588,11 @@ mod tests {
         }
     }
 
+    /// A blank entry at `index` with the size of a small one.
+    fn small(index: u64) -> (Entry, usize) {
+        (blank(index), 64)
+    }
+
     fn indexes(entries: &[Entry]) -> Vec<u64> {
         entries.iter().map(|e| e.log_id.index).collect()
     }
@@ -568,26 +601,47 @@ mod tests {
     fn the_cache_keeps_entries_the_writer_has_not_written() {
         let mut tail = TailCache::default();
         let over = TAIL_CACHE_ENTRIES as u64 + 100;
-        tail.append(&(1..=over).map(blank).collect::<Vec<_>>());
+        tail.append((1..=over).map(small));
         // Nothing written yet: nothing may go, whatever the size limit.
         assert_eq!(tail.first_index(), Some(1));
 
         tail.written_end.store(51, Ordering::Release);
-        tail.append(&[blank(over + 1)]);
+        tail.append([small(over + 1)]);
         assert_eq!(
             tail.first_index(),
             Some(51),
             "only written entries are evicted"
         );
         tail.written_end.store(over + 2, Ordering::Release);
-        tail.append(&[blank(over + 2)]);
+        tail.append([small(over + 2)]);
         assert_eq!(tail.entries.len(), TAIL_CACHE_ENTRIES);
+    }
+
+    #[test]
+    fn the_cache_holds_large_entries_up_to_its_byte_bound() {
+        let mut tail = TailCache::default();
+        let large = TAIL_CACHE_BYTES / 10;
+        tail.written_end.store(u64::MAX, Ordering::Release);
+        tail.append((1..=100).map(|i| (blank(i), large)));
+        assert_eq!(
+            tail.entries.len(),
+            10,
+            "the byte bound, not the entry bound"
+        );
+        assert_eq!(tail.first_index(), Some(91));
+        assert_eq!(tail.bytes, 10 * large);
+
+        tail.truncate(95);
+        tail.purge(92);
+        assert_eq!(indexes(&tail.get(0, None).1), [93, 94]);
+        assert_eq!(tail.bytes, 2 * large);
+        assert_eq!(tail.sizes.len(), 2);
     }
 
     #[test]
     fn a_read_below_the_cache_is_split_at_its_first_entry() {
         let mut tail = TailCache::default();
-        tail.append(&(10..=20).map(blank).collect::<Vec<_>>());
+        tail.append((10..=20).map(small));
         let (from, cached) = tail.get(5, Some(15));
         assert_eq!(from, Some(10));
         assert_eq!(indexes(&cached), [10, 11, 12, 13, 14]);

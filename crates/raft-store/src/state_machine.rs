@@ -384,6 +384,9 @@ fn for_each_record(
 
 /// Writes a snapshot of the state into a new file, makes it the current snapshot and returns it
 /// open at its start.
+/// How much of a snapshot file is written between two syncs while it is built.
+const SYNC_STEP_BYTES: u64 = 8 << 20;
+
 fn build_snapshot(db: &DB, dir: &SnapshotDir) -> Result<(Meta, File, u64), SnapshotError> {
     drop(lock_dir(db, dir)?);
     let view = db.snapshot();
@@ -407,9 +410,18 @@ fn build_snapshot(db: &DB, dir: &SnapshotDir) -> Result<(Meta, File, u64), Snaps
     let mut out = BoundedWriter::new(BufWriter::with_capacity(1 << 16, &file));
     out.write_all(&header).map_err(io_err("write", &path))?;
     let mut written = 0u64;
+    let mut synced_to = 0u64;
     for_each_record(db, &view, |tag, key, value| {
         written += 1;
-        write_record(&mut out, tag, key, value).map_err(io_err("write", &path))
+        write_record(&mut out, tag, key, value).map_err(io_err("write", &path))?;
+        // Synced as it grows: one sync of hundreds of MiB at the end would hold up the log's
+        // own syncs on the same disk for seconds, and the leader's writes with them.
+        if out.written() - synced_to >= SYNC_STEP_BYTES {
+            out.flush().map_err(io_err("write", &path))?;
+            file.sync_data().map_err(io_err("sync", &path))?;
+            synced_to = out.written();
+        }
+        Ok(())
     })?;
     if written != count {
         return Err(StoreError::Corrupt {

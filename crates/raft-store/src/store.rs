@@ -15,6 +15,9 @@ pub(crate) const CF_LOG_META: &str = "raft_meta";
 pub(crate) const CF_SM_META: &str = "sm_meta";
 pub(crate) const CF_SNAPSHOT: &str = "sm_snapshot";
 
+/// The memory all column families' memtables may take together.
+const MEMTABLE_BUDGET_BYTES: usize = 64 << 20;
+
 /// One RocksDB database holding a coordinator's Raft log and its state machine.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -37,6 +40,13 @@ impl Store {
         opts.set_keep_log_file_num(4);
         // Our own syncs make entries durable; RocksDB's own WAL flushes stay automatic.
         opts.set_manual_wal_flush(false);
+        // Files RocksDB writes in the background (flushes, compactions of a large state) are
+        // synced as they grow, so that a log sync never waits behind their dirty pages.
+        opts.set_bytes_per_sync(1 << 20);
+        opts.set_wal_bytes_per_sync(1 << 20);
+        // One budget for the memtables of every column family (each would otherwise take up
+        // to 128 MiB): a node under a stream of large writes flushes sooner instead of growing.
+        opts.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
 
         let mut names = vec![CF_LOG, CF_LOG_META, CF_SM_META, CF_SNAPSHOT];
         names.extend(Table::ALL.iter().map(|t| t.cf_name()));

@@ -22,19 +22,26 @@ const WRITERS: usize = 16;
 /// then (the stated time of the issue; the figure itself is printed).
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(180);
 
-/// Creates the keygen `request` through `client`, again while it answers UNAVAILABLE (a
-/// leader busy with a snapshot of this size may lose an election; the request id makes the
-/// retry safe), up to a limit.
+/// Creates the keygen `request` through `client`, again (as a client of the platform would)
+/// while it answers UNAVAILABLE or DEADLINE_EXCEEDED, up to a limit: a leader writing a
+/// snapshot of this size to a slow disk may lose an election or confirm a write late, and the
+/// request id makes the retry safe.
 async fn create(
     client: &mut SessionsClient<mpc_client::ClientChannel>,
     request: pb::CreateKeygenRequest,
 ) -> anyhow::Result<()> {
-    let mut elections = 0;
+    let mut retries = 0;
     loop {
         match client.create_keygen(request.clone()).await {
             Ok(_) => return Ok(()),
-            Err(status) if status.code() == tonic::Code::Unavailable && elections < 50 => {
-                elections += 1;
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) && retries < 50 =>
+            {
+                retries += 1;
+                eprintln!("{}: retrying after {status:?}", request.request_id);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(status) => return Err(status.into()),

@@ -7,7 +7,8 @@
 //! and feeds their results back as events, so every rule here is testable by driving the
 //! machine directly.
 //!
-//! A session costs nothing while it waits: sessions short of online parties are indexed by
+//! A session costs little while it waits: until its start commits, the scheduler holds only
+//! its [`SessionBrief`], never its payload; sessions short of online parties are indexed by
 //! the parties they could use and looked at again only when one of those attaches; deadlines
 //! sit in an ordered set, so a tick touches only what is due.
 
@@ -149,6 +150,44 @@ pub enum Event {
     PoolStock(Vec<PoolStock>),
 }
 
+/// What planning a session's start needs of it: its record without the payload (a keygen's
+/// description and tags, a signing's message and approvals, up to tens of KiB each), so that
+/// the thousands of sessions a leader may hold waiting for parties cost a few hundred bytes
+/// each. The full record comes back with the committed start ([`Event::Started`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionBrief {
+    pub session_id: String,
+    pub kind: SessionKind,
+    pub scheme: Scheme,
+    pub key_id: String,
+    pub parties: Vec<String>,
+    pub status: SessionStatus,
+    pub deadline_ms: u64,
+    /// Whether the session's input lets a presignature serve it.
+    pub may_use_presignature: bool,
+    /// Whether the current attempt signs with a presignature it already took.
+    pub has_attempt_presignature: bool,
+}
+
+impl From<&SessionRecord> for SessionBrief {
+    fn from(session: &SessionRecord) -> Self {
+        Self {
+            session_id: session.session_id.clone(),
+            kind: session.kind,
+            scheme: session.scheme,
+            key_id: session.key_id.clone(),
+            parties: session.parties.clone(),
+            status: session.status,
+            deadline_ms: session.deadline_ms,
+            may_use_presignature: session
+                .signing_input
+                .as_ref()
+                .is_some_and(SigningInput::may_use_presignature),
+            has_attempt_presignature: session.attempt_presignature().is_some(),
+        }
+    }
+}
+
 /// Everything a participant needs to run its part of an attempt (the runtime turns it into
 /// the wire message).
 #[derive(Debug, Clone, PartialEq)]
@@ -171,7 +210,7 @@ pub struct Assignment {
 pub enum Action {
     /// Read what the session needs; answer with [`Event::Loaded`] or [`Event::LoadFailed`].
     Load {
-        session: Box<SessionRecord>,
+        session: SessionBrief,
         presignatures: bool,
     },
     /// Propose `StartSession`; answer with [`Event::Started`] or [`Event::StartFailed`].
@@ -221,7 +260,7 @@ pub(super) struct Run {
 /// A session between its load and its committed start.
 #[derive(Debug)]
 struct Starting {
-    session: SessionRecord,
+    session: SessionBrief,
     /// Set once the load returned and the start is proposed.
     planned: Option<Planned>,
 }
@@ -259,16 +298,16 @@ struct Planned {
 enum Parked {
     /// Fewer than `quorum` of `candidates` are online.
     Waiting {
-        session: SessionRecord,
+        session: SessionBrief,
         candidates: Vec<String>,
         quorum: usize,
     },
     /// A start failed for a passing reason: try again at the next tick.
-    Retry { session: SessionRecord },
+    Retry { session: SessionBrief },
 }
 
 impl Parked {
-    fn session(&self) -> &SessionRecord {
+    fn session(&self) -> &SessionBrief {
         match self {
             Parked::Waiting { session, .. } | Parked::Retry { session } => session,
         }
@@ -532,12 +571,12 @@ impl SessionScheduler {
         if session.status == SessionStatus::Running && session.kind == SessionKind::Presign {
             return;
         }
-        self.begin(session, out);
+        self.begin(SessionBrief::from(&session), out);
     }
 
     /// Starts the path to a dispatch: keygen and presign need all their parties, which the
     /// record names; signing needs the key to know its parties.
-    fn begin(&mut self, session: SessionRecord, out: &mut Vec<Action>) {
+    fn begin(&mut self, session: SessionBrief, out: &mut Vec<Action>) {
         match session.kind {
             SessionKind::Keygen => {
                 let parties = session.parties.clone();
@@ -560,7 +599,7 @@ impl SessionScheduler {
         }
         let presignatures = session.kind == SessionKind::Sign
             && session.scheme == Scheme::EcdsaSecp256k1
-            && may_use_presignature(&session);
+            && session.may_use_presignature;
         self.starting.insert(
             session.session_id.clone(),
             Starting {
@@ -569,7 +608,7 @@ impl SessionScheduler {
             },
         );
         out.push(Action::Load {
-            session: Box::new(session),
+            session,
             presignatures,
         });
     }
@@ -578,7 +617,7 @@ impl SessionScheduler {
     /// until one of the offline candidates attaches.
     fn park_unless_ready(
         &mut self,
-        session: &SessionRecord,
+        session: &SessionBrief,
         candidates: &[String],
         quorum: usize,
     ) -> bool {
@@ -608,7 +647,7 @@ impl SessionScheduler {
         false
     }
 
-    fn unpark(&mut self, id: &str) -> Option<SessionRecord> {
+    fn unpark(&mut self, id: &str) -> Option<SessionBrief> {
         let parked = self.parked.remove(id)?;
         if let Parked::Waiting { candidates, .. } = &parked {
             for party in candidates {
@@ -719,7 +758,7 @@ impl SessionScheduler {
     /// session was parked until more parties attach.
     fn plan(
         &mut self,
-        session: &SessionRecord,
+        session: &SessionBrief,
         context: &SessionContext,
     ) -> Result<Option<SignerChoice>, String> {
         if session.kind == SessionKind::Keygen {
@@ -745,7 +784,7 @@ impl SessionScheduler {
         }
         // A re-dispatched signing never takes a presignature: the one it may have had stays
         // used, and a new one would be a second use of the request's approvals.
-        let may_presign = session.status == SessionStatus::Pending && may_use_presignature(session);
+        let may_presign = session.status == SessionStatus::Pending && session.may_use_presignature;
         Ok(self.choose_signers(key, &context.presignatures, may_presign))
     }
 
@@ -794,7 +833,7 @@ impl SessionScheduler {
         Some(SignerChoice::without_presignature(chosen))
     }
 
-    fn on_start_error(&mut self, session: SessionRecord, error: StartError, out: &mut Vec<Action>) {
+    fn on_start_error(&mut self, session: SessionBrief, error: StartError, out: &mut Vec<Action>) {
         match error {
             StartError::Superseded => {}
             StartError::Missing(what) => {
@@ -1017,18 +1056,25 @@ impl SessionScheduler {
     /// Whether an ECDSA signing without a presignature is starting or running: the parties'
     /// cores are better spent on it than on the pool.
     fn full_signings_busy(&self) -> bool {
-        let full = |s: &SessionRecord| {
-            s.kind == SessionKind::Sign
-                && s.scheme == Scheme::EcdsaSecp256k1
-                && s.attempt_presignature().is_none()
+        let full = |kind: SessionKind, scheme: Scheme, has_presignature: bool| {
+            kind == SessionKind::Sign && scheme == Scheme::EcdsaSecp256k1 && !has_presignature
         };
-        self.runs.values().any(|r| full(&r.session))
-            || self.starting.values().any(|s| {
-                full(&s.session)
-                    && s.planned
-                        .as_ref()
-                        .is_none_or(|p| p.presignature_id.is_none())
-            })
+        self.runs.values().any(|r| {
+            full(
+                r.session.kind,
+                r.session.scheme,
+                r.session.attempt_presignature().is_some(),
+            )
+        }) || self.starting.values().any(|s| {
+            full(
+                s.session.kind,
+                s.session.scheme,
+                s.session.has_attempt_presignature,
+            ) && s
+                .planned
+                .as_ref()
+                .is_none_or(|p| p.presignature_id.is_none())
+        })
     }
 
     /// The pool a key should hold: the configured size, or more while signings draw on it
@@ -1044,8 +1090,8 @@ impl SessionScheduler {
 
     /// Presign sessions between their creation and their end (for one key, or all).
     fn presigns_in_flight(&self, key_id: Option<&str>) -> usize {
-        let matches = |s: &SessionRecord| {
-            s.kind == SessionKind::Presign && key_id.is_none_or(|k| s.key_id == k)
+        let matches = |kind: SessionKind, key: &str| {
+            kind == SessionKind::Presign && key_id.is_none_or(|k| key == k)
         };
         let proposed = self
             .proposed_presigns
@@ -1053,16 +1099,20 @@ impl SessionScheduler {
             .filter(|(k, _)| key_id.is_none_or(|id| k == id))
             .count();
         proposed
-            + self.runs.values().filter(|r| matches(&r.session)).count()
+            + self
+                .runs
+                .values()
+                .filter(|r| matches(r.session.kind, &r.session.key_id))
+                .count()
             + self
                 .starting
                 .values()
-                .filter(|s| matches(&s.session))
+                .filter(|s| matches(s.session.kind, &s.session.key_id))
                 .count()
             + self
                 .parked
                 .values()
-                .filter(|p| matches(p.session()))
+                .filter(|p| matches(p.session().kind, &p.session().key_id))
                 .count()
     }
 
@@ -1110,14 +1160,6 @@ impl SessionScheduler {
             }
         }
     }
-}
-
-/// Whether the session's input lets a presignature serve it ([`SigningInput::may_use_presignature`]).
-fn may_use_presignature(session: &SessionRecord) -> bool {
-    session
-        .signing_input
-        .as_ref()
-        .is_some_and(SigningInput::may_use_presignature)
 }
 
 fn fail(session_id: &str, reason: &str, blamed_parties: Vec<String>) -> Action {

@@ -23,7 +23,7 @@ mod runtime;
 mod verdict;
 
 pub use self::core::{
-    Action, Assignment, Event, OutcomeResult, PartyOutcome, PoolStock, SessionContext,
-    SessionScheduler, Settings, StartError,
+    Action, Assignment, Event, OutcomeResult, PartyOutcome, PoolStock, SessionBrief,
+    SessionContext, SessionScheduler, Settings, StartError,
 };
 pub use self::runtime::{session_span, Planner, Runtime};

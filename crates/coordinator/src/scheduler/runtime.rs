@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use mpc_proto::v1 as pb;
 use mpc_raft_store::command::SessionStart;
-use mpc_raft_store::model::{KeyRecord, Scheme, SessionKind, SessionRecord, SigningInput};
+use mpc_raft_store::model::{KeyRecord, Scheme, SessionKind, SigningInput};
 use mpc_raft_store::{CommandResponse, Operation, Rejection, SessionUpdate};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::core::{
-    Action, Event, PoolStock, SessionContext, SessionScheduler, Settings, StartError,
+    Action, Event, PoolStock, SessionBrief, SessionContext, SessionScheduler, Settings, StartError,
 };
 use crate::api::convert;
 use crate::gateway::{PartyHub, Presence};
@@ -383,7 +383,7 @@ fn start_error(e: CoordinatorError) -> StartError {
 /// Reads what a dispatch of `session` needs.
 async fn load(
     node: &Coordinator,
-    session: &SessionRecord,
+    session: &SessionBrief,
     presignatures: bool,
 ) -> Result<SessionContext, StartError> {
     let reader = node.reader();
